@@ -1,0 +1,214 @@
+// soxs-mflat numerical core: pure functions over in-memory float32 images.
+// No I/O, no logging, no Python types. Errors: std::invalid_argument for bad
+// input, std::runtime_error for processing failures (e.g. a fit with no points).
+//
+// Coordinates. Images are row-major (ny rows of nx pixels). "Axis A" is the
+// cross-dispersion axis (the coordinate that is fitted), "axis B" runs along the
+// orders. a_is_x = true means A = column index (X-shooter, SOXS VIS); false means
+// A = row index (SOXS NIR). Polynomials are in UNBINNED pixel coordinates, with
+// pixel centres at integers; binned pixel i has unbinned centre bin*i + (bin-1)/2.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace soxs {
+
+// ---------------------------------------------------------------- views
+struct ImageView {            // read-only float image
+  const float* data = nullptr;
+  int64_t ny = 0, nx = 0;
+};
+struct MaskView {             // optional uint8 mask, non-zero = bad; data may be null
+  const uint8_t* data = nullptr;
+};
+
+// Global polynomial A(n, B) = sum_{i<=deg_n} sum_{j<=deg_b} c[i*(deg_b+1)+j] n^i B^j
+// (soxspipe's power-series layout: i-major, n = echelle order number).
+struct Poly2D {
+  int deg_n = 0, deg_b = 0;
+  std::vector<double> c;
+  double eval(double n, double b) const;
+};
+
+struct OrderSpan {            // one echelle order and its valid range along B (unbinned)
+  int order = 0;
+  double b_min = 0, b_max = 0;
+};
+
+struct Geometry {             // how polynomials map onto a (binned) frame
+  bool a_is_x = true;
+  int bin_a = 1, bin_b = 1;
+  int64_t len_a(const ImageView& v) const { return a_is_x ? v.nx : v.ny; }
+  int64_t len_b(const ImageView& v) const { return a_is_x ? v.ny : v.nx; }
+  int64_t index(int64_t a, int64_t b, int64_t nx) const { return a_is_x ? b * nx + a : a * nx + b; }
+  double to_unbinned_a(double a) const { return bin_a * a + 0.5 * (bin_a - 1); }
+  double to_unbinned_b(double b) const { return bin_b * b + 0.5 * (bin_b - 1); }
+  double to_binned_a(double a) const { return (a - 0.5 * (bin_a - 1)) / bin_a; }
+  double to_binned_b(double b) const { return (b - 0.5 * (bin_b - 1)) / bin_b; }
+};
+
+// ---------------------------------------------------------------- 1. clip and stack
+struct ClipParams {
+  double sigma_lower = 5.0, sigma_upper = 5.0;  // in MAD-sigma units (1.4826 * MAD)
+  int max_iters = 5;                             // astropy sigma_clip semantics
+};
+struct StackResult {
+  std::vector<float> mean, error;   // mean of surviving samples; mean(sigma_i)/sqrt(n_used)
+  std::vector<uint8_t> quality;     // 1 where no sample survived (mean = error = 0 there)
+  std::vector<uint8_t> n_used;
+};
+// frames[k], errors[k] (may be empty or null entries), masks[k] (may be empty or null);
+// scales[k] multiplies frame k and its error before clipping (empty = 1).
+// Output buffers are caller-provided when out_* are non-null (npix each), else allocated.
+void clip_and_stack(const std::vector<const float*>& frames,
+                    const std::vector<const float*>& errors,
+                    const std::vector<const uint8_t*>& masks,
+                    const std::vector<double>& scales, int64_t npix,
+                    const ClipParams& p, float* out_mean, float* out_error,
+                    uint8_t* out_quality, uint8_t* out_nused, int threads = 0);
+
+// ---------------------------------------------------------------- 2. inner-order statistics
+struct InnerStats {
+  double mean = 0, median = 0, p10 = 0, p50 = 0, p90 = 0;  // mean is sigma-clipped
+  int64_t n = 0;
+};
+// Pixels within `window` pixels (binned, centred) of each order centre, bad/NaN excluded.
+// With `ref` non-null the statistic is taken on image/ref (second-pass normalisation).
+InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskView& mask,
+                             const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                             const Geometry& g, int window, double clip_sigma = 25.0,
+                             int clip_iters = 3);
+
+// ---------------------------------------------------------------- 3. edge detection
+struct EdgeParams {
+  int slice_length = 70, slice_width = 5;   // binned pixels along A / along B
+  double min_pct = 20, max_pct = 50;        // threshold band, % of (max - min) above min
+  double step_unbinned = 25;                // sampling step along B (unbinned px)
+  int median_filter = 3;                    // odd; light smoothing that keeps monotone slopes exact
+  double min_width = 10;                    // minimum accepted order width (binned px)
+  double min_snr = 10;                      // reject slices whose peak is below min_snr * error
+};
+struct EdgePoints {           // one row per accepted slice; positions are UNBINNED
+  std::vector<int> order;
+  std::vector<double> b, lower, upper, level_pct, peak;
+  std::vector<int> n_slices_per_order;      // attempted slices, same order as `orders`
+};
+EdgePoints detect_edges(const ImageView& img, const float* err, const MaskView& mask,
+                        const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                        const Geometry& g, const EdgeParams& p, int threads = 0);
+
+// ---------------------------------------------------------------- 4. global polynomial fit
+struct FitResult {
+  Poly2D poly;                     // raw power-series coefficients (soxspipe layout)
+  std::vector<double> residuals;   // fit - measured, every input point
+  std::vector<uint8_t> clipped;    // 1 = rejected by the residual clipping
+  int iterations = 0;
+  double rms = 0;                  // rms of kept residuals
+};
+// Fits in scaled variables with Householder QR; clipping on median/MAD-sigma of residuals.
+FitResult fit_global_poly(const std::vector<double>& n, const std::vector<double>& b,
+                          const std::vector<double>& a, int deg_n, int deg_b,
+                          double clip_sigma, int max_iters);
+
+// ---------------------------------------------------------------- 5. scattered light
+struct BackgroundParams {
+  int margin = 3;              // binned pixels kept clear of each fitted edge
+  int spline_deg = 2;          // 1 = linear between gap levels, >= 2 = natural cubic spline
+  double smooth_sigma = 65;    // Gaussian sigma along B (binned px) of the gap levels
+  int outer_width = 30;        // px sampled beyond the outermost orders
+};
+struct BackgroundResult {
+  std::vector<float> model;    // full frame
+  int64_t n_samples = 0;       // gap levels used (lines x gaps)
+};
+BackgroundResult fit_background(const ImageView& img, const MaskView& mask,
+                                const Poly2D& lower, const Poly2D& upper,
+                                const std::vector<OrderSpan>& orders, const Geometry& g,
+                                const BackgroundParams& p, int threads = 0);
+
+// ---------------------------------------------------------------- 6. low sensitivity
+struct LowSensParams {
+  double clip_sigma = 5;       // flag where flat < model * (1 - clip_sigma * sigma_pix)
+  int half_a = 3, half_b = 3;  // separable median window half-sizes (A then B)
+};
+struct LowSensResult {
+  std::vector<uint8_t> flags;  // 1 = low-sensitivity pixel
+  int64_t n_flagged = 0;
+  std::vector<double> sigma_rel;  // per order: pixel-to-pixel scatter used (relative)
+};
+LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, const MaskView& mask,
+                                   const Poly2D& lower, const Poly2D& upper,
+                                   const std::vector<OrderSpan>& orders, const Geometry& g,
+                                   const LowSensParams& p, int threads = 0);
+
+// In-order test: pixels with lower(n,B) <= A <= upper(n,B) for some order.
+std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower,
+                                   const Poly2D& upper, const std::vector<OrderSpan>& orders,
+                                   const Geometry& g);
+
+// ---------------------------------------------------------------- 7. master flat
+struct MasterFlatParams {
+  ClipParams stack;
+  int centre_window = 10;
+  double norm_clip_sigma = 25; int norm_clip_iters = 3;
+  EdgeParams edges;
+  int order_deg = 3, disp_deg = 3;
+  double fit_clip_sigma = 5; int fit_clip_iters = 2;
+  bool subtract_background = true;
+  BackgroundParams background;
+  LowSensParams low_sens;
+  int threads = 0;
+};
+struct QCValues {
+  double ordexp10 = 0, ordexp50 = 0, ordexp90 = 0;
+  double x_res_min = 0, x_res_max = 0, x_res_sd = 0;
+  int64_t n_low_sens = 0, coldpix_num = 0;
+  double coldpix_frac = 0, inner_mean = 0, inner_sum = 0;
+};
+struct EdgeFit {
+  EdgePoints points;
+  FitResult lower, upper;
+  std::vector<int> n_used_per_order;   // accepted slices per order (after clipping)
+};
+struct MasterFlatResult {
+  std::vector<float> flux, error, background;   // background empty when not subtracted
+  std::vector<uint8_t> quality;                 // QUAL bits, see QualBits
+  std::vector<double> norm_first, norm_second;  // per-frame exposure levels (electrons)
+  EdgeFit edges;
+  std::vector<double> order_median_flux;        // per order (same order as input), central window
+  QCValues qc;
+};
+enum QualBits : uint8_t { QUAL_BAD_STATIC = 1, QUAL_LOW_SENS = 2, QUAL_NO_DATA = 4 };
+
+MasterFlatResult master_flat(const std::vector<const float*>& frames,
+                             const std::vector<const float*>& errors, const MaskView& bpm,
+                             int64_t ny, int64_t nx, const Poly2D& centre,
+                             const std::vector<OrderSpan>& orders, const Geometry& g,
+                             const MasterFlatParams& p);
+
+// Edge detection + both global fits on a frame (used by master_flat and after stitching).
+EdgeFit detect_and_fit_edges(const ImageView& img, const float* err, const MaskView& mask,
+                             const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                             const Geometry& g, const EdgeParams& ep, int order_deg,
+                             int disp_deg, double clip_sigma, int clip_iters, int threads = 0);
+
+// Median of the flat in a square window (binned px) centred on each order's mid-point.
+std::vector<double> order_median_flux(const ImageView& img, const MaskView& mask,
+                                      const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                                      const Geometry& g, int half_window);
+
+// ---------------------------------------------------------------- UVB stitching
+// A-position (binned) of the stitch line on every B line: `offset` px beyond the edge of
+// order `crossover` that faces order crossover-1 (works whichever way orders run along A).
+// Also returns d_below: true when D pixels are those with A < line.
+std::vector<double> stitch_line(const Poly2D& lower, const Poly2D& upper, int crossover,
+                                int64_t len_b, const Geometry& g, double offset, bool* d_below);
+// out = Q everywhere, D * scale on the D side of the line (flux and error), quality from the
+// same source. Buffers are npix each; out_* may alias q_*.
+void stitch_frames(const float* d_flux, const float* d_err, const uint8_t* d_qual,
+                   const float* q_flux, const float* q_err, const uint8_t* q_qual,
+                   int64_t ny, int64_t nx, const Geometry& g, const std::vector<double>& line,
+                   bool d_below, double scale, float* out_flux, float* out_err,
+                   uint8_t* out_qual);
+
+}  // namespace soxs

@@ -1,0 +1,160 @@
+// Kernel 3: order edges as sub-pixel threshold crossings on cross-dispersion slices,
+// and the combined detect + global-fit step.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "geometry.hpp"
+#include "parallel.hpp"
+#include "stats.hpp"
+
+namespace soxs {
+namespace {
+
+struct Task { size_t oi; int64_t b; };
+struct Hit { bool ok = false; double b = 0, lo = 0, up = 0, level = 0, peak = 0; };
+
+// Width-median profile along A of length L starting at s0, centred on line b.
+void cut_profile(const ImageView& img, const MaskView& mask, const Geometry& g, int64_t s0, int L,
+                 int64_t b, int hw, std::vector<float>& prof, std::vector<float>& tmp) {
+  for (int k = 0; k < L; ++k) {
+    int m = 0;
+    for (int64_t q = b - hw; q <= b + hw; ++q) {
+      int64_t i = g.index(s0 + k, q, img.nx);
+      if (detail::good(img.data, mask.data, i)) tmp[m++] = img.data[i];
+    }
+    prof[k] = m ? static_cast<float>(detail::median_inplace(tmp.data(), m)) : NAN;
+  }
+}
+
+void median_filter(const std::vector<float>& in, int width, std::vector<float>& out) {
+  int h = width / 2, L = static_cast<int>(in.size());
+  std::vector<float> w(width);
+  for (int k = 0; k < L; ++k) {
+    int m = 0;
+    for (int q = std::max(0, k - h); q <= std::min(L - 1, k + h); ++q)
+      if (std::isfinite(in[q])) w[m++] = in[q];
+    out[k] = m ? static_cast<float>(detail::median_inplace(w.data(), m)) : NAN;
+  }
+}
+
+// Crossing of `thr` between k and k+1: cubic through k-1..k+2 when available and
+// bracketing, else linear. Returns offset in [0, 1].
+double crossing(const std::vector<float>& p, const std::vector<float>& f, int k, double thr) {
+  int L = static_cast<int>(p.size());
+  auto lin = [&](const std::vector<float>& v) {
+    double d = double(v[k + 1]) - v[k];
+    return d == 0 ? 0.5 : std::clamp((thr - v[k]) / d, 0.0, 1.0);
+  };
+  bool bracket = (p[k] - thr) * (p[k + 1] - thr) <= 0;
+  if (k < 1 || k + 2 >= L || !bracket || !std::isfinite(p[k - 1]) || !std::isfinite(p[k + 2]))
+    return bracket ? lin(p) : lin(f);
+  double y0 = p[k - 1], y1 = p[k], y2 = p[k + 1], y3 = p[k + 2];
+  auto cubic = [&](double t) {  // Lagrange through t = -1, 0, 1, 2
+    return -y0 * t * (t - 1) * (t - 2) / 6 + y1 * (t + 1) * (t - 1) * (t - 2) / 2 -
+           y2 * (t + 1) * t * (t - 2) / 2 + y3 * (t + 1) * t * (t - 1) / 6 - thr;
+  };
+  double lo = 0, hi = 1, flo = cubic(0);
+  for (int it = 0; it < 40; ++it) {
+    double mid = 0.5 * (lo + hi), fm = cubic(mid);
+    if ((fm <= 0) == (flo <= 0)) { lo = mid; flo = fm; } else { hi = mid; }
+  }
+  return 0.5 * (lo + hi);
+}
+
+Hit measure(const ImageView& img, const float* err, const MaskView& mask, const Poly2D& centre,
+            int order, int64_t b, const Geometry& g, const EdgeParams& p,
+            std::vector<float>& prof, std::vector<float>& filt, std::vector<float>& tmp) {
+  Hit h;
+  const int L = p.slice_length, hw = p.slice_width / 2;
+  const int64_t la = g.len_a(img), lb = g.len_b(img);
+  double c = detail::a_at(centre, order, b, g);
+  int64_t s0 = static_cast<int64_t>(std::lround(c)) - L / 2;
+  if (s0 < 0 || s0 + L > la || b - hw < 0 || b + hw >= lb) return h;
+  cut_profile(img, mask, g, s0, L, b, hw, prof, tmp);
+  median_filter(prof, p.median_filter, filt);
+  const int mid = static_cast<int>(std::lround(c - s0));
+  const int core = std::min(8, L / 2 - 1);
+  double mx = -INFINITY, mn = INFINITY;
+  for (int k = std::max(0, mid - core); k <= std::min(L - 1, mid + core); ++k)
+    if (std::isfinite(filt[k])) mx = std::max(mx, double(filt[k]));
+  for (int k = 0; k < L; ++k) if (std::isfinite(filt[k])) mn = std::min(mn, double(filt[k]));
+  double range = mx - mn;
+  if (!(range > 0)) return h;
+  if (err) {
+    double e = err[g.index(std::clamp<int64_t>(std::lround(c), 0, la - 1), b, img.nx)];
+    if (std::isfinite(e) && range < p.min_snr * e) return h;
+  }
+  for (double pct = p.min_pct; pct <= p.max_pct + 1e-9; pct += 10.0) {
+    double thr = mn + range * pct / 100.0;
+    int up = -1, lo = -1;
+    for (int k = mid + 1; k < L; ++k) if (filt[k] < thr) { up = k; break; }
+    for (int k = mid - 1; k >= 0; --k) if (filt[k] < thr) { lo = k; break; }
+    if (up < 0 || lo < 0) continue;
+    double a_up = s0 + (up - 1) + crossing(prof, filt, up - 1, thr);
+    double a_lo = s0 + lo + crossing(prof, filt, lo, thr);
+    if (a_up - a_lo < p.min_width) return h;
+    h.ok = true; h.level = pct; h.peak = mx;
+    h.lo = g.to_unbinned_a(a_lo); h.up = g.to_unbinned_a(a_up); h.b = g.to_unbinned_b(double(b));
+    return h;
+  }
+  return h;
+}
+
+}  // namespace
+
+EdgePoints detect_edges(const ImageView& img, const float* err, const MaskView& mask,
+                        const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                        const Geometry& g, const EdgeParams& p, int threads) {
+  detail::check_geometry(img, g, "detect_edges");
+  detail::check_poly(centre, "detect_edges");
+  if (p.slice_length < 8 || p.slice_width < 1 || p.median_filter < 1 || p.median_filter % 2 == 0)
+    throw std::invalid_argument("detect_edges: need slice_length >= 8, slice_width >= 1 and an odd median_filter");
+  if (!(p.min_pct > 0 && p.min_pct <= p.max_pct && p.max_pct < 100))
+    throw std::invalid_argument("detect_edges: need 0 < min_pct <= max_pct < 100");
+  const int64_t lb = g.len_b(img);
+  const int64_t step = std::max<int64_t>(1, std::lround(p.step_unbinned / g.bin_b));
+  std::vector<Task> tasks;
+  EdgePoints out;
+  out.n_slices_per_order.assign(orders.size(), 0);
+  for (size_t oi = 0; oi < orders.size(); ++oi) {
+    int64_t b0, b1;
+    detail::b_lines(orders[oi], g, lb, b0, b1);
+    for (int64_t b = b0 + step / 2; b <= b1; b += step) { tasks.push_back({oi, b}); ++out.n_slices_per_order[oi]; }
+  }
+  std::vector<Hit> hits(tasks.size());
+  detail::parallel_for(static_cast<int64_t>(tasks.size()), threads, [&](int64_t s, int64_t e) {
+    std::vector<float> prof(p.slice_length), filt(p.slice_length), tmp(p.slice_width + 1);
+    for (int64_t t = s; t < e; ++t)
+      hits[t] = measure(img, err, mask, centre, orders[tasks[t].oi].order, tasks[t].b, g, p, prof, filt, tmp);
+  }, 8);
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    if (!hits[t].ok) continue;
+    out.order.push_back(orders[tasks[t].oi].order);
+    out.b.push_back(hits[t].b); out.lower.push_back(hits[t].lo); out.upper.push_back(hits[t].up);
+    out.level_pct.push_back(hits[t].level); out.peak.push_back(hits[t].peak);
+  }
+  return out;
+}
+
+EdgeFit detect_and_fit_edges(const ImageView& img, const float* err, const MaskView& mask,
+                             const Poly2D& centre, const std::vector<OrderSpan>& orders,
+                             const Geometry& g, const EdgeParams& ep, int order_deg, int disp_deg,
+                             double clip_sigma, int clip_iters, int threads) {
+  EdgeFit f;
+  f.points = detect_edges(img, err, mask, centre, orders, g, ep, threads);
+  const auto& P = f.points;
+  if (P.order.empty()) throw std::runtime_error("edge detection found no order edges on any slice");
+  std::vector<double> n(P.order.begin(), P.order.end());
+  f.lower = fit_global_poly(n, P.b, P.lower, order_deg, disp_deg, clip_sigma, clip_iters);
+  f.upper = fit_global_poly(n, P.b, P.upper, order_deg, disp_deg, clip_sigma, clip_iters);
+  f.n_used_per_order.assign(orders.size(), 0);
+  for (size_t i = 0; i < P.order.size(); ++i) {
+    if (f.lower.clipped[i] || f.upper.clipped[i]) continue;
+    for (size_t oi = 0; oi < orders.size(); ++oi)
+      if (orders[oi].order == P.order[i]) { ++f.n_used_per_order[oi]; break; }
+  }
+  return f;
+}
+
+}  // namespace soxs

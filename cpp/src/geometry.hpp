@@ -1,0 +1,36 @@
+// Order geometry helpers: which binned B lines an order covers, and where it is along A.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "soxs/mflat.hpp"
+
+namespace soxs::detail {
+
+inline void b_lines(const OrderSpan& o, const Geometry& g, int64_t len_b, int64_t& b0, int64_t& b1) {
+  b0 = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(g.to_binned_b(o.b_min))));
+  b1 = std::min<int64_t>(len_b - 1, static_cast<int64_t>(std::floor(g.to_binned_b(o.b_max))));
+}
+
+inline double a_at(const Poly2D& P, int order, int64_t b, const Geometry& g) {
+  return g.to_binned_a(P.eval(order, g.to_unbinned_b(double(b))));
+}
+
+inline void check_poly(const Poly2D& P, const char* what) {
+  if (P.deg_n < 0 || P.deg_b < 0 || P.c.size() != size_t((P.deg_n + 1) * (P.deg_b + 1)))
+    throw std::invalid_argument(std::string(what) + ": polynomial has " + std::to_string(P.c.size()) +
+                                " coefficients, expected (deg_n+1)*(deg_b+1)");
+}
+
+inline void check_geometry(const ImageView& v, const Geometry& g, const char* what) {
+  if (!v.data || v.ny <= 0 || v.nx <= 0) throw std::invalid_argument(std::string(what) + ": empty image");
+  if (g.bin_a < 1 || g.bin_b < 1) throw std::invalid_argument(std::string(what) + ": binning must be >= 1");
+}
+
+inline bool good(const float* img, const uint8_t* mask, int64_t i) {
+  return (!mask || !mask[i]) && std::isfinite(img[i]);
+}
+
+}  // namespace soxs::detail

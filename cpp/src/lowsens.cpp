@@ -1,0 +1,121 @@
+// Kernel 6: low-sensitivity pixels relative to a local smooth model of the flat inside
+// each order. Model = separable median: first across A (robust to bad columns up to
+// half_a wide), then along B (robust to bad rows). Near the order edges both sequences
+// are locally monotone, so their medians equal the central pixel's expected value.
+// Noise per pixel combines the order's pixel-to-pixel scatter and the error map.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "geometry.hpp"
+#include "parallel.hpp"
+#include "stats.hpp"
+
+namespace soxs {
+
+std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower, const Poly2D& upper,
+                                   const std::vector<OrderSpan>& orders, const Geometry& g) {
+  std::vector<uint8_t> m(static_cast<size_t>(ny * nx), 0);
+  const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
+  for (const auto& o : orders) {
+    int64_t b0, b1;
+    detail::b_lines(o, g, lb, b0, b1);
+    for (int64_t b = b0; b <= b1; ++b) {
+      double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+      for (int64_t a = std::max<int64_t>(0, int64_t(std::ceil(lo))); a <= std::min<int64_t>(la - 1, int64_t(std::floor(up))); ++a)
+        m[g.index(a, b, nx)] = 1;
+    }
+  }
+  return m;
+}
+
+LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, const MaskView& mask,
+                                   const Poly2D& lower, const Poly2D& upper,
+                                   const std::vector<OrderSpan>& orders, const Geometry& g,
+                                   const LowSensParams& p, int threads) {
+  detail::check_geometry(flat, g, "flag_low_sensitivity");
+  if (p.half_a < 1 || p.half_b < 1 || !(p.clip_sigma > 0))
+    throw std::invalid_argument("flag_low_sensitivity: half windows must be >= 1 and clip_sigma > 0");
+  const int64_t la = g.len_a(flat), lb = g.len_b(flat);
+  LowSensResult r;
+  r.flags.assign(static_cast<size_t>(flat.ny * flat.nx), 0);
+  r.sigma_rel.assign(orders.size(), 0.0);
+  std::vector<int64_t> counts(orders.size(), 0);
+  detail::parallel_for(static_cast<int64_t>(orders.size()), threads, [&](int64_t s, int64_t e) {
+    std::vector<float> w;
+    for (int64_t oi = s; oi < e; ++oi) {
+      const auto& o = orders[oi];
+      int64_t b0, b1;
+      detail::b_lines(o, g, lb, b0, b1);
+      if (b1 < b0) continue;
+      const int64_t nb = b1 - b0 + 1;
+      // order-local grid: offset k from the (rounded) lower edge, width W
+      std::vector<int64_t> base(nb), kmax(nb);
+      int W = 0;
+      for (int64_t q = 0; q < nb; ++q) {
+        double lo = detail::a_at(lower, o.order, b0 + q, g), up = detail::a_at(upper, o.order, b0 + q, g);
+        base[q] = int64_t(std::ceil(std::min(lo, up)));
+        kmax[q] = int64_t(std::floor(std::max(lo, up))) - base[q];
+        W = std::max(W, int(kmax[q] + 1));
+      }
+      if (W <= 0) continue;
+      auto at = [&](int64_t q, int k) -> float {
+        int64_t a = base[q] + k;
+        if (a < 0 || a >= la) return NAN;
+        int64_t i = g.index(a, b0 + q, flat.nx);
+        return detail::good(flat.data, mask.data, i) ? flat.data[i] : NAN;
+      };
+      // grid k in [-P, W + P): the B median runs along detector columns (a fixed), where
+      // values are locally monotone across the edges, so it is unbiased there.
+      const int P = p.half_a + 2, G = W + 2 * P;
+      std::vector<float> med_a(nb * G), model(nb * W);
+      for (int64_t q = 0; q < nb; ++q)
+        for (int k = -P; k < W + P; ++k) {
+          w.clear();
+          for (int d = -p.half_a; d <= p.half_a; ++d) { float v = at(q, k + d); if (std::isfinite(v)) w.push_back(v); }
+          med_a[q * G + k + P] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
+        }
+      for (int64_t q = 0; q < nb; ++q)
+        for (int k = 0; k < W; ++k) {
+          w.clear();
+          for (int64_t d = std::max<int64_t>(0, q - p.half_b); d <= std::min(nb - 1, q + p.half_b); ++d) {
+            int64_t kk = base[q] + k - base[d];
+            if (kk < -P || kk >= W + P) continue;
+            float v = med_a[d * G + kk + P];
+            if (std::isfinite(v)) w.push_back(v);
+          }
+          model[q * W + k] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
+        }
+      // relative scatter of the order (MAD of ratio) minus the photon part from the error map
+      std::vector<double> ratio, photon;
+      for (int64_t q = 0; q < nb; ++q)
+        for (int k = 0; k <= kmax[q]; ++k) {
+          float v = at(q, k), m = model[q * W + k];
+          if (!std::isfinite(v) || !(m > 0)) continue;
+          ratio.push_back(v / m - 1.0);
+          if (err) { double e = err[g.index(base[q] + k, b0 + q, flat.nx)] / m; photon.push_back(e * e); }
+        }
+      if (ratio.size() < 10) continue;
+      std::vector<double> tmp(ratio);
+      double med = detail::median_inplace(tmp.data(), int64_t(tmp.size()));
+      for (size_t i = 0; i < ratio.size(); ++i) tmp[i] = std::fabs(ratio[i] - med);
+      double sd = detail::MAD_TO_SIGMA * detail::median_inplace(tmp.data(), int64_t(tmp.size()));
+      double ph = photon.empty() ? 0.0 : detail::median_inplace(photon.data(), int64_t(photon.size()));
+      double prnu2 = std::max(0.0, sd * sd - ph);
+      r.sigma_rel[oi] = sd;
+      for (int64_t q = 0; q < nb; ++q)
+        for (int k = 0; k <= kmax[q]; ++k) {
+          float v = at(q, k), m = model[q * W + k];
+          if (!std::isfinite(v) || !(m > 0)) continue;
+          int64_t i = g.index(base[q] + k, b0 + q, flat.nx);
+          double e = err ? double(err[i]) / m : 0.0;
+          double sig = err ? std::sqrt(prnu2 + e * e) : sd;
+          if (v / m - 1.0 < -p.clip_sigma * sig) { r.flags[i] = 1; ++counts[oi]; }
+        }
+    }
+  }, 1);
+  for (auto c : counts) r.n_flagged += c;
+  return r;
+}
+
+}  // namespace soxs

@@ -1,0 +1,134 @@
+// Kernel 7: the whole master-flat computation on in-memory, detrended frames.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "geometry.hpp"
+#include "stats.hpp"
+
+namespace soxs {
+namespace {
+
+// soxspipe's exposure normalisation: sigma-clipped mean of the inner-order window,
+// optionally of frame / first-pass master. Returns one level per frame.
+std::vector<double> exposure_levels(const std::vector<const float*>& frames, const float* ref,
+                                    const MaskView& bpm, int64_t ny, int64_t nx, const Poly2D& centre,
+                                    const std::vector<OrderSpan>& orders, const Geometry& g,
+                                    const MasterFlatParams& p, std::vector<InnerStats>* stats) {
+  std::vector<double> lv;
+  for (size_t k = 0; k < frames.size(); ++k) {
+    InnerStats s = inner_order_stats(ImageView{frames[k], ny, nx}, ref, bpm, centre, orders, g,
+                                     p.centre_window, p.norm_clip_sigma, p.norm_clip_iters);
+    if (!(s.mean > 0))
+      throw std::runtime_error("frame " + std::to_string(k) + " has no positive flux inside the orders (mean " +
+                               std::to_string(s.mean) + ")");
+    lv.push_back(s.mean);
+    if (stats) stats->push_back(s);
+  }
+  return lv;
+}
+
+double median_of(std::vector<double> v) { return detail::median_inplace(v.data(), int64_t(v.size())); }
+
+void fill_qc(MasterFlatResult& r, const std::vector<InnerStats>& first, const std::vector<uint8_t>& inorder) {
+  QCValues& q = r.qc;
+  std::vector<double> p10, p50, p90;
+  for (auto& s : first) { p10.push_back(s.p10); p50.push_back(s.p50); p90.push_back(s.p90); }
+  q.ordexp10 = median_of(p10); q.ordexp50 = median_of(p50); q.ordexp90 = median_of(p90);
+  std::vector<double> res;
+  for (const FitResult* f : {&r.edges.lower, &r.edges.upper})
+    for (size_t i = 0; i < f->residuals.size(); ++i) if (!f->clipped[i]) res.push_back(f->residuals[i]);
+  if (!res.empty()) {
+    double mean = 0, ss = 0;
+    for (double x : res) mean += x;
+    mean /= double(res.size());
+    for (double x : res) ss += (x - mean) * (x - mean);
+    q.x_res_min = *std::min_element(res.begin(), res.end());
+    q.x_res_max = *std::max_element(res.begin(), res.end());
+    q.x_res_sd = std::sqrt(ss / double(res.size()));
+  }
+  int64_t cold = 0, nin = 0;
+  double sum = 0;
+  for (size_t i = 0; i < r.quality.size(); ++i) {
+    cold += r.quality[i] != 0;
+    if (inorder[i] && !r.quality[i]) { sum += r.flux[i]; ++nin; }
+  }
+  q.coldpix_num = cold;
+  q.coldpix_frac = r.quality.empty() ? 0 : double(cold) / double(r.quality.size());
+  q.inner_sum = sum;
+  q.inner_mean = nin ? sum / double(nin) : 0;
+}
+
+}  // namespace
+
+std::vector<double> order_median_flux(const ImageView& img, const MaskView& mask, const Poly2D& centre,
+                                      const std::vector<OrderSpan>& orders, const Geometry& g, int half) {
+  std::vector<double> out;
+  const int64_t la = g.len_a(img), lb = g.len_b(img);
+  for (const auto& o : orders) {
+    int64_t b0, b1;
+    detail::b_lines(o, g, lb, b0, b1);
+    int64_t bm = (b0 + b1) / 2;
+    std::vector<float> v;
+    for (int64_t b = std::max<int64_t>(b0, bm - half); b <= std::min(b1, bm + half); ++b) {
+      int64_t c = std::lround(detail::a_at(centre, o.order, b, g));
+      for (int64_t a = std::max<int64_t>(0, c - half); a <= std::min(la - 1, c + half); ++a) {
+        int64_t i = g.index(a, b, img.nx);
+        if (detail::good(img.data, mask.data, i)) v.push_back(img.data[i]);
+      }
+    }
+    out.push_back(v.empty() ? NAN : detail::median_inplace(v.data(), int64_t(v.size())));
+  }
+  return out;
+}
+
+MasterFlatResult master_flat(const std::vector<const float*>& frames, const std::vector<const float*>& errors,
+                             const MaskView& bpm, int64_t ny, int64_t nx, const Poly2D& centre,
+                             const std::vector<OrderSpan>& orders, const Geometry& g,
+                             const MasterFlatParams& p) {
+  if (frames.empty()) throw std::invalid_argument("master_flat: no frames given");
+  if (orders.empty()) throw std::invalid_argument("master_flat: no orders given");
+  const int64_t npix = ny * nx;
+  std::vector<const uint8_t*> masks(frames.size(), bpm.data);
+  MasterFlatResult r;
+  // pass 1: each frame over its inner-order mean, stacked into a first-pass master
+  std::vector<InnerStats> first;
+  r.norm_first = exposure_levels(frames, nullptr, bpm, ny, nx, centre, orders, g, p, &first);
+  std::vector<double> sc(frames.size());
+  for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_first[k];
+  r.flux.resize(npix); r.error.resize(npix); r.quality.resize(npix);
+  clip_and_stack(frames, {}, masks, sc, npix, p.stack, r.flux.data(), nullptr, nullptr, nullptr, p.threads);
+  // pass 2: level of frame / first-pass master, then the final stack
+  r.norm_second = exposure_levels(frames, r.flux.data(), bpm, ny, nx, centre, orders, g, p, nullptr);
+  for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_second[k];
+  clip_and_stack(frames, errors, masks, sc, npix, p.stack, r.flux.data(), r.error.data(), r.quality.data(),
+                 nullptr, p.threads);
+  for (int64_t i = 0; i < npix; ++i) {
+    uint8_t q = r.quality[i] ? QUAL_NO_DATA : 0;
+    if (bpm.data && bpm.data[i]) q |= QUAL_BAD_STATIC;
+    r.quality[i] = q;
+  }
+  ImageView flat{r.flux.data(), ny, nx};
+  MaskView qmask{r.quality.data()};
+  r.edges = detect_and_fit_edges(flat, r.error.data(), qmask, centre, orders, g, p.edges, p.order_deg,
+                                 p.disp_deg, p.fit_clip_sigma, p.fit_clip_iters, p.threads);
+  if (p.subtract_background) {
+    auto bg = fit_background(flat, qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g, p.background, p.threads);
+    r.background = std::move(bg.model);
+    for (int64_t i = 0; i < npix; ++i) r.flux[i] -= r.background[i];
+  }
+  auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,
+                                 p.low_sens, p.threads);
+  for (int64_t i = 0; i < npix; ++i) if (ls.flags[i]) r.quality[i] |= QUAL_LOW_SENS;
+  r.qc.n_low_sens = ls.n_flagged;
+  // inter-order pixels are set to exactly 1 (and their error to 0): they are not flat-fielded
+  auto inorder = in_order_mask(ny, nx, r.edges.lower.poly, r.edges.upper.poly, orders, g);
+  for (int64_t i = 0; i < npix; ++i)
+    if (!inorder[i]) { r.flux[i] = 1.0f; r.error[i] = 0.0f; }
+  r.order_median_flux = order_median_flux(flat, qmask, centre, orders, g, 5);
+  fill_qc(r, first, inorder);
+  return r;
+}
+
+}  // namespace soxs

@@ -1,0 +1,92 @@
+// Binding of the whole master-flat computation.
+#include "convert.hpp"
+
+namespace {
+
+template <class T>
+void get(const py::dict& d, const char* key, T& out) {
+  if (d.contains(key)) out = d[key].cast<T>();
+}
+
+soxs::MasterFlatParams master_params(const py::dict& d) {
+  soxs::MasterFlatParams p;
+  get(d, "stacked_clipping_sigma", p.stack.sigma_lower);
+  p.stack.sigma_upper = p.stack.sigma_lower;
+  get(d, "stacked_clipping_iterations", p.stack.max_iters);
+  get(d, "centre_order_window", p.centre_window);
+  get(d, "norm_clip_sigma", p.norm_clip_sigma); get(d, "norm_clip_iters", p.norm_clip_iters);
+  get(d, "slice_length_for_edge_detection", p.edges.slice_length);
+  get(d, "slice_width_for_edge_detection", p.edges.slice_width);
+  get(d, "min_percentage_threshold_for_edge_detection", p.edges.min_pct);
+  get(d, "max_percentage_threshold_for_edge_detection", p.edges.max_pct);
+  get(d, "edge_step", p.edges.step_unbinned); get(d, "edge_median_filter", p.edges.median_filter);
+  get(d, "edge_min_width", p.edges.min_width); get(d, "edge_min_snr", p.edges.min_snr);
+  get(d, "order_deg", p.order_deg); get(d, "disp_axis_deg", p.disp_deg);
+  get(d, "poly_fitting_residual_clipping_sigma", p.fit_clip_sigma);
+  get(d, "poly_clipping_iteration_limit", p.fit_clip_iters);
+  get(d, "subtract_background", p.subtract_background);
+  get(d, "bspline_deg", p.background.spline_deg); get(d, "gaussian_blur_sigma", p.background.smooth_sigma);
+  get(d, "background_margin", p.background.margin); get(d, "background_outer_width", p.background.outer_width);
+  get(d, "low_sensitivity_clipping_sigma", p.low_sens.clip_sigma);
+  get(d, "low_sensitivity_half_window", p.low_sens.half_a);
+  p.low_sens.half_b = p.low_sens.half_a;
+  get(d, "threads", p.threads);
+  return p;
+}
+
+py::dict fit_dict(soxs::FitResult&& f) {
+  py::dict d;
+  d["coeffs"] = from_poly(f.poly); d["residuals"] = to_array(std::move(f.residuals));
+  d["clipped"] = to_array(std::move(f.clipped)); d["iterations"] = f.iterations; d["rms"] = f.rms;
+  return d;
+}
+
+}  // namespace
+
+void bind_master(py::module_& m) {
+  m.def("master_flat", [](const std::vector<FArr>& frames, const std::optional<std::vector<FArr>>& errors,
+                          const std::optional<U8Arr>& bpm, const DArr& centre, const std::vector<int>& orders,
+                          const std::vector<double>& bmin, const std::vector<double>& bmax, bool a_is_x, int bin_a,
+                          int bin_b, const py::dict& params) {
+    if (frames.empty()) throw std::invalid_argument("master_flat: no frames given");
+    auto v0 = image_view(frames[0], "frame 0");
+    std::vector<const float*> f, e;
+    for (size_t k = 0; k < frames.size(); ++k) {
+      auto v = image_view(frames[k], "frame");
+      if (v.ny != v0.ny || v.nx != v0.nx) throw std::invalid_argument("frame " + std::to_string(k) + " differs in shape from frame 0");
+      f.push_back(v.data);
+      if (errors) {
+        if (errors->size() != frames.size()) throw std::invalid_argument("need one error map per frame");
+        e.push_back(same_shape(std::optional<FArr>((*errors)[k]), v0, "error map"));
+      }
+    }
+    auto pm = same_shape(bpm, v0, "bad-pixel map");
+    auto P = to_poly(centre, "centre"); auto O = to_orders(orders, bmin, bmax); auto mp = master_params(params);
+    soxs::MasterFlatResult r;
+    { py::gil_scoped_release rel; r = soxs::master_flat(f, e, {pm}, v0.ny, v0.nx, P, O, {a_is_x, bin_a, bin_b}, mp); }
+    py::dict d, qc, edges, pts;
+    int64_t ny = v0.ny, nx = v0.nx;
+    d["flux"] = to_image(std::move(r.flux), ny, nx); d["error"] = to_image(std::move(r.error), ny, nx);
+    d["quality"] = to_image(std::move(r.quality), ny, nx);
+    d["background"] = r.background.empty() ? py::object(py::none()) : py::object(to_image(std::move(r.background), ny, nx));
+    d["norm_first"] = to_array(std::move(r.norm_first)); d["norm_second"] = to_array(std::move(r.norm_second));
+    d["order_median_flux"] = to_array(std::move(r.order_median_flux));
+    auto& E = r.edges.points;
+    pts["order"] = to_array(std::move(E.order)); pts["b"] = to_array(std::move(E.b));
+    pts["lower"] = to_array(std::move(E.lower)); pts["upper"] = to_array(std::move(E.upper));
+    pts["level_pct"] = to_array(std::move(E.level_pct)); pts["peak"] = to_array(std::move(E.peak));
+    pts["n_slices_per_order"] = to_array(std::move(E.n_slices_per_order));
+    edges["points"] = pts; edges["lower"] = fit_dict(std::move(r.edges.lower));
+    edges["upper"] = fit_dict(std::move(r.edges.upper));
+    edges["n_used_per_order"] = to_array(std::move(r.edges.n_used_per_order));
+    d["edges"] = edges;
+    const auto& q = r.qc;
+    qc["ORDEXP10"] = q.ordexp10; qc["ORDEXP50"] = q.ordexp50; qc["ORDEXP90"] = q.ordexp90;
+    qc["X RES MIN"] = q.x_res_min; qc["X RES MAX"] = q.x_res_max; qc["X RES SD"] = q.x_res_sd;
+    qc["N LOW SENS"] = q.n_low_sens; qc["COLDPIX NUM"] = q.coldpix_num; qc["COLDPIX FRAC"] = q.coldpix_frac;
+    qc["INNER ORDER PIX MEAN"] = q.inner_mean; qc["INNER ORDER PIX SUM"] = q.inner_sum;
+    d["qc"] = qc;
+    return d;
+  }, py::arg("frames"), py::arg("errors"), py::arg("bpm"), py::arg("centre"), py::arg("orders"), py::arg("b_min"),
+     py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());
+}

@@ -1,0 +1,193 @@
+"""Typed, documented wrappers around the C++ engine ``soxs_mflat._core``.
+
+Conventions (shared with the C++ core):
+
+* images are ``float32`` (converted if needed), masks ``uint8`` with non-zero = bad;
+* *axis A* is the cross-dispersion coordinate that edges are measured and fitted along,
+  *axis B* runs along the orders; ``a_is_x=True`` means A is the column index;
+* polynomials ``A(n, B) = sum_ij c[i, j] n**i B**j`` are in unbinned pixels (pixel centres at
+  integers) and are passed as 2-D arrays ``c[i_order, j_b]`` (soxspipe's ``cent_ij`` layout).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import _core
+from .errors import InputError, convert_cpp_errors
+
+
+@dataclass(frozen=True)
+class OrderLayout:
+    """Which orders are on the detector, how the polynomials map onto the frame."""
+
+    orders: Sequence[int]
+    b_min: Sequence[float]
+    b_max: Sequence[float]
+    a_is_x: bool = True
+    bin_a: int = 1
+    bin_b: int = 1
+
+    def args(self) -> tuple:
+        return (list(map(int, self.orders)), list(map(float, self.b_min)), list(map(float, self.b_max)),
+                bool(self.a_is_x), int(self.bin_a), int(self.bin_b))
+
+
+@dataclass
+class StackResult:
+    mean: np.ndarray
+    error: np.ndarray
+    quality: np.ndarray
+    n_used: np.ndarray
+
+
+def _f32(a: Any, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D image, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _u8(a: Any | None, name: str) -> np.ndarray | None:
+    if a is None:
+        return None
+    return np.ascontiguousarray(np.asarray(a) != 0, dtype=np.uint8)
+
+
+def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | None = None,
+                   masks: Sequence[np.ndarray] | None = None, scales: Sequence[float] | None = None,
+                   sigma_lower: float = 5.0, sigma_upper: float = 5.0, max_iters: int = 5,
+                   threads: int = 0) -> StackResult:
+    """Sigma-clip (median centre, MAD sigma; astropy semantics) along the stack and average.
+
+    Masked or non-finite samples never take part. ``error = mean(sigma_i of survivors) /
+    sqrt(n_used)`` (without ``errors``: sample std of survivors / sqrt(n_used)). ``quality`` is 1
+    where no sample survived (mean and error are 0 there). ``scales[k]`` multiplies frame k and its
+    error before clipping, which normalises frames without copying them.
+    """
+    if len(frames) == 0:
+        raise InputError("clip_and_stack: no frames given")
+    f = [_f32(x, f"frame {k}") for k, x in enumerate(frames)]
+    e = None if errors is None else [_f32(x, f"error map {k}") for k, x in enumerate(errors)]
+    m = None if masks is None else [_u8(x, f"mask {k}") for k, x in enumerate(masks)]
+    with convert_cpp_errors("clip_and_stack"):
+        out = _core.clip_and_stack(f, e, m, [] if scales is None else [float(s) for s in scales], sigma_lower, sigma_upper, max_iters, threads)
+    return StackResult(*out)
+
+
+def inner_order_stats(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, window: int,
+                      ref: np.ndarray | None = None, mask: np.ndarray | None = None,
+                      clip_sigma: float = 25.0, clip_iters: int = 3) -> dict[str, float]:
+    """Statistics of the pixels within ``window`` px (centred) of every order centre.
+
+    Returns the sigma-clipped ``mean`` (median/MAD clip), ``median``, ``p10``/``p50``/``p90``
+    (numpy linear percentiles) and the pixel count ``n``. With ``ref`` the statistics are of
+    ``image / ref`` (the spec's second normalisation pass).
+    """
+    img = _f32(image, "image")
+    r = None if ref is None else _f32(ref, "ref")
+    with convert_cpp_errors("inner_order_stats"):
+        return _core.inner_order_stats(img, r, _u8(mask, "mask"), np.asarray(centre, float), *layout.args(),
+                                       int(window), clip_sigma, clip_iters)
+
+
+def detect_edges(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, error: np.ndarray | None = None,
+                 mask: np.ndarray | None = None, threads: int = 0, **params: Any) -> dict[str, np.ndarray]:
+    """Measure lower/upper order edges on cross-dispersion slices (positions in unbinned px).
+
+    ``params``: ``slice_length``, ``slice_width``, ``min_pct``, ``max_pct``, ``step_unbinned``,
+    ``median_filter``, ``min_width``, ``min_snr``. Each slice is median-collapsed across its width
+    and median-filtered; the edge is the sub-pixel crossing (cubic interpolation) of
+    ``min + (max - min) * pct / 100``, with pct stepping from ``min_pct`` by 10 up to ``max_pct``.
+    """
+    img = _f32(image, "image")
+    err = None if error is None else _f32(error, "error")
+    with convert_cpp_errors("detect_edges"):
+        return _core.detect_edges(img, err, _u8(mask, "mask"), np.asarray(centre, float), *layout.args(),
+                                  dict(params), threads)
+
+
+def fit_global_poly(n: Sequence[float], b: Sequence[float], a: Sequence[float], deg_n: int, deg_b: int,
+                    clip_sigma: float = 5.0, max_iters: int = 2) -> dict[str, Any]:
+    """Least-squares ``A(n, B)`` power series with median/MAD residual clipping.
+
+    Solved by Householder QR in scaled variables, returned as raw coefficients ``c[i, j]``;
+    ``residuals`` are fit minus measured for every point, ``clipped`` flags rejected points.
+    """
+    with convert_cpp_errors("fit_global_poly"):
+        return _core.fit_global_poly(list(map(float, n)), list(map(float, b)), list(map(float, a)),
+                                     deg_n, deg_b, clip_sigma, max_iters)
+
+
+def poly_eval(coeffs: np.ndarray, n: Any, b: Any) -> np.ndarray:
+    """Evaluate ``sum_ij c[i, j] n**i b**j`` element-wise (broadcasting n and b)."""
+    nn, bb = np.broadcast_arrays(np.asarray(n, float), np.asarray(b, float))
+    with convert_cpp_errors("poly_eval"):
+        return _core.poly_eval(np.asarray(coeffs, float), nn.ravel(), bb.ravel()).reshape(nn.shape)
+
+
+def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
+                   mask: np.ndarray | None = None, margin: int = 3, spline_deg: int = 2,
+                   smooth_sigma: float = 65.0, outer_width: int = 30, threads: int = 0) -> np.ndarray:
+    """Scattered-light model: median level of every inter-order gap (``margin`` px clear of the
+    edges, ``outer_width`` px beyond the outermost orders) on every line, Gaussian-smoothed along B,
+    interpolated across A (linear for ``spline_deg`` 1, natural cubic spline otherwise)."""
+    img = _f32(image, "image")
+    with convert_cpp_errors("fit_background"):
+        model, _ = _core.fit_background(img, _u8(mask, "mask"), np.asarray(lower, float), np.asarray(upper, float),
+                                        *layout.args(), margin, spline_deg, smooth_sigma, outer_width, threads)
+    return model
+
+
+def flag_low_sensitivity(flat: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
+                         error: np.ndarray | None = None, mask: np.ndarray | None = None,
+                         clip_sigma: float = 5.0, half_window: int = 3, threads: int = 0) -> tuple[np.ndarray, int]:
+    """Flag in-order pixels more than ``clip_sigma`` sigma below a local separable-median model."""
+    img = _f32(flat, "flat")
+    err = None if error is None else _f32(error, "error")
+    with convert_cpp_errors("flag_low_sensitivity"):
+        flags, n, _ = _core.flag_low_sensitivity(img, err, _u8(mask, "mask"), np.asarray(lower, float),
+                                                 np.asarray(upper, float), *layout.args(), clip_sigma,
+                                                 half_window, half_window, threads)
+    return flags, int(n)
+
+
+def in_order_mask(shape: tuple[int, int], lower: np.ndarray, upper: np.ndarray, layout: OrderLayout) -> np.ndarray:
+    """uint8 image, 1 where a pixel lies between the lower and upper edge of some order."""
+    with convert_cpp_errors("in_order_mask"):
+        return _core.in_order_mask(int(shape[0]), int(shape[1]), np.asarray(lower, float),
+                                   np.asarray(upper, float), *layout.args())
+
+
+def master_flat(frames: Sequence[np.ndarray], centre: np.ndarray, layout: OrderLayout,
+                errors: Sequence[np.ndarray] | None = None, bpm: np.ndarray | None = None,
+                params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole master-flat computation on detrended frames (electrons).
+
+    Two-pass exposure normalisation, clip-and-stack, edge detection and global fits, optional
+    background subtraction, low-sensitivity flags (QUAL bit 2), inter-order pixels set to 1, QC.
+    ``params`` uses the recipe's parameter names (``stacked_clipping_sigma``, ``order_deg``, ...).
+    """
+    if len(frames) == 0:
+        raise InputError("master_flat: no frames given")
+    f = [_f32(x, f"frame {k}") for k, x in enumerate(frames)]
+    e = None if errors is None else [_f32(x, f"error map {k}") for k, x in enumerate(errors)]
+    with convert_cpp_errors("master_flat"):
+        return _core.master_flat(f, e, _u8(bpm, "bpm"), np.asarray(centre, float), *layout.args(), dict(params or {}))
+
+
+def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np.ndarray, d_upper: np.ndarray,
+           crossover: int, layout: OrderLayout, offset: float = 5.0, scale: float = 1.0) -> dict[str, Any]:
+    """Stitch D2 (orders >= crossover, times ``scale``) and QTH masters along a line ``offset`` px
+    beyond the crossover order's edge facing order ``crossover - 1``. ``d``/``q`` hold
+    ``flux``, ``error``, ``quality``."""
+    a_is_x, bin_a, bin_b = layout.a_is_x, layout.bin_a, layout.bin_b
+    with convert_cpp_errors("stitch"):
+        f, e, qq, line, d_below = _core.stitch(
+            _f32(d["flux"], "D flux"), _f32(d["error"], "D error"), _u8(d["quality"], "D quality"),
+            _f32(q["flux"], "Q flux"), _f32(q["error"], "Q error"), _u8(q["quality"], "Q quality"),
+            np.asarray(d_lower, float), np.asarray(d_upper, float), int(crossover), a_is_x, bin_a, bin_b,
+            offset, scale)
+    return {"flux": f, "error": e, "quality": qq, "line": line, "d_below": d_below}

@@ -1,0 +1,45 @@
+"""Tiny synthetic echelle frames with exactly known edges, for kernel tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from soxs_mflat.simulate.profile import edge_offset, pixel_profile
+
+SIGMA = 1.5
+
+
+def centre_coeffs() -> np.ndarray:
+    """c[i, j]: centre A = 40 + 80 n + 0.01 B + 2e-5 B^2 (+ 0.002 n B), unbinned px."""
+    c = np.zeros((2, 3))
+    c[0, 0], c[1, 0], c[0, 1], c[0, 2], c[1, 1] = 40.0, 80.0, 0.01, 2e-5, 0.002
+    return c
+
+
+def half_width(n):
+    return 18.0 + 1.0 * np.asarray(n, float)
+
+
+def frame(ny=600, nx=420, orders=(1, 2, 3, 4), a_is_x=True, level=1000.0, scatter=0.0, flip=False):
+    """Noiseless frame: per order a top-hat of half-width 18+n px around the centre polynomial,
+    Gaussian-blurred (sigma 1.5) and pixel-integrated, times a smooth spectrum along B."""
+    la, lb = (nx, ny) if a_is_x else (ny, nx)
+    a = np.arange(la)[None, :]
+    b = np.arange(lb)[:, None]
+    c = centre_coeffs()
+    img = np.zeros((lb, la))
+    for n in orders:
+        cen = sum(c[i, j] * n**i * b**j for i in range(2) for j in range(3))
+        if flip:
+            cen = la - 1 - cen
+        hw = half_width(n)
+        img += pixel_profile(a, cen - hw, cen + hw, SIGMA) * (1 + 0.3 * np.sin(b / lb * np.pi))
+    img = level * img + scatter * level * (1 + a / la)
+    img = img.astype(np.float32)
+    return img if a_is_x else np.ascontiguousarray(img.T)
+
+
+def true_edges(n, b, level=0.2):
+    c = centre_coeffs()
+    cen = sum(c[i, j] * n**i * b**j for i in range(2) for j in range(3))
+    d = np.vectorize(lambda w: edge_offset(level, SIGMA, w))(2 * half_width(n))
+    return cen - half_width(n) - d, cen + half_width(n) + d
