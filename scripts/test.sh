@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install (scripts/setup.sh) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# run from tests/ so that the installed package, not the source tree, is imported
+.venv/bin/python -m pytest -q tests "$@"

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+import soxs_mflat as sm
+import synth_orders as so
+import twins
+
+LAY = sm.OrderLayout([1, 2, 3, 4], [0] * 4, [599] * 4)
+
+
+def _smooth_bg(ny=600, nx=420):
+    a = np.arange(nx)[None, :]
+    b = np.arange(ny)[:, None]
+    return (20.0 * (1 + 0.5 * np.sin(a / nx * 2.5)) * (1 + 0.2 * b / ny)).astype(np.float32)
+
+
+def test_recovers_smooth_background_under_orders():
+    bg = _smooth_bg()
+    img = so.frame(level=3000.0) + bg
+    lo, up = so.edge_coeffs()
+    model = sm.fit_background(img, lo, up, LAY, smooth_sigma=10)
+    inside = sm.in_order_mask(img.shape, lo, up, LAY).astype(bool)
+    err = np.abs(model - bg)[inside]
+    assert err.max() < 0.03 * bg.mean()       # < 3 % of the background level, under the orders
+    assert np.median(err) < 0.005 * bg.mean()
+
+
+def test_orientation_agnostic():
+    bg = _smooth_bg()
+    img = so.frame(level=3000.0) + bg
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    lo, up = so.edge_coeffs()
+    flo, fup = so.edge_coeffs(flip_la=img.shape[1])
+    m1 = sm.fit_background(img, lo, up, LAY, smooth_sigma=10)
+    m2 = sm.fit_background(flipped, flo, fup, LAY, smooth_sigma=10)
+    np.testing.assert_allclose(m2[:, ::-1], m1, atol=1e-3)
+    inside = sm.in_order_mask(img.shape, lo, up, LAY).astype(bool)
+    assert np.abs(m2[:, ::-1] - bg)[inside].max() < 0.03 * bg.mean()
+
+
+@pytest.mark.parametrize("deg", [1, 3])
+def test_agrees_with_numpy_twin_without_smoothing(deg):
+    rng = np.random.default_rng(2)
+    img = (so.frame(level=3000.0) + _smooth_bg() + rng.normal(0, 1, (600, 420))).astype(np.float32)
+    lo, up = so.edge_coeffs()
+    model = sm.fit_background(img, lo, up, LAY, margin=3, spline_deg=deg, smooth_sigma=0, outer_width=30)
+    for b in rng.choice(600, 10, replace=False):
+        ivs = sorted((twins.poly(lo, n, b) - 3, twins.poly(up, n, b) + 3) for n in (1, 2, 3, 4))
+        spans = [(ivs[0][0] - 30, ivs[0][0])] + [(ivs[k][1], ivs[k + 1][0]) for k in range(3)] + [(ivs[-1][1], ivs[-1][1] + 30)]
+        pts = {}
+        for f, t in spans:
+            a0, a1 = max(0, int(np.ceil(f))), min(419, int(np.floor(t)))
+            if a1 - a0 + 1 >= 2:
+                pts[0.5 * (a0 + a1)] = float(np.median(img[b, a0:a1 + 1]))
+        np.testing.assert_allclose(model[b], twins.background_line(pts, 420, deg), rtol=1e-5, atol=1e-3)

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+import soxs_mflat as sm
+import synth_orders as so
+import twins
+
+LAYOUT = dict(orders=[1, 2, 3, 4], b_min=[0] * 4, b_max=[599] * 4)
+
+
+def _fit_rms(e, level=0.2, deg_n=2, deg_b=3):
+    lo_t, up_t = so.true_edges(e["order"], e["b"], level)
+    out = []
+    for key, truth in (("lower", lo_t), ("upper", up_t)):
+        f = sm.fit_global_poly(e["order"], e["b"], e[key], deg_n, deg_b, 5, 2)
+        out.append(np.sqrt(np.mean((sm.poly_eval(f["coeffs"], e["order"], e["b"]) - truth) ** 2)))
+    return out
+
+
+def test_noiseless_edges_recovered_to_0p05_px():
+    e = sm.detect_edges(so.frame(), so.centre_coeffs(), sm.OrderLayout(**LAYOUT), slice_length=70)
+    assert len(e["b"]) == 4 * 24
+    assert np.all(e["level_pct"] == 20)
+    lo_t, up_t = so.true_edges(e["order"], e["b"])
+    assert np.sqrt(np.mean((e["lower"] - lo_t) ** 2)) < 0.02
+    assert max(_fit_rms(e)) < 0.05
+
+
+def test_noisy_scattered_edges_fit_to_0p05_px():
+    rng = np.random.default_rng(5)
+    img = so.frame(level=30000.0, scatter=0.01)
+    img = rng.poisson(img).astype(np.float32)  # single frame, photon noise
+    err = np.sqrt(np.maximum(img, 1)).astype(np.float32)
+    e = sm.detect_edges(img, so.centre_coeffs(), sm.OrderLayout(**LAYOUT), error=err, slice_length=70)
+    assert len(e["b"]) >= 90
+    assert max(_fit_rms(e)) < 0.05
+
+
+@pytest.mark.parametrize("level", [30, 40, 50])
+def test_other_levels(level):
+    e = sm.detect_edges(so.frame(), so.centre_coeffs(), sm.OrderLayout(**LAYOUT), slice_length=70,
+                        min_pct=level, max_pct=level)
+    assert max(_fit_rms(e, level / 100)) < 0.05
+
+
+def test_transposed_frame_gives_same_edges():
+    e1 = sm.detect_edges(so.frame(), so.centre_coeffs(), sm.OrderLayout(**LAYOUT))
+    e2 = sm.detect_edges(so.frame(a_is_x=False), so.centre_coeffs(), sm.OrderLayout(**LAYOUT, a_is_x=False))
+    np.testing.assert_allclose(e1["lower"], e2["lower"], atol=1e-9)
+    np.testing.assert_allclose(e1["upper"], e2["upper"], atol=1e-9)
+
+
+def test_binned_frame_edges_in_unbinned_pixels():
+    img = so.frame(ny=600, nx=420)
+    binned = img.reshape(300, 2, 210, 2).mean(axis=(1, 3)).astype(np.float32)  # 2x2 binning
+    e = sm.detect_edges(binned, so.centre_coeffs(), sm.OrderLayout(**LAYOUT, bin_a=2, bin_b=2), slice_length=36)
+    lo_t, up_t = so.true_edges(e["order"], e["b"])
+    # binning smooths the profile; the crossing of the 2-px-averaged profile stays within 0.15 px
+    assert np.sqrt(np.mean((e["lower"] - lo_t) ** 2)) < 0.15
+    assert np.sqrt(np.mean((e["upper"] - up_t) ** 2)) < 0.15
+
+
+def _twin_slice(img, c, n, b, L=70, w=5, mf=3, pct=20):
+    """NumPy twin of one slice measurement (A = x, no binning)."""
+    cen = twins.poly(c, n, b)
+    s0 = int(np.round(cen)) - L // 2
+    prof = np.median(img[b - w // 2:b + w // 2 + 1, s0:s0 + L], axis=0).astype(np.float64)
+    filt = twins.median_filter(prof.astype(np.float32), mf)
+    mid = int(np.round(cen - s0))
+    mx, mn = filt[mid - 8:mid + 9].max(), filt.min()
+    thr = mn + (mx - mn) * pct / 100
+    up = mid + 1 + np.argmax(filt[mid + 1:] < thr)
+    lo = mid - 1 - np.argmax(filt[:mid][::-1] < thr)
+
+    def cross(k):
+        y = prof[k - 1:k + 3]
+        poly = np.polynomial.polynomial.Polynomial.fit([-1, 0, 1, 2], y, 3).convert()
+        roots = [r.real for r in (poly - thr).roots() if abs(r.imag) < 1e-9 and -1e-9 <= r.real <= 1 + 1e-9]
+        return k + roots[0]
+    return s0 + cross(lo), s0 + cross(up - 1)
+
+
+def test_agrees_with_numpy_twin_on_random_slices():
+    rng = np.random.default_rng(11)
+    img = rng.poisson(so.frame(level=20000.0)).astype(np.float32)
+    c = so.centre_coeffs()
+    e = sm.detect_edges(img, c, sm.OrderLayout(**LAYOUT), slice_length=70, min_snr=0)
+    for k in rng.choice(len(e["b"]), 12, replace=False):
+        lo, up = _twin_slice(img, c, e["order"][k], int(e["b"][k]))
+        assert e["lower"][k] == pytest.approx(lo, abs=1e-6)
+        assert e["upper"][k] == pytest.approx(up, abs=1e-6)
+
+
+def test_bad_parameters_are_input_errors():
+    with pytest.raises(sm.InputError, match="min_pct"):
+        sm.detect_edges(so.frame(), so.centre_coeffs(), sm.OrderLayout(**LAYOUT), min_pct=60, max_pct=50)
