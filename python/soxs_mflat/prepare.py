@@ -1,0 +1,41 @@
+"""Raw frame to processing frame: orientation, science-region trim (binning-aware), electrons."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import InputError
+from .simulate.arms import Arm, get_arm
+
+
+def arm_of(header: fits.Header) -> Arm:
+    try:
+        return get_arm(str(header["INSTRUME"]), str(header["HIERARCH ESO SEQ ARM"]))
+    except KeyError as exc:
+        raise InputError(f"missing keyword {exc}") from None
+
+
+def binning_of(header: fits.Header, arm: Arm) -> tuple[int, int]:
+    if arm.nir_like:
+        return 1, 1
+    if arm.instrument == "SOXS":
+        return int(header["HIERARCH ESO DET BINX"]), int(header["HIERARCH ESO DET BINY"])
+    return int(header["HIERARCH ESO DET WIN1 BINX"]), int(header["HIERARCH ESO DET WIN1 BINY"])
+
+
+def prepare_raw(path: str | Path) -> tuple[np.ndarray, fits.Header]:
+    """Rotate (soxspipe's np.rot90 k = rotation / 90), trim to the science pixels, convert to e-."""
+    with fits.open(path) as hl:
+        header = hl[0].header.copy()
+        data = np.asarray(hl[0].data, dtype=np.float32)
+    arm = arm_of(header)
+    bx, by = binning_of(header, arm)
+    img = np.rot90(data, arm.rotation // 90)
+    r0, r1, c0, c1 = arm.science
+    sci = img[r0 // by:r1 // by, c0 // bx:c1 // bx]
+    if sci.shape != (arm.science_shape[0] // by, arm.science_shape[1] // bx):
+        raise InputError(f"{path}: image of shape {data.shape} is too small for the {arm.instrument} "
+                         f"{arm.arm} science region {arm.science} at binning {bx}x{by}")
+    return np.ascontiguousarray(sci * np.float32(arm.gain)), header
