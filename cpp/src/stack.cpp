@@ -143,13 +143,17 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
   VF mu = fnu > 0 ? sum / fnu : VF{};
   if (!HaveErr)
     for (int k = 0; k < n; ++k) { VI in = (k >= lo) & (k < hi); VF t = v[k] - mu; sq += in ? t * t : VF{}; }
+  float ev_out[W];
   for (int j = 0; j < W; ++j) {
-    const int u = nu[j];
-    mean[j] = mu[j];
-    if (HaveErr) err[j] = u ? esum[j] / float(u) / std::sqrt(float(u)) : 0.0f;
-    else err[j] = u > 1 ? std::sqrt(sq[j] / float(u - 1)) / std::sqrt(float(u)) : 0.0f;
-    qual[j] = u ? 0 : 1;
-    nused[j] = static_cast<uint8_t>(u);
+    const float u = fnu[j];
+    ev_out[j] = HaveErr ? (u > 0 ? esum[j] / (u * std::sqrt(u)) : 0.0f)
+                        : (u > 1 ? std::sqrt(sq[j] / (u - 1)) / std::sqrt(u) : 0.0f);
+  }
+  std::memcpy(mean, &mu, sizeof(VF));
+  if (err) std::memcpy(err, ev_out, sizeof(VF));
+  for (int j = 0; j < W; ++j) {
+    if (qual) qual[j] = nu[j] ? 0 : 1;
+    if (nused) nused[j] = static_cast<uint8_t>(nu[j]);
   }
 }
 
@@ -181,8 +185,6 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
   detail::parallel_for(npix, threads, [&](int64_t b, int64_t e) {
     std::vector<Sample> buf(n);
     Sample* s = buf.data();
-    float bm[W], be[W];
-    uint8_t bq[W], bn[W];
     auto scalar = [&](int64_t i) {
       int m = 0;
       for (int k = 0; k < n; ++k) {
@@ -213,14 +215,11 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
     };
     int64_t i = b;
     for (; block_ok && i + W <= e; i += W) {
-      if (have_err) block_vec<true>(n, frames, errors, masks, sc.data(), i, p, bm, be, bq, bn);
-      else block_vec<false>(n, frames, errors, masks, sc.data(), i, p, bm, be, bq, bn);
-      for (int j = 0; j < W; ++j) {
-        out_mean[i + j] = bm[j];
-        if (out_error) out_error[i + j] = be[j];
-        if (out_quality) out_quality[i + j] = bq[j];
-        if (out_nused) out_nused[i + j] = bn[j];
-      }
+      float* oe = out_error ? out_error + i : nullptr;
+      uint8_t* oq = out_quality ? out_quality + i : nullptr;
+      uint8_t* on = out_nused ? out_nused + i : nullptr;
+      if (have_err) block_vec<true>(n, frames, errors, masks, sc.data(), i, p, out_mean + i, oe, oq, on);
+      else block_vec<false>(n, frames, errors, masks, sc.data(), i, p, out_mean + i, oe, oq, on);
     }
     for (; i < e; ++i) scalar(i);
   }, 4096);

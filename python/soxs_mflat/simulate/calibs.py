@@ -46,7 +46,9 @@ def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lam
     axis_a = "x" if arm.a_is_x else "y"
     row = {"degorder_cent": [dn], f"deg{axis_b}_cent": [db]}
     row.update({f"cent_{i}{j}": [c[i, j]] for i in range(dn + 1) for j in range(db + 1)})
-    row.update({"degorder_std": [0], f"deg{axis_b}_std": [0], "std_00": [arm.sigma]})
+    # soxspipe evaluates std_ij with the cent degrees, so write the full set (a constant sigma)
+    row.update({"degorder_std": [dn], f"deg{axis_b}_std": [db]})
+    row.update({f"std_{i}{j}": [arm.sigma if i == j == 0 else 0.0] for i in range(dn + 1) for j in range(db + 1)})
     coeffs = Table(row)
     amin = [float(poly_eval(c, o, np.array([geo.b_min[k], geo.b_max[k]])).min()) for k, o in enumerate(arm.orders)]
     amax = [float(poly_eval(c, o, np.array([geo.b_min[k], geo.b_max[k]])).max()) for k, o in enumerate(arm.orders)]
@@ -118,6 +120,9 @@ def write_sof(out: Path, arm: Arm, binx: int, biny: int, mjd: float, w: dict) ->
         lines.append(f"{w['bias'].resolve()} MASTER_BIAS_{arm.arm}")
     for p in w["order_tab"]:
         lines.append(f"{p.resolve()} ORDER_TAB_{arm.arm}")
+    # soxspipe ships its own static maps: its SOF (same name, in soxspipe/) leaves ours out
+    (out / "soxspipe").mkdir(exist_ok=True)
+    (out / "soxspipe" / sof_name(arm, binx, biny, mjd)).write_text("\n".join(lines) + "\n")
     lines.append(f"{w['bpm'].resolve()} BP_MAP_RP_{arm.arm}")
     path = out / sof_name(arm, binx, biny, mjd)
     path.write_text("\n".join(lines) + "\n")
