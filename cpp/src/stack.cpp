@@ -66,7 +66,7 @@ inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, in
 // on SIMD vectors (GCC vector extensions, portable across ISAs). Unusable samples (masked,
 // non-finite) become +inf and sort to the end; survivors stay a contiguous range [lo, hi)
 // of every lane's sorted samples, errors travel with their samples through the sort.
-constexpr int W = 8;
+constexpr int W = 16;
 typedef float VF __attribute__((vector_size(W * sizeof(float))));
 typedef int VI __attribute__((vector_size(W * sizeof(int))));
 
