@@ -94,3 +94,15 @@ def test_agrees_with_numpy_twin_on_random_slices():
 def test_bad_parameters_are_input_errors():
     with pytest.raises(sm.InputError, match="min_pct"):
         sm.detect_edges(so.frame(), so.centre_coeffs(), sm.OrderLayout(**LAYOUT), min_pct=60, max_pct=50)
+
+
+def test_exact_crossings_on_a_tiny_trapezoid():
+    # flat 0 | ramp 10 px up to 100 | plateau | ramp down | 0 ; 25 % of (max - min) = 25
+    a = np.arange(50, dtype=float)
+    prof = np.clip(np.minimum(10 * (a - 10), 100 - 10 * (a - 30)), 0, 100)
+    img = np.tile(prof.astype(np.float32), (9, 1))
+    e = sm.detect_edges(img, np.array([[25.0]]), sm.OrderLayout([1], [0], [8]), slice_length=40, slice_width=3,
+                        min_pct=25, max_pct=25, step_unbinned=8)
+    assert list(e["lower"]) == [pytest.approx(12.5, abs=1e-9)]
+    assert list(e["upper"]) == [pytest.approx(37.5, abs=1e-9)]
+    assert list(e["level_pct"]) == [25.0]
