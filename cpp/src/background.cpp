@@ -56,8 +56,8 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
                                 const Geometry& g, const BackgroundParams& p, int threads) {
   detail::check_geometry(img, g, "fit_background");
   detail::check_poly(lower, "fit_background"); detail::check_poly(upper, "fit_background");
-  if (p.margin < 0 || p.outer_width < 0 || p.smooth_sigma < 0)
-    throw std::invalid_argument("fit_background: margin, outer_width and smooth_sigma must be >= 0");
+  if (p.margin < 0 || p.outer_width < 0 || p.smooth_sigma < 0 || p.end_margin < 0)
+    throw std::invalid_argument("fit_background: margin, outer_width, end_margin and smooth_sigma must be >= 0");
   const int64_t la = g.len_a(img), lb = g.len_b(img);
   // 1. gap levels per line, keyed by the neighbouring orders
   std::vector<std::vector<std::pair<GapKey, GapSample>>> per_line(lb);
@@ -69,7 +69,7 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
       for (const auto& o : orders) {
         int64_t b0, b1;
         detail::b_lines(o, g, lb, b0, b1);
-        if (b < b0 || b > b1) continue;
+        if (b < b0 - p.end_margin || b > b1 + p.end_margin) continue;
         double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
         iv.push_back({std::min(lo, up) - p.margin, std::max(lo, up) + p.margin, o.order});
       }

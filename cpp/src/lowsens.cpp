@@ -78,7 +78,10 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
       for (int64_t q = 0; q < nb; ++q)
         for (int k = 0; k < W; ++k) {
           w.clear();
-          for (int64_t d = std::max<int64_t>(0, q - p.half_b); d <= std::min(nb - 1, q + p.half_b); ++d) {
+          // symmetric window, shrunk at the order's ends: one-sided medians are biased where the
+          // flux falls steeply along B
+          const int64_t h = std::min<int64_t>({int64_t(p.half_b), q, nb - 1 - q});
+          for (int64_t d = q - h; d <= q + h; ++d) {
             int64_t kk = base[q] + k - base[d];
             if (kk < -P || kk >= W + P) continue;
             float v = med_a[d * G + kk + P];

@@ -116,6 +116,7 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   if (p.subtract_background) {
     auto bg = fit_background(flat, qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g, p.background, p.threads);
     r.background = std::move(bg.model);
+    r.stacked = r.flux;  // kept for the BKGROUND QC plot
     for (int64_t i = 0; i < npix; ++i) r.flux[i] -= r.background[i];
   }
   auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,

@@ -69,6 +69,7 @@ void bind_master(py::module_& m) {
     d["flux"] = to_image(std::move(r.flux), ny, nx); d["error"] = to_image(std::move(r.error), ny, nx);
     d["quality"] = to_image(std::move(r.quality), ny, nx);
     d["background"] = r.background.empty() ? py::object(py::none()) : py::object(to_image(std::move(r.background), ny, nx));
+    d["stacked"] = r.stacked.empty() ? py::object(py::none()) : py::object(to_image(std::move(r.stacked), ny, nx));
     d["norm_first"] = to_array(std::move(r.norm_first)); d["norm_second"] = to_array(std::move(r.norm_second));
     d["order_median_flux"] = to_array(std::move(r.order_median_flux));
     auto& E = r.edges.points;

@@ -6,12 +6,24 @@ import sys
 import time
 
 EXIT_BAD_INPUT = 2
+EXIT_PROCESSING = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="soxs-mflat", description="SOXS / X-shooter master-flat recipe")
     p.add_argument("--version", action="version", version=f"soxs-mflat {__import__('soxs_mflat').__version__}")
     sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("run", help="run the master-flat recipe on a SOF, a directory or a list of FITS files")
+    r.add_argument("inputs", nargs="+", help="SOF file, directory, or FITS files")
+    r.add_argument("-o", "--outdir", default=".", help="product directory (default: .)")
+    r.add_argument("-s", "--settings", help="YAML settings file (see soxs-mflat params --yaml)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
+    r.add_argument("--overwrite", action="store_true", help="replace existing products")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress display or log messages")
+    pp = sub.add_parser("params", help="list the recipe parameters and their defaults")
+    pp.add_argument("--instrument", choices=["soxs", "xshooter"], default="soxs")
+    pp.add_argument("--arm", choices=["uvb", "vis", "nir"], default="vis")
+    pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit")
     s = sub.add_parser("simulate", help="write a simulated raw flat set with calibrations, SOF and truth")
     s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
     s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
@@ -37,11 +49,73 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """One status line on a terminal (stderr), silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.n = 0
+
+    def __call__(self, msg: str) -> None:
+        if self.enabled:
+            self.n += 1
+            sys.stderr.write(f"\r\033[K[{time.perf_counter() - self.t0:6.1f} s] {self.n}. {msg}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.n:
+            sys.stderr.write("\r\033[K")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+    from .errors import InputError, ProcessingError
+    from .qc import format_table
+    from .recipe import run_mflat
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
+    inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
+    progress = _Progress(not args.quiet)
+    try:
+        res = run_mflat(inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
+    except InputError as exc:
+        progress.done()
+        print(f"soxs-mflat run: input error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProcessingError as exc:
+        progress.done()
+        print(f"soxs-mflat run: processing failed: {exc}", file=sys.stderr)
+        return EXIT_PROCESSING
+    progress.done()
+    if not args.quiet:
+        print(format_table(res.qc))
+        print()
+        for label, path in res.products.items():
+            print(f"{label:18s} {path}")
+        print(f"\nsoxs_mflat {res.arm} finished in {res.seconds:.1f} s")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from . import settings
+    if args.yaml:
+        print(settings.example_yaml(), end="")
+        return 0
+    for name, d in settings.definitions().items():
+        val = settings.default(name, args.instrument, args.arm)
+        print(f"{name:46s} {d['type']:5s} {str(val):8s} {d['description']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "params":
+        return _params(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 

@@ -130,14 +130,17 @@ def poly_eval(coeffs: np.ndarray, n: Any, b: Any) -> np.ndarray:
 
 def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
                    mask: np.ndarray | None = None, margin: int = 3, spline_deg: int = 2,
-                   smooth_sigma: float = 65.0, outer_width: int = 30, threads: int = 0) -> np.ndarray:
+                   smooth_sigma: float = 65.0, outer_width: int = 30, end_margin: int = 25,
+                   threads: int = 0) -> np.ndarray:
     """Scattered-light model: median level of every inter-order gap (``margin`` px clear of the
     edges, ``outer_width`` px beyond the outermost orders) on every line, Gaussian-smoothed along B,
-    interpolated across A (linear for ``spline_deg`` 1, natural cubic spline otherwise)."""
+    interpolated across A (linear for ``spline_deg`` 1, natural cubic spline otherwise). Orders stay
+    masked ``end_margin`` lines beyond their B range, where their light fades out."""
     img = _f32(image, "image")
     with convert_cpp_errors("fit_background"):
         model, _ = _core.fit_background(img, _u8(mask, "mask"), np.asarray(lower, float), np.asarray(upper, float),
-                                        *layout.args(), margin, spline_deg, smooth_sigma, outer_width, threads)
+                                        *layout.args(), margin, spline_deg, smooth_sigma, outer_width, end_margin,
+                                        threads)
     return model
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import InputError
+from .frames import VerificationError
 from .simulate.arms import Arm, get_arm
 
 
@@ -36,6 +37,6 @@ def prepare_raw(path: str | Path) -> tuple[np.ndarray, fits.Header]:
     r0, r1, c0, c1 = arm.science
     sci = img[r0 // by:r1 // by, c0 // bx:c1 // bx]
     if sci.shape != (arm.science_shape[0] // by, arm.science_shape[1] // bx):
-        raise InputError(f"{path}: image of shape {data.shape} is too small for the {arm.instrument} "
+        raise VerificationError("shape", f"{path}: image of shape {data.shape} is too small for the {arm.instrument} "
                          f"{arm.arm} science region {arm.science} at binning {bx}x{by}")
     return np.ascontiguousarray(sci * np.float32(arm.gain)), header

@@ -116,6 +116,7 @@ struct BackgroundParams {
   int spline_deg = 2;          // 1 = linear between gap levels, >= 2 = natural cubic spline
   double smooth_sigma = 65;    // Gaussian sigma along B (binned px) of the gap levels
   int outer_width = 30;        // px sampled beyond the outermost orders
+  int end_margin = 25;         // lines beyond an order's B range still masked (its light fades there)
 };
 struct BackgroundResult {
   std::vector<float> model;    // full frame
@@ -172,6 +173,7 @@ struct EdgeFit {
 };
 struct MasterFlatResult {
   std::vector<float> flux, error, background;   // background empty when not subtracted
+  std::vector<float> stacked;                   // the stack before background subtraction (same condition)
   std::vector<uint8_t> quality;                 // QUAL bits, see QualBits
   std::vector<double> norm_first, norm_second;  // per-frame exposure levels (electrons)
   EdgeFit edges;

@@ -99,16 +99,20 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
         illum *= PEAK_ADU * arm.gain / illum.max()   # each lamp set exposed to ~25000 ADU peak
         scat = scattered(illum)
         drifts = rng.uniform(0.98, 1.02, nflats)
+        hits = np.zeros(sci_shape, np.uint8)
         for k in range(nflats):
             e = drifts[k] * (illum + scat) * resp + hot_e + pedestal
-            e = rng.poisson(np.maximum(e, 0)).astype(np.float32) + _cosmics(rng, sci_shape, int(2e-5 * e.size))
+            cr = _cosmics(rng, sci_shape, int(2e-5 * e.size))
+            hits += cr > 0
+            e = rng.poisson(np.maximum(e, 0)).astype(np.float32) + cr
             adu = e / arm.gain + (0 if arm.nir_like else bias_adu) + rng.normal(0, arm.ron / arm.gain, e.shape)
             raw = _embed(arm, adu, binx, biny, rng, 0 if arm.nir_like else BIAS_ADU)
             p = out / "raw" / f"{arm.instrument}_{arm.arm}_FLAT_{lamp}_{k + 1:02d}.fits"
             _write_raw(p, raw, raw_flat_header(arm, binx, biny, mjd, lamp), arm)
             written["raw"].append(p)
             mjd += (arm.exptime + 20) / 86400
-        truth_hdus += [fits.ImageHDU(illum, name=f"ILLUM_{lamp}"), fits.ImageHDU(scat, name=f"SCATTER_{lamp}")]
+        truth_hdus += [fits.ImageHDU(illum, name=f"ILLUM_{lamp}"), fits.ImageHDU(scat, name=f"SCATTER_{lamp}"),
+                       fits.ImageHDU(hits, name=f"COSMICS_{lamp}")]
         written.setdefault("drifts", {})[lamp] = drifts.tolist()
     if arm.nir_like:  # lamp-off frames: the thermal/dark pedestal only
         for k in range(nflats):

@@ -1,0 +1,126 @@
+"""Preparation and detrending: orientation, trim, electrons, error maps, bad pixels, bias or
+dark / lamp-off subtraction; empty and saturated flats are refused here."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+
+from .frames import Frame, VerificationError
+from .prepare import binning_of, prepare_raw
+from .verify import InputSet
+
+log = logging.getLogger("soxs_mflat")
+SATURATION_ADU = {("SOXS", "VIS"): 65535, ("SOXS", "NIR"): 65535, ("XSHOOTER", "UVB"): 65000,
+                  ("XSHOOTER", "VIS"): 65535, ("XSHOOTER", "NIR"): 2.0e5}
+EMPTY_E = 100.0       # a flat whose 99th percentile is below this (e-) has no lamp light
+
+
+@dataclass
+class Detrended:
+    data: list[np.ndarray]     # per flat, electrons, float32
+    error: list[np.ndarray]
+    mask: np.ndarray           # static bad pixels (and bias/dark QUAL)
+    frames: list[Frame]
+
+
+def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with fits.open(frame.path, memmap=False) as hl:
+        names = [h.name for h in hl]
+        flux = np.asarray(hl["FLUX"].data if "FLUX" in names else hl[0].data, np.float32)
+        err = np.asarray(hl["ERRS"].data, np.float32) if "ERRS" in names else np.zeros_like(flux)
+        qual = np.asarray(hl["QUAL"].data) != 0 if "QUAL" in names else np.zeros(flux.shape, bool)
+    return flux, err, qual
+
+
+def _check_shape(frame: Frame, shape, want, what: str) -> None:
+    if tuple(shape) != tuple(want):
+        raise VerificationError("shape", f"{frame.name}: {what} has shape {tuple(shape)}, expected {tuple(want)} "
+                                "(same binning and science region as the flats)")
+
+
+def _ron(frame: Frame, s: InputSet) -> float:
+    key = "HIERARCH ESO DET CHIP RON" if s.arm.instrument == "SOXS" else "HIERARCH ESO DET OUT1 RON"
+    return float(frame.get(key, s.arm.ron))
+
+
+def _check_level(frame: Frame, raw_adu_max: float, detrended: np.ndarray, s: InputSet) -> None:
+    sat = SATURATION_ADU[(s.arm.instrument, s.arm.arm)]
+    if raw_adu_max >= sat:
+        raise VerificationError("saturated", f"{frame.name}: 0.1 % of the science pixels are at or above the "
+                                f"saturation level ({raw_adu_max:.0f} >= {sat:.0f} ADU)")
+    p99 = float(np.percentile(detrended[::4, ::4], 99))
+    if p99 < EMPTY_E:
+        raise VerificationError("empty-flat", f"{frame.name}: no lamp light (99th percentile {p99:.1f} e- after "
+                                f"detrending, need >= {EMPTY_E:.0f})")
+
+
+def _pair_offs(flats: list[Frame], offs: list[Frame]) -> list[Frame]:
+    """Nearest lamp-off frame in time, each used once while unused ones remain (noise averages down)."""
+    unused = list(offs)
+    out = []
+    for f in flats:
+        pool = unused or offs
+        best = min(pool, key=lambda o: (o.mjd - f.mjd) ** 2)
+        out.append(best)
+        if best in unused:
+            unused.remove(best)
+    return out
+
+
+def detrend(s: InputSet, lamp: str) -> Detrended:
+    flats = sorted(s.flats[lamp], key=lambda f: f.mjd)
+    bx, by = binning_of(flats[0].header, s.arm)
+    shape = (s.arm.science_shape[0] // by, s.arm.science_shape[1] // bx)
+    bias = bias_err = None
+    mask = np.zeros(shape, bool)
+    if s.bpm is not None:
+        bpm = np.asarray(fits.getdata(s.bpm.path), dtype=float)
+        _check_shape(s.bpm, bpm.shape, shape, "bad-pixel map")
+        mask |= (bpm != 0) | ~np.isfinite(bpm)
+    if s.bias is not None:
+        bias, bias_err, bq = _read_product(s.bias)
+        _check_shape(s.bias, bias.shape, shape, "master bias")
+        mask |= bq
+    offs = _pair_offs(flats, s.lampoff) if s.lampoff and s.dark is None else []
+    dark = _read_product(s.dark) if s.dark is not None else None
+    data, error = [], []
+    for k, f in enumerate(flats):
+        img, _ = prepare_raw(f.path)
+        _check_shape(f, img.shape, shape, "prepared flat")
+        raw_max = float(np.percentile(img / s.arm.gain, 99.9))
+        ron = _ron(f, s)
+        var_extra = np.zeros(shape, np.float32)
+        if bias is not None:
+            img -= bias
+            raw_max -= float(np.median(bias)) / s.arm.gain
+            var_extra += bias_err ** 2
+        if dark is not None or offs:
+            d, de, dq, dframe = _dark_for(f, dark, offs[k] if offs else None, s)
+            _check_shape(dframe, d.shape, shape, "dark / lamp-off frame")
+            img -= d
+            var_extra += de ** 2
+            mask |= dq
+        _check_level(f, raw_max, img, s)
+        error.append(np.sqrt(np.maximum(img, 0) + ron ** 2 + var_extra).astype(np.float32))
+        data.append(np.ascontiguousarray(img, dtype=np.float32))
+    return Detrended(data, error, mask, flats)
+
+
+def _dark_for(flat: Frame, dark, off: Frame | None, s: InputSet):
+    if off is not None:
+        d, hdr = prepare_raw(off.path)
+        err = np.sqrt(np.maximum(d, 0) + _ron(off, s) ** 2).astype(np.float32)
+        qual, frame = np.zeros(d.shape, bool), off
+    else:
+        d, err, qual = dark
+        frame = s.dark
+    t_flat, t_dark = float(flat.get("EXPTIME", 0)), float(frame.get("EXPTIME", 0))
+    if t_dark > 0 and abs(t_flat - t_dark) > 0.005:
+        ratio = t_flat / t_dark
+        log.warning("%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f", frame.name, t_dark,
+                    flat.name, t_flat, ratio)
+        d, err = d * ratio, err * ratio
+    return d, err, qual, frame

@@ -1,0 +1,85 @@
+"""Order tables in soxspipe's format: read the order-centre table, write the table with edges."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from .core import OrderLayout
+from .frames import Frame, VerificationError
+
+
+@dataclass
+class CentreTable:
+    centre: np.ndarray        # c[i, j], unbinned
+    layout_orders: list[int]
+    b_min: list[float]
+    b_max: list[float]
+    a_is_x: bool
+    coeffs: Table             # the input HDU1 row (kept in the output)
+    meta: Table               # the input HDU2
+
+    def layout(self, bin_a: int, bin_b: int) -> OrderLayout:
+        return OrderLayout(self.layout_orders, self.b_min, self.b_max, self.a_is_x, bin_a, bin_b)
+
+    @property
+    def axis_b(self) -> str:
+        return "y" if self.a_is_x else "x"
+
+
+def _coeffs(row, prefix: str, dn: int, db: int, sep: str = "") -> np.ndarray:
+    return np.array([[float(row[f"{prefix}{sep}{i}{j}"]) for j in range(db + 1)] for i in range(dn + 1)])
+
+
+def read_centre_table(frame: Frame) -> CentreTable:
+    try:
+        with fits.open(frame.path, memmap=False) as hl:
+            coeffs, meta = Table(hl[1].data), Table(hl[2].data)
+    except (IndexError, TypeError) as exc:
+        raise VerificationError("order-table", f"{frame.name}: not an order table (need coefficient and meta "
+                                f"table extensions: {exc})") from None
+    a_is_x = "degy_cent" in coeffs.colnames
+    axis_b = "y" if a_is_x else "x"
+    try:
+        row = coeffs[0]
+        dn, db = int(row["degorder_cent"]), int(row[f"deg{axis_b}_cent"])
+        centre = _coeffs(row, "cent_", dn, db)
+        orders = [int(o) for o in meta["order"]]
+        bmin, bmax = [float(v) for v in meta[f"{axis_b}min"]], [float(v) for v in meta[f"{axis_b}max"]]
+    except KeyError as exc:
+        raise VerificationError("order-table", f"{frame.name}: order table lacks column {exc}") from None
+    return CentreTable(centre, orders, bmin, bmax, a_is_x, coeffs, meta)
+
+
+def edge_columns(lower: np.ndarray, upper: np.ndarray, axis_b: str) -> dict:
+    """soxspipe's edge columns: degrees then edgelow_c<i><j> / edgeup_c<i><j>, alphabetical."""
+    dn, db = lower.shape[0] - 1, lower.shape[1] - 1
+    cols = {"degorder_edgelow": dn, "degorder_edgeup": dn, f"deg{axis_b}_edgelow": db, f"deg{axis_b}_edgeup": db}
+    for name, c in (("edgelow", lower), ("edgeup", upper)):
+        cols.update({f"{name}_c{i}{j}": float(c[i, j]) for i in range(dn + 1) for j in range(db + 1)})
+    return dict(sorted(cols.items()))
+
+
+def read_edges(path) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper edge polynomials from an order table written by this recipe (or soxspipe)."""
+    with fits.open(path, memmap=False) as hl:
+        row = Table(hl[1].data)[0]
+    axis_b = "y" if "degy_cent" in row.colnames else "x"
+    out = []
+    for name in ("edgelow", "edgeup"):
+        dn, db = int(row[f"degorder_{name}"]), int(row[f"deg{axis_b}_{name}"])
+        out.append(_coeffs(row, f"{name}_c", dn, db))
+    return out[0], out[1]
+
+
+def order_table_hdus(ct: CentreTable, lower: np.ndarray, upper: np.ndarray, per_order: dict,
+                     header: fits.Header) -> fits.HDUList:
+    coeffs = ct.coeffs.copy()
+    for k, v in edge_columns(lower, upper, ct.axis_b).items():
+        coeffs[k] = [v]
+    meta = ct.meta.copy()
+    for k, v in per_order.items():
+        meta[k] = v
+    return fits.HDUList([fits.PrimaryHDU(header=header), fits.table_to_hdu(coeffs), fits.table_to_hdu(meta)])

@@ -1,0 +1,83 @@
+"""QC PDFs: order-edge detections and fits (ORDER LOC RES), scattered-light model (BKGROUND)."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .core import OrderLayout, poly_eval  # noqa: E402
+
+
+def _show(ax, img, title, a_is_x):
+    """Display with the dispersion axis horizontal (B along x of the plot)."""
+    data = img.T if a_is_x else img
+    lo, hi = np.nanpercentile(data[::4, ::4], [2, 98])
+    ax.imshow(data, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+
+
+def _to_binned(x, binning):
+    return (np.asarray(x, float) - 0.5 * (binning - 1)) / binning
+
+
+def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str) -> bytes:
+    pts, lo_fit, up_fit = edges["points"], edges["lower"], edges["upper"]
+    fig, axes = plt.subplots(3, 1, figsize=(11, 12), gridspec_kw={"height_ratios": [3, 3, 2]})
+    _show(axes[0], flat, f"{title}: detected edge points (green), clipped (red x)", layout.a_is_x)
+    b = _to_binned(pts["b"], layout.bin_b)
+    for key, fit in (("lower", lo_fit), ("upper", up_fit)):
+        a = _to_binned(pts[key], layout.bin_a)
+        clip = fit["clipped"].astype(bool)
+        axes[0].plot(b[~clip], a[~clip], ".", ms=2, color="lime")
+        axes[0].plot(b[clip], a[clip], "x", ms=5, color="red")
+    _show(axes[1], flat, "global polynomial fits, orders filled and labelled", layout.a_is_x)
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(layout.orders), 2)))
+    for k, (o, b0, b1) in enumerate(zip(layout.orders, layout.b_min, layout.b_max)):
+        bb = np.linspace(b0, b1, 200)
+        lo = _to_binned(poly_eval(lo_fit["coeffs"], o, bb), layout.bin_a)
+        up = _to_binned(poly_eval(up_fit["coeffs"], o, bb), layout.bin_a)
+        x = _to_binned(bb, layout.bin_b)
+        axes[1].fill_between(x, lo, up, color=colors[k], alpha=0.35, lw=0)
+        axes[1].text(x[len(x) // 2], 0.5 * (lo + up)[len(x) // 2], str(o), color="white", fontsize=8,
+                     ha="center", va="center", weight="bold")
+    for ax in axes[:2]:
+        ax.set_xlabel("along the order (px)")
+        ax.set_ylabel("cross-dispersion (px)")
+    ax = axes[2]
+    for key, fit, mk in (("lower", lo_fit, "o"), ("upper", up_fit, "s")):
+        keep = ~fit["clipped"].astype(bool)
+        ax.scatter(pts["b"][keep], fit["residuals"][keep], s=3, marker=mk, c=pts["order"][keep], cmap="tab20",
+                   label=f"{key} edge (rms {fit['rms']:.3f} px)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("along the order (unbinned px)")
+    ax.set_ylabel("fit - measured (px)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _pdf(fig)
+
+
+def background_pdf(before: np.ndarray, model: np.ndarray, layout: OrderLayout, title: str) -> bytes:
+    fig, axes = plt.subplots(3, 1, figsize=(11, 12))
+    _show(axes[0], before, f"{title}: master flat before background subtraction", layout.a_is_x)
+    data = model.T if layout.a_is_x else model
+    im = axes[1].imshow(data, origin="lower", cmap="viridis", aspect="auto")
+    axes[1].set_title("fitted scattered-light model", fontsize=9)
+    fig.colorbar(im, ax=axes[1], fraction=0.03)
+    resid = before - model
+    _show(axes[2], resid, "after subtraction", layout.a_is_x)
+    for ax in axes:
+        ax.set_xlabel("along the order (px)")
+        ax.set_ylabel("cross-dispersion (px)")
+    fig.tight_layout()
+    return _pdf(fig)
+
+
+def _pdf(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,103 @@
+"""DFS-compliant products: inherited keywords, PRO keys, provenance, QC cards, DATAMD5, checksums,
+and atomic writes that never overwrite an existing product without permission."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from astropy.io import fits
+
+from . import __version__
+from .errors import InputError
+from .frames import Frame, expected_tag
+from .qc import QCRow
+
+PIPE_ID = f"soxs-mflat/{__version__}"
+RECIPE = "soxs_mflat"
+INHERIT = ("ORIGIN", "TELESCOP", "INSTRUME", "OBJECT", "RA", "DEC", "EPOCH", "EQUINOX", "RADESYS", "DATE-OBS",
+           "MJD-OBS", "UTC", "LST", "PI-COI", "OBSERVER", "EXPTIME")
+
+
+def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[Frame], cals: Iterable[Frame],
+                   params: dict[str, Any], qc: Iterable[QCRow] = ()) -> fits.Header:
+    h = fits.Header()
+    for k in INHERIT:
+        if k in ref.header:
+            h[k] = ref.header[k]
+    for card in ref.header.cards:
+        key = card.keyword
+        if key.startswith("ESO ") and not key.startswith(("ESO DPR ", "ESO PRO ", "ESO DRS ")):
+            h[f"HIERARCH {key}"] = card.value
+    h["DATE"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    pro = {"DID": "PRO-1.16", "CATG": catg, "TYPE": ptype, "TECH": tech, "SCIENCE": False,
+           "REC1 ID": RECIPE, "REC1 DRS ID": f"soxs-mflat-core/{__version__}", "REC1 PIPE ID": PIPE_ID}
+    for k, v in pro.items():
+        h[f"HIERARCH ESO PRO {k}"] = v
+    raws = list(raws)
+    h["HIERARCH ESO PRO DATANCOM"] = len(raws)
+    for i, f in enumerate(raws, 1):
+        h[f"HIERARCH ESO PRO REC1 RAW{i} NAME"] = f.name
+        h[f"HIERARCH ESO PRO REC1 RAW{i} CATG"] = f.tag or expected_tag(f)
+    for i, f in enumerate(cals, 1):
+        h[f"HIERARCH ESO PRO REC1 CAL{i} NAME"] = f.name
+        h[f"HIERARCH ESO PRO REC1 CAL{i} CATG"] = f.tag or expected_tag(f)
+        h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5", file_datamd5(f.path)))
+    for i, (k, v) in enumerate(params.items(), 1):
+        h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k
+        h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = str(v).lower() if isinstance(v, bool) else str(v)
+    for r in qc:
+        key = f"HIERARCH ESO QC {r.name}"
+        room = 80 - len(key) - 3 - 20 - 3  # "= ", value field, " / "
+        h[key] = (r.value, r.comment[:max(room, 0)])
+    return h
+
+
+def file_datamd5(path: Path) -> str:
+    """MD5 over the data units (with padding) of every HDU: header edits do not change it."""
+    md5 = hashlib.md5()
+    with fits.open(path, memmap=False) as hl, open(path, "rb") as fh:
+        spans = [(h.fileinfo()["datLoc"], h.fileinfo()["datSpan"]) for h in hl]
+        for loc, span in spans:
+            fh.seek(loc)
+            md5.update(fh.read(span))
+    return md5.hexdigest()
+
+
+def check_writable(paths: Iterable[Path], overwrite: bool) -> None:
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise InputError(f"products already exist (use --overwrite to replace them): {', '.join(existing)}")
+
+
+def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
+    """Atomic write: temp file in the target directory, DATAMD5 + CHECKSUM/DATASUM, then rename."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists (use --overwrite to replace it)")
+    hl[0].header["PIPEFILE"] = path.name
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        hl.writeto(tmp, overwrite=True, checksum=True)
+        hl[0].header["DATAMD5"] = file_datamd5(Path(tmp))
+        hl.writeto(tmp, overwrite=True, checksum=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_atomic_bytes(data: bytes, path: Path, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists (use --overwrite to replace it)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,128 @@
+"""The soxs_mflat recipe: SOF (or directory / file list) in, DFS products and a QC table out."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+from astropy.io import fits
+
+from . import core, settings
+from .detrend import detrend
+from .frames import load_frames
+from .ordertable import CentreTable, order_table_hdus, read_centre_table
+from .prepare import binning_of
+from .products import check_writable, product_header, write_atomic_bytes, write_fits
+from .qc import QCRow, qc_table
+from .verify import InputSet, verify
+
+log = logging.getLogger("soxs_mflat")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RecipeResult:
+    products: dict[str, Path]
+    qc: list[QCRow]
+    arm: str
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
+    a, t = arm.lower(), tag.lower()
+    return {f"MFLAT{tag}": outdir / f"master_flat_{a}{t}.fits", f"ORDER LOC{tag}": outdir / f"order_tab_{a}{t}.fits",
+            f"BKGROUND FITS{tag}": outdir / f"mflat_bkground_{a}{t}.fits",
+            f"ORDER LOC RES{tag}": outdir / f"order_loc_res_{a}{t}.pdf",
+            f"BKGROUND{tag}": outdir / f"bkground_{a}{t}.pdf"}
+
+
+def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".",
+              settings_file: str | Path | None = None, params: Mapping[str, Any] | Iterable[str] | None = None,
+              overwrite: bool = False, progress: Progress | None = None) -> RecipeResult:
+    """Run the recipe. Verification errors raise before anything is written."""
+    t0 = time.perf_counter()
+    say = progress or (lambda msg: None)
+    say("reading and verifying input frames")
+    s = verify(load_frames(inputs))
+    p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    outdir = Path(outdir)
+    if s.arm.arm == "UVB":
+        from .uvb import run_uvb
+        products, qc = run_uvb(s, p, outdir, overwrite, say)
+    else:
+        paths = product_paths(outdir, s.arm.arm)
+        if not p["subtract_background"]:
+            paths = {k: v for k, v in paths.items() if "BKGROUND" not in k}
+        check_writable(paths.values(), overwrite)
+        lamp = next(iter(s.flats))
+        res, ct, layout, d = process_lamp(s, lamp, p, say)
+        qc = qc_table(res["qc"], s.arm.instrument, s.arm.arm)
+        say("writing products")
+        outdir.mkdir(parents=True, exist_ok=True)
+        products = write_lamp_products(s, lamp, p, res, ct, layout, d, qc, paths, overwrite, "")
+    return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings))
+
+
+def core_params(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k not in ("scale_d2_to_qth",)}
+
+
+def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
+    say(f"detrending {len(s.flats[lamp])} {lamp} frames")
+    d = detrend(s, lamp)
+    ct = read_centre_table(s.order_tabs[lamp])
+    bx, by = binning_of(d.frames[0].header, s.arm)
+    layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
+    say("normalising, stacking, tracing edges, background, low-sensitivity pixels (C++ core)")
+    res = core.master_flat(d.data, ct.centre, layout, errors=d.error, bpm=d.mask, params=core_params(p))
+    return res, ct, layout, d
+
+
+def per_order_meta(res: dict, layout: core.OrderLayout, p: dict) -> dict[str, list]:
+    pts = res["edges"]["points"]
+    peak, level = [], []
+    for o in layout.orders:
+        sel = pts["order"] == o
+        peak.append(float(np.median(pts["peak"][sel])) if sel.any() else float("nan"))
+        level.append(float(np.median(pts["level_pct"][sel])) if sel.any() else float("nan"))
+    lo, hi = p["min_percentage_threshold_for_edge_detection"], p["max_percentage_threshold_for_edge_detection"]
+    return {"maxvalue": peak, "minThreshold": [v * lo / 100 for v in peak], "maxThreshold": [v * hi / 100 for v in peak],
+            "level_pct": level, "n_slices": list(map(int, pts["n_slices_per_order"])),
+            "n_edges_used": list(map(int, res["edges"]["n_used_per_order"]))}
+
+
+def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, d, qc: list[QCRow],
+                        paths: dict[str, Path], overwrite: bool, tag: str) -> dict[str, Path]:
+    arm = s.arm.arm
+    ref = d.frames[0]
+    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], s.bpm) if f is not None] + s.lampoff
+    hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, d.frames, cals, p, q)  # noqa: E731
+    out = {}
+    h = hdr(f"MASTER_FLAT_{arm}", "IMAGE")
+    h["EXTNAME"], h["BUNIT"] = "FLUX", ""
+    errs = fits.ImageHDU(res["error"], name="ERRS")
+    errs.header["UTYPE"] = "StdDevUncertainty"
+    qual = fits.ImageHDU(res["quality"], name="QUAL")
+    qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
+    out[f"MFLAT{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs]), paths[f"MFLAT{tag}"],
+                                    overwrite)
+    th = hdr(f"ORDER_TAB_{arm}", "ECHELLE,SLIT")
+    hl = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
+                          per_order_meta(res, layout, p), th)
+    out[f"ORDER LOC{tag}"] = write_fits(hl, paths[f"ORDER LOC{tag}"], overwrite)
+    from .plots import background_pdf, order_loc_pdf
+    title = f"{s.arm.instrument} {arm} {lamp}"
+    out[f"ORDER LOC RES{tag}"] = write_atomic_bytes(order_loc_pdf(res["flux"], res["edges"], layout, title),
+                                                    paths[f"ORDER LOC RES{tag}"], overwrite)
+    if res["background"] is not None:
+        bh = hdr(f"MFLAT_BKGROUND_{arm}", "IMAGE", [])
+        bh["EXTNAME"] = "FLUX"
+        out[f"BKGROUND FITS{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["background"], bh)]),
+                                                paths[f"BKGROUND FITS{tag}"], overwrite)
+        out[f"BKGROUND{tag}"] = write_atomic_bytes(background_pdf(res["stacked"], res["background"], layout, title),
+                                                   paths[f"BKGROUND{tag}"], overwrite)
+    return out

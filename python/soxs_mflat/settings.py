@@ -1,0 +1,124 @@
+"""Recipe parameters: definitions in ``data/parameters.yaml`` (the single source), resolution of
+per-instrument / per-arm defaults, user settings files and ``NAME=VALUE`` overrides."""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import InputError
+
+INSTRUMENTS = ("soxs", "xshooter")
+ARMS = ("uvb", "vis", "nir")
+_CASTS = {"bool": bool, "int": int, "float": float}
+
+
+@lru_cache(maxsize=None)
+def definitions() -> dict[str, dict]:
+    text = resources.files("soxs_mflat").joinpath("data/parameters.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@lru_cache(maxsize=None)
+def qc_ranges(instrument: str, arm: str) -> dict[str, tuple[float, float]]:
+    data = yaml.safe_load(resources.files("soxs_mflat").joinpath("data/qc_ranges.yaml").read_text())
+    return {k: tuple(v) for k, v in ((data.get(instrument.lower()) or {}).get(arm.lower()) or {}).items()}
+
+
+def default(name: str, instrument: str, arm: str) -> Any:
+    d = definitions()[name]["default"]
+    if isinstance(d, dict):
+        d = d.get(instrument.lower(), next(iter(d.values())))
+    if isinstance(d, dict):
+        d = d.get(arm.lower(), next(iter(d.values())))
+    return d
+
+
+def cast(name: str, value: Any, origin: str = "") -> Any:
+    """Convert a user value to the parameter's type, with an error naming where it came from."""
+    defs = definitions()
+    where = f" ({origin})" if origin else ""
+    if name not in defs:
+        raise InputError(f"unknown parameter {name!r}{where}; known: {', '.join(sorted(defs))}")
+    kind = defs[name]["type"]
+    if kind == "bool" and isinstance(value, str):
+        low = value.strip().lower()
+        if low not in ("true", "false", "1", "0", "yes", "no"):
+            raise InputError(f"parameter {name}{where} must be true or false, got {value!r}")
+        return low in ("true", "1", "yes")
+    try:
+        if kind == "int" and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return _CASTS[kind](value)
+    except (TypeError, ValueError):
+        raise InputError(f"parameter {name}{where} must be {kind}, got {value!r}") from None
+
+
+def _from_file(path: Path, instrument: str, arm: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read settings: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: settings must be a mapping of parameter names to values")
+    data = data.get("soxs-mflat", data)
+    out: dict[str, Any] = {}
+    for key, val in data.items():
+        key = str(key).replace("-", "_")
+        if key in ARMS:
+            if key == arm.lower():
+                out.update({str(k).replace("-", "_"): v for k, v in (val or {}).items()})
+            continue
+        out.setdefault(key, val)
+    return {k: cast(k, v, str(path)) for k, v in out.items()}
+
+
+def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
+            overrides: Mapping[str, Any] | Iterable[str] | None = None) -> dict[str, Any]:
+    """Defaults for the instrument and arm, then the settings file, then overrides (later wins)."""
+    p = {name: default(name, instrument, arm) for name in definitions()}
+    if settings_file:
+        p.update(_from_file(Path(settings_file), instrument, arm))
+    if overrides:
+        items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
+        for k, v in items:
+            k = k.replace("-", "_")
+            p[k] = cast(k, v, "--param")
+    _check(p)
+    return p
+
+
+def _split(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise InputError(f"--param expects NAME=VALUE, got {item!r}")
+    k, v = item.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def _check(p: dict[str, Any]) -> None:
+    if not 0 < p["min_percentage_threshold_for_edge_detection"] <= p["max_percentage_threshold_for_edge_detection"] < 100:
+        raise InputError("need 0 < min_percentage_threshold_for_edge_detection <= "
+                         "max_percentage_threshold_for_edge_detection < 100")
+    for k in ("stacked_clipping_sigma", "poly_fitting_residual_clipping_sigma", "low_sensitivity_clipping_sigma"):
+        if p[k] <= 0:
+            raise InputError(f"{k} must be > 0, got {p[k]}")
+    for k in ("order_deg", "disp_axis_deg", "stacked_clipping_iterations", "poly_clipping_iteration_limit"):
+        if p[k] < 0:
+            raise InputError(f"{k} must be >= 0, got {p[k]}")
+
+
+def example_yaml() -> str:
+    """A user settings file with every parameter and its per-arm defaults (data/settings.yaml)."""
+    lines = ["# soxs-mflat settings: copy, edit and pass with `soxs-mflat run SOF -s FILE`.",
+             "# Top-level values apply to every arm; an `uvb:`/`vis:`/`nir:` block overrides per arm.",
+             "# Generated from data/parameters.yaml; defaults differ per instrument (see docs/recipe.md).",
+             "soxs-mflat:"]
+    for name, d in definitions().items():
+        val = d["default"]
+        shown = val if not isinstance(val, dict) else "instrument/arm dependent, see docs/recipe.md"
+        lines.append(f"  # {d['description']}")
+        lines.append(f"  # {name}: {str(shown).lower() if isinstance(shown, bool) else shown}")
+    return "\n".join(lines) + "\n"
