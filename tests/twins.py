@@ -137,11 +137,47 @@ def background_line(levels_by_a, la, deg):
     return out
 
 
-def separable_median_model(img, half_a, half_b):
-    """Median across A (±half_a) then along B (±half_b), NaN ignored, on a (B, A) image."""
-    from numpy.lib.stride_tricks import sliding_window_view as sw
-    pa = np.pad(img, ((0, 0), (half_a, half_a)), constant_values=np.nan)
+def _pair_median(stack):
+    """stack[0] = centre, stack[2d-1], stack[2d] = the pair at distance d: NaN-out incomplete pairs."""
+    st = stack.copy()
+    for d in range(1, (len(st) - 1) // 2 + 1):
+        bad = ~(np.isfinite(st[2 * d - 1]) & np.isfinite(st[2 * d]))
+        st[2 * d - 1][bad] = np.nan
+        st[2 * d][bad] = np.nan
     with _quiet():
-        ma = np.nanmedian(sw(pa, 2 * half_a + 1, axis=1), axis=-1)
-        pb = np.pad(ma, ((half_b, half_b), (0, 0)), constant_values=np.nan)
-        return np.nanmedian(sw(pb, 2 * half_b + 1, axis=0), axis=-1)
+        return np.nanmedian(st, axis=0)
+
+
+def _shift(img, d, axis):
+    out = np.full(img.shape, np.nan)
+    if axis == 1:
+        if d > 0:
+            out[:, :-d] = img[:, d:]
+        else:
+            out[:, -d:] = img[:, :img.shape[1] + d]
+    else:
+        if d > 0:
+            out[:-d] = img[d:]
+        else:
+            out[-d:] = img[:img.shape[0] + d]
+    return out
+
+
+def separable_median_model(img, half_a, half_b):
+    """Median across A (centre + complete symmetric pairs within ±half_a), then along B the same
+    way with the window shrunk symmetrically at the first/last lines; on a (B, A) image."""
+    def stack(x, half, axis):
+        parts = [x]
+        for d in range(1, half + 1):
+            parts += [_shift(x, -d, axis), _shift(x, d, axis)]
+        return np.array(parts)
+    ma = _pair_median(stack(img, half_a, 1))
+    sb = stack(ma, half_b, 0)
+    nb = img.shape[0]
+    q = np.arange(nb)
+    h = np.minimum(np.minimum(q, nb - 1 - q), half_b)
+    for d in range(1, half_b + 1):
+        drop = (h < d)[:, None] & np.ones(img.shape[1], bool)[None, :]
+        sb[2 * d - 1][drop] = np.nan
+        sb[2 * d][drop] = np.nan
+    return _pair_median(sb)

@@ -71,8 +71,14 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
       std::vector<float> med_a(nb * G), model(nb * W);
       for (int64_t q = 0; q < nb; ++q)
         for (int k = -P; k < W + P; ++k) {
+          // symmetric pairs only: a masked neighbour on one side would bias the median on a slope
           w.clear();
-          for (int d = -p.half_a; d <= p.half_a; ++d) { float v = at(q, k + d); if (std::isfinite(v)) w.push_back(v); }
+          float c0 = at(q, k);
+          if (std::isfinite(c0)) w.push_back(c0);
+          for (int d = 1; d <= p.half_a; ++d) {
+            float lo = at(q, k - d), hi = at(q, k + d);
+            if (std::isfinite(lo) && std::isfinite(hi)) { w.push_back(lo); w.push_back(hi); }
+          }
           med_a[q * G + k + P] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
         }
       for (int64_t q = 0; q < nb; ++q)
@@ -81,11 +87,15 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
           // symmetric window, shrunk at the order's ends: one-sided medians are biased where the
           // flux falls steeply along B
           const int64_t h = std::min<int64_t>({int64_t(p.half_b), q, nb - 1 - q});
-          for (int64_t d = q - h; d <= q + h; ++d) {
+          auto ma = [&](int64_t d) -> float {  // A-median at this detector column on line d
             int64_t kk = base[q] + k - base[d];
-            if (kk < -P || kk >= W + P) continue;
-            float v = med_a[d * G + kk + P];
-            if (std::isfinite(v)) w.push_back(v);
+            return (kk < -P || kk >= W + P) ? NAN : med_a[d * G + kk + P];
+          };
+          float c0 = ma(q);
+          if (std::isfinite(c0)) w.push_back(c0);
+          for (int64_t d = 1; d <= h; ++d) {
+            float lo = ma(q - d), hi = ma(q + d);
+            if (std::isfinite(lo) && std::isfinite(hi)) { w.push_back(lo); w.push_back(hi); }
           }
           model[q * W + k] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
         }
