@@ -8,7 +8,7 @@ from scipy.interpolate import CubicSpline
 MAD = 1.482602218505602
 
 
-def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0, iters=5):
+def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0, iters=5, error_floor=False):
     cube = np.array(frames, dtype=np.float64)
     sc = np.ones(len(cube)) if scales is None else np.asarray(scales, float)
     cube = (cube.astype(np.float32) * sc[:, None, None].astype(np.float32)).astype(np.float64)
@@ -20,6 +20,9 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
         with np.errstate(all="ignore"), _quiet():
             med = np.nanmedian(d, axis=0)
             sd = MAD * np.nanmedian(np.abs(d - med), axis=0)
+            if error_floor:
+                e = np.asarray(errors, np.float64) * sc[:, None, None]
+                sd = np.minimum(sd, np.sqrt(np.nanmean(np.where(keep, e * e, np.nan), axis=0)))
         new = keep & (cube >= med - sl * sd) & (cube <= med + su * sd)
         if (new == keep).all():
             break

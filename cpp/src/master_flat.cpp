@@ -102,7 +102,9 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   // pass 2: level of frame / first-pass master, then the final stack
   r.norm_second = exposure_levels(frames, r.flux.data(), bpm, ny, nx, centre, orders, g, p, nullptr);
   for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_second[k];
-  clip_and_stack(frames, errors, masks, sc, npix, p.stack, r.flux.data(), r.error.data(), r.quality.data(),
+  ClipParams final_clip = p.stack;
+  final_clip.error_floor = !errors.empty();
+  clip_and_stack(frames, errors, masks, sc, npix, final_clip, r.flux.data(), r.error.data(), r.quality.data(),
                  nullptr, p.threads);
   for (int64_t i = 0; i < npix; ++i) {
     uint8_t q = r.quality[i] ? QUAL_NO_DATA : 0;

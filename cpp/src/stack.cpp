@@ -48,11 +48,17 @@ inline double mad_range(const Sample* s, int lo, int hi, double m) {
 }
 
 // Clip sorted samples in place; returns surviving range [lo, hi).
-inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, int& hi) {
+template <class ErrOf>
+inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, int& hi, ErrOf err_of) {
   lo = 0; hi = n;
   for (int it = 0; it < p.max_iters && hi > lo; ++it) {
     double m = median_range(s, lo, hi);
     double sd = detail::MAD_TO_SIGMA * mad_range(s, lo, hi, m);
+    if (p.error_floor) {
+      double e2 = 0;
+      for (int q = lo; q < hi; ++q) e2 += err_of(s[q].k) * err_of(s[q].k);
+      sd = std::min(sd, std::sqrt(e2 / (hi - lo)));
+    }
     double lb = m - p.sigma_lower * sd, ub = m + p.sigma_upper * sd;
     int nlo = lo, nhi = hi;
     while (nlo < nhi && s[nlo].v < lb) ++nlo;
@@ -119,6 +125,15 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
     }
     sort_net<false>(d, nullptr, n);
     VF sd = float(detail::MAD_TO_SIGMA) * median_sel(d, n, VI{}, nu);
+    if (HaveErr && p.error_floor) {
+      VF e2 = VF{};
+      for (int k = 0; k < n; ++k) { VI in = (k >= lo) & (k < hi); e2 += in ? ev[k] * ev[k] : VF{}; }
+      VF fnu = __builtin_convertvector(nu, VF);
+      for (int j = 0; j < W; ++j) {
+        float floor_j = fnu[j] > 0 ? std::sqrt(e2[j] / fnu[j]) : INFINITY;
+        sd[j] = std::min(sd[j], floor_j);
+      }
+    }
     VF lb = m - float(p.sigma_lower) * sd, ub = m + float(p.sigma_upper) * sd;
     VI nlo = lo, nhi = hi;
     for (int k = 0; k < n; ++k) {
@@ -194,7 +209,7 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
       }
       insertion_sort(s, m);
       int lo = 0, hi = 0;
-      clip_sorted(s, m, p, lo, hi);
+      clip_sorted(s, m, p, lo, hi, [&](int k) { return have_err ? double(errors[k][i]) * sc[k] : INFINITY; });
       int used = hi - lo;
       double sum = 0, esum = 0, sq = 0;
       for (int q = lo; q < hi; ++q) {

@@ -4,7 +4,7 @@
 void bind_kernels(py::module_& m) {
   m.def("clip_and_stack", [](const std::vector<FArr>& frames, const std::optional<std::vector<FArr>>& errors,
                              const std::optional<std::vector<U8Arr>>& masks, const std::vector<double>& scales,
-                             double sigma_lower, double sigma_upper, int max_iters, int threads) {
+                             double sigma_lower, double sigma_upper, int max_iters, int threads, bool error_floor) {
     if (frames.empty()) throw std::invalid_argument("clip_and_stack: no frames given");
     auto v0 = image_view(frames[0], "frame 0");
     std::vector<const float*> f, e; std::vector<const uint8_t*> mk;
@@ -22,7 +22,7 @@ void bind_kernels(py::module_& m) {
     int64_t npix = v0.ny * v0.nx;
     py::array_t<float> mean({v0.ny, v0.nx}), err({v0.ny, v0.nx});
     py::array_t<uint8_t> qual({v0.ny, v0.nx}), nused({v0.ny, v0.nx});
-    soxs::ClipParams p{sigma_lower, sigma_upper, max_iters};
+    soxs::ClipParams p{sigma_lower, sigma_upper, max_iters, error_floor};
     float *pm = mean.mutable_data(), *pe = err.mutable_data();
     uint8_t *pq = qual.mutable_data(), *pn = nused.mutable_data();
     {
@@ -32,7 +32,7 @@ void bind_kernels(py::module_& m) {
     return py::make_tuple(mean, err, qual, nused);
   }, py::arg("frames"), py::arg("errors") = py::none(), py::arg("masks") = py::none(),
      py::arg("scales") = std::vector<double>{}, py::arg("sigma_lower") = 5.0, py::arg("sigma_upper") = 5.0,
-     py::arg("max_iters") = 5, py::arg("threads") = 0);
+     py::arg("max_iters") = 5, py::arg("threads") = 0, py::arg("error_floor") = false);
 
   m.def("inner_order_stats", [](const FArr& img, const std::optional<FArr>& ref, const std::optional<U8Arr>& mask,
                                 const DArr& centre, const std::vector<int>& orders, const std::vector<double>& bmin,

@@ -59,13 +59,15 @@ def _u8(a: Any | None, name: str) -> np.ndarray | None:
 def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | None = None,
                    masks: Sequence[np.ndarray] | None = None, scales: Sequence[float] | None = None,
                    sigma_lower: float = 5.0, sigma_upper: float = 5.0, max_iters: int = 5,
-                   threads: int = 0) -> StackResult:
+                   threads: int = 0, error_floor: bool = False) -> StackResult:
     """Sigma-clip (median centre, MAD sigma; astropy semantics) along the stack and average.
 
     Masked or non-finite samples never take part. ``error = mean(sigma_i of survivors) /
     sqrt(n_used)`` (without ``errors``: sample std of survivors / sqrt(n_used)). ``quality`` is 1
     where no sample survived (mean and error are 0 there). ``scales[k]`` multiplies frame k and its
-    error before clipping, which normalises frames without copying them.
+    error before clipping, which normalises frames without copying them. With ``error_floor`` (and
+    ``errors``) the clipping sigma is min(MAD sigma, rms of the survivors' errors): the MAD of a few
+    samples is often 2-3x too large.
     """
     if len(frames) == 0:
         raise InputError("clip_and_stack: no frames given")
@@ -73,7 +75,8 @@ def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | 
     e = None if errors is None else [_f32(x, f"error map {k}") for k, x in enumerate(errors)]
     m = None if masks is None else [_u8(x, f"mask {k}") for k, x in enumerate(masks)]
     with convert_cpp_errors("clip_and_stack"):
-        out = _core.clip_and_stack(f, e, m, [] if scales is None else [float(s) for s in scales], sigma_lower, sigma_upper, max_iters, threads)
+        out = _core.clip_and_stack(f, e, m, [] if scales is None else [float(s) for s in scales], sigma_lower,
+                                   sigma_upper, max_iters, threads, error_floor)
     return StackResult(*out)
 
 

@@ -27,7 +27,7 @@ QC_DEFS = {
 @dataclass
 class QCRow:
     name: str
-    value: float
+    value: float | int
     unit: str
     comment: str
     low: float | None = None
@@ -48,7 +48,9 @@ def qc_table(values: dict[str, float], instrument: str, arm: str, extra: dict | 
         if name not in values:
             continue
         lo, hi = ranges.get(name, (None, None))
-        rows.append(QCRow(name, float(values[name]), unit, comment, lo, hi))
+        v = values[name]
+        v = int(v) if isinstance(v, (int,)) or getattr(v, "dtype", None) is not None and v.dtype.kind in "iu" else float(v)
+        rows.append(QCRow(name, v, unit, comment, lo, hi))
         if rows[-1].flag == "fail":
             log.warning("QC %s = %.6g is outside its acceptable range [%g, %g]", name, values[name], lo, hi)
     return rows

@@ -51,6 +51,9 @@ struct Geometry {             // how polynomials map onto a (binned) frame
 struct ClipParams {
   double sigma_lower = 5.0, sigma_upper = 5.0;  // in MAD-sigma units (1.4826 * MAD)
   int max_iters = 5;                             // astropy sigma_clip semantics
+  // With error maps: clip on min(MAD sigma, rms of the survivors' errors). The MAD of <= 5
+  // samples is often 2-3x too large, which lets cosmic rays of ~15 % through.
+  bool error_floor = false;
 };
 struct StackResult {
   std::vector<float> mean, error;   // mean of surviving samples; mean(sigma_i)/sqrt(n_used)
