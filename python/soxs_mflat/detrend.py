@@ -95,7 +95,6 @@ def detrend(s: InputSet, lamp: str) -> Detrended:
         var_extra = np.zeros(shape, np.float32)
         if bias is not None:
             img -= bias
-            raw_max -= float(np.median(bias)) / s.arm.gain
             var_extra += bias_err ** 2
         if dark is not None or offs:
             d, de, dq, dframe = _dark_for(f, dark, offs[k] if offs else None, s)

@@ -63,11 +63,14 @@ def read_header(path: Path) -> fits.Header:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, memmap=False) as hl:
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hl:
                 hl.verify("silentfix")
                 header = hl[0].header.copy()
-                for hdu in hl:  # touching the data detects truncation
-                    _ = hdu.data
+                size = path.stat().st_size
+                for hdu in hl:  # data units must be complete (padding may be missing)
+                    if hdu.fileinfo()["datLoc"] + hdu.size > size:
+                        raise VerificationError("unreadable-fits", f"{path}: FITS file is truncated "
+                                                f"({size} bytes, header promises {hdu.fileinfo()['datLoc'] + hdu.size})")
         for w in caught:
             if "truncated" in str(w.message).lower():
                 raise VerificationError("unreadable-fits", f"{path}: FITS file is truncated")
