@@ -162,3 +162,13 @@ def test_inputs_are_not_modified(vis, tmp_path):
     digest = {p: hashlib.md5(Path(p).read_bytes()).hexdigest() for p, _ in _entries(vis)}
     run_mflat(vis["sof"], tmp_path / "out")
     assert digest == {p: hashlib.md5(Path(p).read_bytes()).hexdigest() for p, _ in _entries(vis)}
+
+
+def test_parameter_docs_and_shipped_settings_are_generated_from_the_single_source():
+    from importlib import resources
+
+    from soxs_mflat import settings
+    doc = (Path(__file__).parent.parent / "docs" / "recipe.md").read_text()
+    assert settings.markdown_table() in doc
+    shipped = resources.files("soxs_mflat").joinpath("data/settings.yaml").read_text()
+    assert shipped == settings.example_yaml()

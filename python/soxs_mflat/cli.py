@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--instrument", choices=["soxs", "xshooter"], default="soxs")
     pp.add_argument("--arm", choices=["uvb", "vis", "nir"], default="vis")
     pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit")
+    pp.add_argument("--markdown", action="store_true", help="print the parameter table of docs/recipe.md")
     s = sub.add_parser("simulate", help="write a simulated raw flat set with calibrations, SOF and truth")
     s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
     s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
@@ -100,6 +101,9 @@ def _params(args: argparse.Namespace) -> int:
     from . import settings
     if args.yaml:
         print(settings.example_yaml(), end="")
+        return 0
+    if args.markdown:
+        print(settings.markdown_table(), end="")
         return 0
     for name, d in settings.definitions().items():
         val = settings.default(name, args.instrument, args.arm)

@@ -122,3 +122,16 @@ def example_yaml() -> str:
         lines.append(f"  # {d['description']}")
         lines.append(f"  # {name}: {str(shown).lower() if isinstance(shown, bool) else shown}")
     return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The parameter table of docs/recipe.md (generated; a test keeps the doc in sync)."""
+    cols = [("soxs", "vis"), ("soxs", "nir"), ("xshooter", "uvb"), ("xshooter", "vis"), ("xshooter", "nir")]
+    head = "| parameter | type | SOXS VIS | SOXS NIR | XSH UVB | XSH VIS | XSH NIR | description |"
+    lines = [head, "|" + "---|" * 8]
+    for name, d in definitions().items():
+        vals = " | ".join(str(default(name, i, a)).lower() if d["type"] == "bool" else str(default(name, i, a))
+                          for i, a in cols)
+        desc = d["description"] + (f" (differs from soxspipe: {d['reason']})" if "reason" in d else "")
+        lines.append(f"| `{name}` | {d['type']} | {vals} | {desc} |")
+    return "\n".join(lines) + "\n"
