@@ -50,3 +50,12 @@ def test_shape_mismatch_is_input_error():
     lo, up = so.edge_coeffs()
     with pytest.raises(sm.InputError, match="expected"):
         sm.stitch(d, q, lo, up, 3, LAY)
+
+
+def test_quality_bits_survive():
+    d, q = _frames()
+    d["quality"][:] = 2
+    q["quality"][:] = 5
+    lo, up = so.edge_coeffs()
+    out = sm.stitch(d, q, lo, up, crossover=3, layout=LAY)
+    assert set(np.unique(out["quality"])) == {2, 5}

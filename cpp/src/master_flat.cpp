@@ -115,10 +115,10 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   MaskView qmask{r.quality.data()};
   r.edges = detect_and_fit_edges(flat, r.error.data(), qmask, centre, orders, g, p.edges, p.order_deg,
                                  p.disp_deg, p.fit_clip_sigma, p.fit_clip_iters, p.threads);
+  r.stacked = r.flux;  // kept for the BKGROUND plot and for re-use (UVB stitching)
   if (p.subtract_background) {
     auto bg = fit_background(flat, qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g, p.background, p.threads);
     r.background = std::move(bg.model);
-    r.stacked = r.flux;  // kept for the BKGROUND QC plot
     for (int64_t i = 0; i < npix; ++i) r.flux[i] -= r.background[i];
   }
   auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,

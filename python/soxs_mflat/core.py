@@ -56,6 +56,11 @@ def _u8(a: Any | None, name: str) -> np.ndarray | None:
     return np.ascontiguousarray(np.asarray(a) != 0, dtype=np.uint8)
 
 
+def _bits(a: Any) -> np.ndarray:
+    """QUAL bit maps keep their bits (unlike masks, which become 0/1)."""
+    return np.ascontiguousarray(a, dtype=np.uint8)
+
+
 def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | None = None,
                    masks: Sequence[np.ndarray] | None = None, scales: Sequence[float] | None = None,
                    sigma_lower: float = 5.0, sigma_upper: float = 5.0, max_iters: int = 5,
@@ -192,8 +197,8 @@ def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np
     a_is_x, bin_a, bin_b = layout.a_is_x, layout.bin_a, layout.bin_b
     with convert_cpp_errors("stitch"):
         f, e, qq, line, d_below = _core.stitch(
-            _f32(d["flux"], "D flux"), _f32(d["error"], "D error"), _u8(d["quality"], "D quality"),
-            _f32(q["flux"], "Q flux"), _f32(q["error"], "Q error"), _u8(q["quality"], "Q quality"),
+            _f32(d["flux"], "D flux"), _f32(d["error"], "D error"), _bits(d["quality"]),
+            _f32(q["flux"], "Q flux"), _f32(q["error"], "Q error"), _bits(q["quality"]),
             np.asarray(d_lower, float), np.asarray(d_upper, float), int(crossover), a_is_x, bin_a, bin_b,
             offset, scale)
     return {"flux": f, "error": e, "quality": qq, "line": line, "d_below": d_below}

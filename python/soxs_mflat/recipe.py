@@ -33,7 +33,8 @@ class RecipeResult:
 
 
 def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
-    a, t = arm.lower(), tag.lower()
+    """Labels (tag " DLAMP" etc.) to file paths (suffix "_dlamp")."""
+    a, t = arm.lower(), tag.lower().replace(" ", "_")
     return {f"MFLAT{tag}": outdir / f"master_flat_{a}{t}.fits", f"ORDER LOC{tag}": outdir / f"order_tab_{a}{t}.fits",
             f"BKGROUND FITS{tag}": outdir / f"mflat_bkground_{a}{t}.fits",
             f"ORDER LOC RES{tag}": outdir / f"order_loc_res_{a}{t}.pdf",
@@ -82,8 +83,8 @@ def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     return res, ct, layout, d
 
 
-def per_order_meta(res: dict, layout: core.OrderLayout, p: dict) -> dict[str, list]:
-    pts = res["edges"]["points"]
+def per_order_meta(edges: dict, layout: core.OrderLayout, p: dict) -> dict[str, list]:
+    pts = edges["points"]
     peak, level = [], []
     for o in layout.orders:
         sel = pts["order"] == o
@@ -92,14 +93,14 @@ def per_order_meta(res: dict, layout: core.OrderLayout, p: dict) -> dict[str, li
     lo, hi = p["min_percentage_threshold_for_edge_detection"], p["max_percentage_threshold_for_edge_detection"]
     return {"maxvalue": peak, "minThreshold": [v * lo / 100 for v in peak], "maxThreshold": [v * hi / 100 for v in peak],
             "level_pct": level, "n_slices": list(map(int, pts["n_slices_per_order"])),
-            "n_edges_used": list(map(int, res["edges"]["n_used_per_order"]))}
+            "n_edges_used": list(map(int, edges["n_used_per_order"]))}
 
 
 def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, d, qc: list[QCRow],
-                        paths: dict[str, Path], overwrite: bool, tag: str) -> dict[str, Path]:
+                        paths: dict[str, Path], overwrite: bool, tag: str, cals_extra=()) -> dict[str, Path]:
     arm = s.arm.arm
     ref = d.frames[0]
-    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], s.bpm) if f is not None] + s.lampoff
+    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None] + s.lampoff
     hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, d.frames, cals, p, q)  # noqa: E731
     out = {}
     h = hdr(f"MASTER_FLAT_{arm}", "IMAGE")
@@ -112,11 +113,11 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                                     overwrite)
     th = hdr(f"ORDER_TAB_{arm}", "ECHELLE,SLIT")
     hl = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
-                          per_order_meta(res, layout, p), th)
+                          per_order_meta(res["edges"], layout, p), th)
     out[f"ORDER LOC{tag}"] = write_fits(hl, paths[f"ORDER LOC{tag}"], overwrite)
     from .plots import background_pdf, order_loc_pdf
-    title = f"{s.arm.instrument} {arm} {lamp}"
-    out[f"ORDER LOC RES{tag}"] = write_atomic_bytes(order_loc_pdf(res["flux"], res["edges"], layout, title),
+    title = f"{s.arm.instrument} {arm} {tag.strip() or lamp}"
+    out[f"ORDER LOC RES{tag}"] = write_atomic_bytes(order_loc_pdf(res["stacked"], res["edges"], layout, title),
                                                     paths[f"ORDER LOC RES{tag}"], overwrite)
     if res["background"] is not None:
         bh = hdr(f"MFLAT_BKGROUND_{arm}", "IMAGE", [])

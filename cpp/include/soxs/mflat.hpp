@@ -176,7 +176,7 @@ struct EdgeFit {
 };
 struct MasterFlatResult {
   std::vector<float> flux, error, background;   // background empty when not subtracted
-  std::vector<float> stacked;                   // the stack before background subtraction (same condition)
+  std::vector<float> stacked;                   // the normalised stack before background subtraction
   std::vector<uint8_t> quality;                 // QUAL bits, see QualBits
   std::vector<double> norm_first, norm_second;  // per-frame exposure levels (electrons)
   EdgeFit edges;

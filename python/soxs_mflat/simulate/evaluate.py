@@ -36,9 +36,12 @@ def edge_rms(lower: np.ndarray, upper: np.ndarray, truth: dict, level: float = 0
     return out
 
 
-def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str = "QTH") -> dict:
+def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str | dict = "QTH") -> dict:
     """Edge RMS per order, pixel-response RMS vs the stack's noise, low-sensitivity recall / false rate,
-    inter-order values and the largest residual (sigma) on pixels that cosmic rays hit."""
+    inter-order values and the largest residual (sigma) on pixels that cosmic rays hit.
+
+    ``lamp``: the lamp whose illumination the flat follows, or ``{order: lamp}`` for a stitched
+    UVB flat (each lamp's part is normalised on its own)."""
     from ..ordertable import read_edges
     t = _truth(Path(truth_path))
     lower, upper = read_edges(order_tab_path)
@@ -50,21 +53,40 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
     true_lo, true_up = t["polys"][(0.2, "lower")], t["polys"][(0.2, "upper")]
     inside = in_order_mask(flux.shape, true_lo, true_up, lay).astype(bool)
     fitted_inside = in_order_mask(flux.shape, lower, upper, lay).astype(bool)
-    illum = t["illum"][lamp]
+    lamps = lamp if isinstance(lamp, dict) else {int(o): lamp for o in t["orders"]}
+    illum = np.zeros(flux.shape)
+    part = np.full(flux.shape, "", dtype=object)
+    for o, b0, b1 in zip(t["orders"], t["b_min"], t["b_max"]):
+        one = OrderLayout([o], [b0], [b1], t["a_is_x"], bin_a, bin_b)
+        m = in_order_mask(flux.shape, true_lo, true_up, one).astype(bool)
+        illum[m] = t["illum"][lamps[int(o)]][m]
+        part[m] = lamps[int(o)]
     core = inside & (illum > 0.25 * np.percentile(illum[inside], 99)) & (qual == 0) & (t["defects"] == 0)
-    ratio = flux[core] / illum[core]
-    ratio /= np.median(ratio)
+    scale = np.zeros(flux.shape)
+    for name in set(lamps.values()):   # each lamp's part has its own normalisation
+        sel = core & (part == name)
+        if sel.any():
+            scale[part == name] = np.median(flux[sel] / (illum[sel] * t["response"][sel]))
+    ratio = flux[core] / (illum[core] * scale[core])
     resid = ratio - t["response"][core]
     rel_err = err[core] / flux[core]
     low = (t["defects"] & 1).astype(bool) & (t["response"] <= 0.5) & inside
     flagged = (qual & 3).astype(bool)   # static map or low-sensitivity flag
     false = (qual & 2).astype(bool) & (t["defects"] == 0)
-    expect = illum * t["response"]
-    scale = np.median(flux[core] / expect[core])
-    hit = core & (t["cosmics"][lamp] > 0)
-    z_cr = (flux[hit] - scale * expect[hit]) / err[hit]
+    expect = illum * t["response"] * scale
+    hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
+    hit = core & hits.astype(bool)
+    z_cr = (flux[hit] - expect[hit]) / err[hit]
+    per_order = {}
+    for o in t["orders"]:
+        one = OrderLayout([o], [t["b_min"][list(t["orders"]).index(o)]], [t["b_max"][list(t["orders"]).index(o)]],
+                          t["a_is_x"], bin_a, bin_b)
+        sel = in_order_mask(flux.shape, true_lo, true_up, one).astype(bool)[core]
+        if sel.sum() > 100:
+            per_order[int(o)] = (float(np.std(resid[sel])), float(np.sqrt(np.mean(rel_err[sel] ** 2))))
     return {
         "edge_rms": edge_rms(lower, upper, t),
+        "response_rms_per_order": per_order,
         "response_rms": float(np.std(resid)),
         "noise_rms": float(np.sqrt(np.mean(rel_err ** 2))),
         "low_recall": float((flagged & low).sum() / max(low.sum(), 1)),
