@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "geometry.hpp"
+#include "parallel.hpp"
 #include "stats.hpp"
 
 namespace soxs {
@@ -16,16 +17,20 @@ std::vector<double> exposure_levels(const std::vector<const float*>& frames, con
                                     const MaskView& bpm, int64_t ny, int64_t nx, const Poly2D& centre,
                                     const std::vector<OrderSpan>& orders, const Geometry& g,
                                     const MasterFlatParams& p, std::vector<InnerStats>* stats) {
+  std::vector<InnerStats> st(frames.size());
+  detail::parallel_for(static_cast<int64_t>(frames.size()), p.threads, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k)
+      st[k] = inner_order_stats(ImageView{frames[k], ny, nx}, ref, bpm, centre, orders, g, p.centre_window,
+                                p.norm_clip_sigma, p.norm_clip_iters, stats != nullptr);
+  }, 1);
   std::vector<double> lv;
-  for (size_t k = 0; k < frames.size(); ++k) {
-    InnerStats s = inner_order_stats(ImageView{frames[k], ny, nx}, ref, bpm, centre, orders, g,
-                                     p.centre_window, p.norm_clip_sigma, p.norm_clip_iters);
-    if (!(s.mean > 0))
+  for (size_t k = 0; k < st.size(); ++k) {
+    if (!(st[k].mean > 0))
       throw std::runtime_error("frame " + std::to_string(k) + " has no positive flux inside the orders (mean " +
-                               std::to_string(s.mean) + ")");
-    lv.push_back(s.mean);
-    if (stats) stats->push_back(s);
+                               std::to_string(st[k].mean) + ")");
+    lv.push_back(st[k].mean);
   }
+  if (stats) *stats = st;
   return lv;
 }
 

@@ -10,7 +10,8 @@ namespace soxs {
 
 InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskView& mask,
                              const Poly2D& centre, const std::vector<OrderSpan>& orders,
-                             const Geometry& g, int window, double clip_sigma, int clip_iters) {
+                             const Geometry& g, int window, double clip_sigma, int clip_iters,
+                             bool want_percentiles) {
   detail::check_geometry(img, g, "inner_order_stats");
   detail::check_poly(centre, "inner_order_stats");
   if (window < 1) throw std::invalid_argument("inner_order_stats: window must be >= 1");
@@ -37,12 +38,20 @@ InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskV
   InnerStats s;
   s.n = static_cast<int64_t>(vals.size());
   if (vals.empty()) throw std::runtime_error("inner_order_stats: no good pixels inside the order-centre windows");
-  std::sort(vals.begin(), vals.end());
-  s.median = detail::percentile_sorted(vals, 50);
-  s.p10 = detail::percentile_sorted(vals, 10);
-  s.p50 = s.median;
-  s.p90 = detail::percentile_sorted(vals, 90);
-  s.mean = detail::clipped_mean_sorted(vals, clip_sigma, clip_sigma, clip_iters);
+  // selection instead of a full sort: O(n) per statistic
+  auto pct = [&](double q) {
+    double pos = q / 100.0 * double(vals.size() - 1);
+    size_t i = static_cast<size_t>(std::floor(pos));
+    std::nth_element(vals.begin(), vals.begin() + i, vals.end());
+    double lo = vals[i];
+    if (i + 1 >= vals.size()) return lo;
+    double hi = *std::min_element(vals.begin() + i + 1, vals.end());
+    return lo + (pos - double(i)) * (hi - lo);
+  };
+  if (want_percentiles) {
+    s.p10 = pct(10); s.p90 = pct(90); s.median = s.p50 = pct(50);
+  }
+  s.mean = detail::clipped_mean_select(vals, clip_sigma, clip_sigma, clip_iters);
   return s;
 }
 

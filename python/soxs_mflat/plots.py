@@ -12,12 +12,26 @@ import numpy as np  # noqa: E402
 from .core import OrderLayout, poly_eval  # noqa: E402
 
 
-def _show(ax, img, title, a_is_x):
+MAX_DISPLAY = 1200   # image pixels per axis embedded in the PDF (the page shows fewer)
+
+
+def _reduce(data):
+    """Block-average to at most MAX_DISPLAY pixels per axis; returns the image and its extent."""
+    fy = max(1, -(-data.shape[0] // MAX_DISPLAY))
+    fx = max(1, -(-data.shape[1] // MAX_DISPLAY))
+    ny, nx = data.shape[0] // fy * fy, data.shape[1] // fx * fx
+    small = data[:ny, :nx].reshape(ny // fy, fy, nx // fx, fx).mean(axis=(1, 3))
+    return small, (-0.5, nx - 0.5, -0.5, ny - 0.5)
+
+
+def _show(ax, img, title, a_is_x, cmap="gray", stretch=(2, 98)):
     """Display with the dispersion axis horizontal (B along x of the plot)."""
-    data = img.T if a_is_x else img
-    lo, hi = np.nanpercentile(data[::4, ::4], [2, 98])
-    ax.imshow(data, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+    data, extent = _reduce(img.T if a_is_x else img)
+    lo, hi = np.nanpercentile(data, stretch)
+    im = ax.imshow(data, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest",
+                   extent=extent)
     ax.set_title(title, fontsize=9)
+    return im
 
 
 def _to_binned(x, binning):
@@ -32,7 +46,7 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
     for key, fit in (("lower", lo_fit), ("upper", up_fit)):
         a = _to_binned(pts[key], layout.bin_a)
         clip = fit["clipped"].astype(bool)
-        axes[0].plot(b[~clip], a[~clip], ".", ms=2, color="lime")
+        axes[0].plot(b[~clip], a[~clip], ".", ms=2, color="lime", rasterized=True)
         axes[0].plot(b[clip], a[clip], "x", ms=5, color="red")
     _show(axes[1], flat, "global polynomial fits, orders filled and labelled", layout.a_is_x)
     colors = plt.cm.tab20(np.linspace(0, 1, max(len(layout.orders), 2)))
@@ -51,7 +65,7 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
     for key, fit, mk in (("lower", lo_fit, "o"), ("upper", up_fit, "s")):
         keep = ~fit["clipped"].astype(bool)
         ax.scatter(pts["b"][keep], fit["residuals"][keep], s=3, marker=mk, c=pts["order"][keep], cmap="tab20",
-                   label=f"{key} edge (rms {fit['rms']:.3f} px)")
+                   label=f"{key} edge (rms {fit['rms']:.3f} px)", rasterized=True)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("along the order (unbinned px)")
     ax.set_ylabel("fit - measured (px)")
@@ -63,9 +77,7 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
 def background_pdf(before: np.ndarray, model: np.ndarray, layout: OrderLayout, title: str) -> bytes:
     fig, axes = plt.subplots(3, 1, figsize=(11, 12))
     _show(axes[0], before, f"{title}: master flat before background subtraction", layout.a_is_x)
-    data = model.T if layout.a_is_x else model
-    im = axes[1].imshow(data, origin="lower", cmap="viridis", aspect="auto")
-    axes[1].set_title("fitted scattered-light model", fontsize=9)
+    im = _show(axes[1], model, "fitted scattered-light model", layout.a_is_x, cmap="viridis", stretch=(0, 100))
     fig.colorbar(im, ax=axes[1], fraction=0.03)
     resid = before - model
     _show(axes[2], resid, "after subtraction", layout.a_is_x)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import tempfile
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -45,7 +46,7 @@ def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[
     for i, f in enumerate(cals, 1):
         h[f"HIERARCH ESO PRO REC1 CAL{i} NAME"] = f.name
         h[f"HIERARCH ESO PRO REC1 CAL{i} CATG"] = f.tag or expected_tag(f)
-        h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5", file_datamd5(f.path)))
+        h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5") or input_datamd5(f.path))
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = str(v).lower() if isinstance(v, bool) else str(v)
@@ -54,6 +55,17 @@ def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[
         room = 80 - len(key) - 3 - 20 - 3  # "= ", value field, " / "
         h[key] = (r.value, r.comment[:max(room, 0)])
     return h
+
+
+@lru_cache(maxsize=64)
+def _cached_datamd5(path: str, mtime_ns: int, size: int) -> str:
+    return file_datamd5(Path(path))
+
+
+def input_datamd5(path: Path) -> str:
+    """DATAMD5 of a calibration input, computed once per file version."""
+    st = Path(path).stat()
+    return _cached_datamd5(str(path), st.st_mtime_ns, st.st_size)
 
 
 def file_datamd5(path: Path) -> str:

@@ -80,7 +80,7 @@ struct InnerStats {
 InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskView& mask,
                              const Poly2D& centre, const std::vector<OrderSpan>& orders,
                              const Geometry& g, int window, double clip_sigma = 25.0,
-                             int clip_iters = 3);
+                             int clip_iters = 3, bool want_percentiles = true);
 
 // ---------------------------------------------------------------- 3. edge detection
 struct EdgeParams {
