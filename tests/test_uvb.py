@@ -65,27 +65,37 @@ def test_stitched_flat_accuracy_in_every_order(run):
     assert ev["max_abs_z_cosmics"] < 5 and ev["inter_order_values"] == [1.0]
 
 
-def _masters(flip):
+def _master(flip, levels):
+    """A lamp master as the core returns it, built from the synthetic 4-order frame (orders 1..4)."""
     la = 420
-    levels = {1: 0.05, 2: 0.08, 3: 1.0, 4: 0.9}
-    img = lambda lv: sum(so.frame(orders=(n,), flip=flip, level=1000.0 * lv[n]) for n in (1, 2, 3, 4))  # noqa: E731
+    img = sum(so.frame(orders=(n,), flip=flip, level=1000.0 * levels[n]) for n in (1, 2, 3, 4)).astype(np.float32)
     lo, up = so.edge_coeffs(flip_la=la if flip else None)
-    dq = {}
-    for name, lv in (("d", levels), ("q", {n: 1.05 - v for n, v in levels.items()})):
-        f = img(lv).astype(np.float32)
-        dq[name] = {"stacked": f, "background": None, "error": np.sqrt(f + 1).astype(np.float32),
-                    "quality": np.zeros(f.shape, np.uint8),
-                    "edges": {"lower": {"coeffs": lo}, "upper": {"coeffs": up}}}
-    return dq
+    centre = so.centre_coeffs() if not flip else np.array([[la - 1 - 40.0, -0.01, -2e-5], [-80.0, -0.002, 0.0]])
+    lay = sm.OrderLayout([1, 2, 3, 4], [0] * 4, [599] * 4)
+    omf = [float(np.median(img[295:306, int(round(float(c))) - 5:int(round(float(c))) + 6]))
+           for c in (sm.poly_eval(centre, n, 300.0) for n in (1, 2, 3, 4))]
+    return {"stacked": img, "background": None, "error": np.sqrt(img + 1).astype(np.float32),
+            "quality": np.zeros(img.shape, np.uint8), "order_median_flux": omf, "norm_second": [1.0],
+            "qc": {"ORDEXP10": 1.0, "ORDEXP50": 2.0, "ORDEXP90": 3.0},
+            "edges": {"lower": {"coeffs": lo}, "upper": {"coeffs": up}, "n_used_per_order": [24] * 4,
+                      "points": {"n_slices_per_order": [24] * 4}}}, centre, lay
 
 
 def test_reversed_orientation_gives_the_mirrored_stitch():
-    lay = sm.OrderLayout([1, 2, 3, 4], [0] * 4, [599] * 4)
-    normal, flipped = _masters(False), _masters(True)
-    a = uvb.stitch_masters(normal["d"], normal["q"], 3, lay, 0.5)
-    b = uvb.stitch_masters(flipped["d"], flipped["q"], 3, lay, 0.5)
+    levels_d = {1: 0.05, 2: 0.08, 3: 1.0, 4: 0.9}
+    levels_q = {n: 1.05 - v for n, v in levels_d.items()}
+    out = {}
+    for flip in (False, True):
+        d, centre, lay = _master(flip, levels_d)
+        q, _, _ = _master(flip, levels_q)
+        p = dict(slice_length_for_edge_detection=70, order_deg=1, disp_axis_deg=2, edge_min_snr=0)
+        out[flip] = uvb.combine(d, q, centre, lay, p)
+    a, b = out[False], out[True]
+    assert a["crossover"] == b["crossover"] == 3
     assert a["d_below"] is False and b["d_below"] is True
-    np.testing.assert_allclose(b["flux"][:, ::-1], a["flux"], rtol=1e-5, atol=1e-3)
+    assert a["scale"] == pytest.approx(b["scale"], rel=1e-6)
+    np.testing.assert_allclose(b["flux"][:, ::-1], a["flux"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(b["line"], 419 - a["line"], atol=1e-6)
     assert uvb.choose_crossover([1, 2, 3, 4], [24] * 4, [24] * 4, [24] * 4, [50, 80, 1000, 900], [1000, 970, 50, 150]) == 3
     with pytest.raises(sm.ProcessingError, match="no UVB order"):
         uvb.choose_crossover([1, 2], [24, 24], [0, 0], [24, 24], [1, 1], [1, 1])

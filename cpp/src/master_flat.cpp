@@ -6,6 +6,7 @@
 
 #include "geometry.hpp"
 #include "parallel.hpp"
+#include "qc.hpp"
 #include "stats.hpp"
 
 namespace soxs {
@@ -36,13 +37,12 @@ std::vector<double> exposure_levels(const std::vector<const float*>& frames, con
 
 double median_of(std::vector<double> v) { return detail::median_inplace(v.data(), int64_t(v.size())); }
 
-void fill_qc(MasterFlatResult& r, const std::vector<InnerStats>& first, const std::vector<uint8_t>& inorder) {
-  QCValues& q = r.qc;
-  std::vector<double> p10, p50, p90;
-  for (auto& s : first) { p10.push_back(s.p10); p50.push_back(s.p50); p90.push_back(s.p90); }
-  q.ordexp10 = median_of(p10); q.ordexp50 = median_of(p50); q.ordexp90 = median_of(p90);
+}  // namespace
+
+void detail::fill_common_qc(QCValues& q, const std::vector<float>& flux, const std::vector<uint8_t>& quality,
+                            const EdgeFit& edges, const std::vector<uint8_t>& inorder) {
   std::vector<double> res;
-  for (const FitResult* f : {&r.edges.lower, &r.edges.upper})
+  for (const FitResult* f : {&edges.lower, &edges.upper})
     for (size_t i = 0; i < f->residuals.size(); ++i) if (!f->clipped[i]) res.push_back(f->residuals[i]);
   if (!res.empty()) {
     double mean = 0, ss = 0;
@@ -53,19 +53,19 @@ void fill_qc(MasterFlatResult& r, const std::vector<InnerStats>& first, const st
     q.x_res_max = *std::max_element(res.begin(), res.end());
     q.x_res_sd = std::sqrt(ss / double(res.size()));
   }
-  int64_t cold = 0, nin = 0;
+  int64_t cold = 0, nin = 0, low = 0;
   double sum = 0;
-  for (size_t i = 0; i < r.quality.size(); ++i) {
-    cold += r.quality[i] != 0;
-    if (inorder[i] && !r.quality[i]) { sum += r.flux[i]; ++nin; }
+  for (size_t i = 0; i < quality.size(); ++i) {
+    cold += quality[i] != 0;
+    low += (quality[i] & QUAL_LOW_SENS) != 0;
+    if (inorder[i] && !quality[i]) { sum += flux[i]; ++nin; }
   }
+  q.n_low_sens = low;
   q.coldpix_num = cold;
-  q.coldpix_frac = r.quality.empty() ? 0 : double(cold) / double(r.quality.size());
+  q.coldpix_frac = quality.empty() ? 0 : double(cold) / double(quality.size());
   q.inner_sum = sum;
   q.inner_mean = nin ? sum / double(nin) : 0;
 }
-
-}  // namespace
 
 std::vector<double> order_median_flux(const ImageView& img, const MaskView& mask, const Poly2D& centre,
                                       const std::vector<OrderSpan>& orders, const Geometry& g, int half) {
@@ -129,13 +129,15 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,
                                  p.low_sens, p.threads);
   for (int64_t i = 0; i < npix; ++i) if (ls.flags[i]) r.quality[i] |= QUAL_LOW_SENS;
-  r.qc.n_low_sens = ls.n_flagged;
   // inter-order pixels are set to exactly 1 (and their error to 0): they are not flat-fielded
   auto inorder = in_order_mask(ny, nx, r.edges.lower.poly, r.edges.upper.poly, orders, g);
   for (int64_t i = 0; i < npix; ++i)
     if (!inorder[i]) { r.flux[i] = 1.0f; r.error[i] = 0.0f; }
   r.order_median_flux = order_median_flux(flat, qmask, centre, orders, g, 5);
-  fill_qc(r, first, inorder);
+  std::vector<double> p10, p50, p90;
+  for (auto& s : first) { p10.push_back(s.p10); p50.push_back(s.p50); p90.push_back(s.p90); }
+  r.qc.ordexp10 = median_of(p10); r.qc.ordexp50 = median_of(p50); r.qc.ordexp90 = median_of(p90);
+  detail::fill_common_qc(r.qc, r.flux, r.quality, r.edges, inorder);
   return r;
 }
 

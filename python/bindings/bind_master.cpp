@@ -34,6 +34,8 @@ soxs::MasterFlatParams master_params(const py::dict& d) {
   return p;
 }
 
+}  // namespace
+
 py::dict fit_dict(soxs::FitResult&& f) {
   py::dict d;
   d["coeffs"] = from_poly(f.poly); d["residuals"] = to_array(std::move(f.residuals));
@@ -41,7 +43,27 @@ py::dict fit_dict(soxs::FitResult&& f) {
   return d;
 }
 
-}  // namespace
+py::dict edges_dict(soxs::EdgeFit&& e) {
+  py::dict edges, pts;
+  auto& E = e.points;
+  pts["order"] = to_array(std::move(E.order)); pts["b"] = to_array(std::move(E.b));
+  pts["lower"] = to_array(std::move(E.lower)); pts["upper"] = to_array(std::move(E.upper));
+  pts["level_pct"] = to_array(std::move(E.level_pct)); pts["peak"] = to_array(std::move(E.peak));
+  pts["n_slices_per_order"] = to_array(std::move(E.n_slices_per_order));
+  edges["points"] = pts; edges["lower"] = fit_dict(std::move(e.lower));
+  edges["upper"] = fit_dict(std::move(e.upper));
+  edges["n_used_per_order"] = to_array(std::move(e.n_used_per_order));
+  return edges;
+}
+
+py::dict qc_dict(const soxs::QCValues& q) {
+  py::dict qc;
+  qc["ORDEXP10"] = q.ordexp10; qc["ORDEXP50"] = q.ordexp50; qc["ORDEXP90"] = q.ordexp90;
+  qc["X RES MIN"] = q.x_res_min; qc["X RES MAX"] = q.x_res_max; qc["X RES SD"] = q.x_res_sd;
+  qc["N LOW SENS"] = q.n_low_sens; qc["COLDPIX NUM"] = q.coldpix_num; qc["COLDPIX FRAC"] = q.coldpix_frac;
+  qc["INNER ORDER PIX MEAN"] = q.inner_mean; qc["INNER ORDER PIX SUM"] = q.inner_sum;
+  return qc;
+}
 
 void bind_master(py::module_& m) {
   m.def("master_flat", [](const std::vector<FArr>& frames, const std::optional<std::vector<FArr>>& errors,
@@ -64,7 +86,7 @@ void bind_master(py::module_& m) {
     auto P = to_poly(centre, "centre"); auto O = to_orders(orders, bmin, bmax); auto mp = master_params(params);
     soxs::MasterFlatResult r;
     { py::gil_scoped_release rel; r = soxs::master_flat(f, e, {pm}, v0.ny, v0.nx, P, O, {a_is_x, bin_a, bin_b}, mp); }
-    py::dict d, qc, edges, pts;
+    py::dict d;
     int64_t ny = v0.ny, nx = v0.nx;
     d["flux"] = to_image(std::move(r.flux), ny, nx); d["error"] = to_image(std::move(r.error), ny, nx);
     d["quality"] = to_image(std::move(r.quality), ny, nx);
@@ -72,21 +94,8 @@ void bind_master(py::module_& m) {
     d["stacked"] = r.stacked.empty() ? py::object(py::none()) : py::object(to_image(std::move(r.stacked), ny, nx));
     d["norm_first"] = to_array(std::move(r.norm_first)); d["norm_second"] = to_array(std::move(r.norm_second));
     d["order_median_flux"] = to_array(std::move(r.order_median_flux));
-    auto& E = r.edges.points;
-    pts["order"] = to_array(std::move(E.order)); pts["b"] = to_array(std::move(E.b));
-    pts["lower"] = to_array(std::move(E.lower)); pts["upper"] = to_array(std::move(E.upper));
-    pts["level_pct"] = to_array(std::move(E.level_pct)); pts["peak"] = to_array(std::move(E.peak));
-    pts["n_slices_per_order"] = to_array(std::move(E.n_slices_per_order));
-    edges["points"] = pts; edges["lower"] = fit_dict(std::move(r.edges.lower));
-    edges["upper"] = fit_dict(std::move(r.edges.upper));
-    edges["n_used_per_order"] = to_array(std::move(r.edges.n_used_per_order));
-    d["edges"] = edges;
-    const auto& q = r.qc;
-    qc["ORDEXP10"] = q.ordexp10; qc["ORDEXP50"] = q.ordexp50; qc["ORDEXP90"] = q.ordexp90;
-    qc["X RES MIN"] = q.x_res_min; qc["X RES MAX"] = q.x_res_max; qc["X RES SD"] = q.x_res_sd;
-    qc["N LOW SENS"] = q.n_low_sens; qc["COLDPIX NUM"] = q.coldpix_num; qc["COLDPIX FRAC"] = q.coldpix_frac;
-    qc["INNER ORDER PIX MEAN"] = q.inner_mean; qc["INNER ORDER PIX SUM"] = q.inner_sum;
-    d["qc"] = qc;
+    d["edges"] = edges_dict(std::move(r.edges));
+    d["qc"] = qc_dict(r.qc);
     return d;
   }, py::arg("frames"), py::arg("errors"), py::arg("bpm"), py::arg("centre"), py::arg("orders"), py::arg("b_min"),
      py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.io import fits
 
+from . import _core
 from .frames import Frame, VerificationError
 from .prepare import binning_of, prepare_raw
 from .verify import InputSet
@@ -91,35 +92,32 @@ def detrend(s: InputSet, lamp: str) -> Detrended:
         img, _ = prepare_raw(f.path)
         _check_shape(f, img.shape, shape, "prepared flat")
         raw_max = float(np.percentile(img[::3, ::3], 99.9)) / s.arm.gain  # a 1/9 sample is plenty
-        ron = _ron(f, s)
-        var_extra = np.zeros(shape, np.float32)
-        if bias is not None:
-            img -= bias
-            var_extra += bias_err ** 2
         if dark is not None or offs:
-            d, de, dq, dframe = _dark_for(f, dark, offs[k] if offs else None, s)
+            d, de, dq, dframe, ratio = _dark_for(f, dark, offs[k] if offs else None, s)
             _check_shape(dframe, d.shape, shape, "dark / lamp-off frame")
-            img -= d
-            var_extra += de ** 2
+            err = _core.detrend_frame(img, d, de, ratio, _ron(f, s))
             mask |= dq
+        else:
+            err = _core.detrend_frame(img, bias, bias_err, 1.0, _ron(f, s))
         _check_level(f, raw_max, img, s)
-        error.append(np.sqrt(np.maximum(img, 0) + ron ** 2 + var_extra).astype(np.float32))
-        data.append(np.ascontiguousarray(img, dtype=np.float32))
+        error.append(err)
+        data.append(img)
     return Detrended(data, error, mask, flats)
 
 
 def _dark_for(flat: Frame, dark, off: Frame | None, s: InputSet):
+    """Dark (or lamp-off frame), its error, bad pixels, frame and the exposure-time scale to apply."""
     if off is not None:
-        d, hdr = prepare_raw(off.path)
-        err = np.sqrt(np.maximum(d, 0) + _ron(off, s) ** 2).astype(np.float32)
+        d, _ = prepare_raw(off.path)
+        err = _core.detrend_frame(d, None, None, 1.0, _ron(off, s))
         qual, frame = np.zeros(d.shape, bool), off
     else:
         d, err, qual = dark
         frame = s.dark
     t_flat, t_dark = float(flat.get("EXPTIME", 0)), float(frame.get("EXPTIME", 0))
+    ratio = 1.0
     if t_dark > 0 and abs(t_flat - t_dark) > 0.005:
         ratio = t_flat / t_dark
         log.warning("%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f", frame.name, t_dark,
                     flat.name, t_flat, ratio)
-        d, err = d * ratio, err * ratio
-    return d, err, qual, frame
+    return d, err, qual, frame, ratio

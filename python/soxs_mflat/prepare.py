@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from . import _core
 from .errors import InputError
 from .frames import VerificationError
 from .simulate.arms import Arm, get_arm

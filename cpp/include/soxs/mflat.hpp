@@ -202,6 +202,19 @@ std::vector<double> order_median_flux(const ImageView& img, const MaskView& mask
                                       const Poly2D& centre, const std::vector<OrderSpan>& orders,
                                       const Geometry& g, int half_window);
 
+// ---------------------------------------------------------------- preparation and detrending
+struct PrepareParams {
+  int rot90 = 0;                          // numpy np.rot90 k (counter-clockwise quarter turns)
+  int64_t row0 = 0, row1 = 0, col0 = 0, col1 = 0;  // science window in the rotated (binned) frame
+  float gain = 1.0f;                      // e-/ADU
+};
+// out (rows x cols of the window) = rot90(raw)[row0:row1, col0:col1] * gain, in float32.
+void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out);
+// data -= cal * cal_scale (cal may be null); err = sqrt((max(data, 0) + ron^2) + (cal_err * cal_scale)^2),
+// all in float32 so that every front end gets identical bits.
+void detrend_frame(float* data, int64_t npix, const float* cal, const float* cal_err, double cal_scale, double ron,
+                   float* err);
+
 // ---------------------------------------------------------------- UVB stitching
 // A-position (binned) of the stitch line on every B line: `offset` px beyond the edge of
 // order `crossover` that faces order crossover-1 (works whichever way orders run along A).
@@ -215,5 +228,43 @@ void stitch_frames(const float* d_flux, const float* d_err, const uint8_t* d_qua
                    int64_t ny, int64_t nx, const Geometry& g, const std::vector<double>& line,
                    bool d_below, double scale, float* out_flux, float* out_err,
                    uint8_t* out_qual);
+
+// One lamp's master as the UVB combination needs it (views into the lamp's MasterFlatResult).
+struct LampMaster {
+  const float* stacked = nullptr;      // normalised stack before background subtraction
+  const float* background = nullptr;   // may be null
+  const float* error = nullptr;
+  const uint8_t* quality = nullptr;
+  Poly2D lower, upper;
+  std::vector<int> n_used, n_slices;   // per order (same order as `orders`)
+  std::vector<double> order_median_flux;
+  double level_e = 1;                  // mean exposure level (e-) that the master was divided by
+  QCValues qc;
+};
+struct UvbParams {
+  double min_frac = 0.5;               // edges found in >= this fraction of an order's slices = usable
+  double offset = 5;                   // stitch line, px beyond the crossover order's edge
+  bool scale_d2_to_qth = true;
+  EdgeParams edges;
+  int order_deg = 6, disp_deg = 4;
+  double fit_clip_sigma = 10; int fit_clip_iters = 2;
+  int threads = 0;
+};
+struct UvbResult {
+  int crossover = 0;
+  double scale = 1;
+  bool d_below = true;
+  std::vector<double> line;
+  std::vector<float> flux, error, stacked;   // final flux has inter-order pixels = 1
+  std::vector<uint8_t> quality;
+  EdgeFit edges;                             // re-detected on the stitched stack
+  QCValues qc;                               // ORDEXP from the QTH set
+};
+// Lowest order taken from D2: usable in both lamps, split maximising the summed log electron flux.
+int choose_crossover(const std::vector<int>& orders, const std::vector<int>& slices, const std::vector<int>& used_d,
+                     const std::vector<int>& used_q, const std::vector<double>& elec_d,
+                     const std::vector<double>& elec_q, double min_frac);
+UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int64_t nx, const Poly2D& centre_q,
+                      const std::vector<OrderSpan>& orders, const Geometry& g, const UvbParams& p);
 
 }  // namespace soxs

@@ -1,0 +1,98 @@
+// Bindings of preparation / detrending and of the UVB combination.
+#include "convert.hpp"
+
+namespace {
+
+soxs::LampMaster lamp_master(const py::dict& r, std::vector<py::object>& keep) {
+  // keep the converted arrays alive for the duration of the call
+  auto f32 = [&](const char* key) -> const float* {
+    if (r[key].is_none()) return nullptr;
+    FArr a = r[key].cast<FArr>();
+    keep.push_back(a);
+    return a.data();
+  };
+  soxs::LampMaster m;
+  m.stacked = f32("stacked"); m.background = f32("background"); m.error = f32("error");
+  U8Arr q = r["quality"].cast<U8Arr>();
+  keep.push_back(q);
+  m.quality = q.data();
+  py::dict e = r["edges"].cast<py::dict>();
+  m.lower = to_poly(e["lower"]["coeffs"].cast<DArr>(), "lower");
+  m.upper = to_poly(e["upper"]["coeffs"].cast<DArr>(), "upper");
+  m.n_used = e["n_used_per_order"].cast<std::vector<int>>();
+  m.n_slices = e["points"]["n_slices_per_order"].cast<std::vector<int>>();
+  m.order_median_flux = r["order_median_flux"].cast<std::vector<double>>();
+  auto lv = r["norm_second"].cast<std::vector<double>>();
+  double s = 0;
+  for (double x : lv) s += x;
+  m.level_e = lv.empty() ? 1.0 : s / double(lv.size());
+  py::dict qc = r["qc"].cast<py::dict>();
+  m.qc.ordexp10 = qc["ORDEXP10"].cast<double>(); m.qc.ordexp50 = qc["ORDEXP50"].cast<double>();
+  m.qc.ordexp90 = qc["ORDEXP90"].cast<double>();
+  return m;
+}
+
+}  // namespace
+
+py::dict fit_dict(soxs::FitResult&& f);
+py::dict qc_dict(const soxs::QCValues& q);
+py::dict edges_dict(soxs::EdgeFit&& e);
+
+void bind_prep(py::module_& m) {
+  m.def("prepare_frame", [](const FArr& raw, int rot90, int64_t row0, int64_t row1, int64_t col0, int64_t col1,
+                            float gain) {
+    auto v = image_view(raw, "raw frame");
+    py::array_t<float> out({row1 - row0, col1 - col0});
+    soxs::prepare_frame(v, {rot90, row0, row1, col0, col1, gain}, out.mutable_data());
+    return out;
+  }, py::arg("raw"), py::arg("rot90"), py::arg("row0"), py::arg("row1"), py::arg("col0"), py::arg("col1"),
+     py::arg("gain"));
+
+  m.def("detrend_frame", [](py::array_t<float, py::array::c_style> data, const std::optional<FArr>& cal,
+                            const std::optional<FArr>& cal_err, double cal_scale, double ron) {
+    auto v = image_view(FArr(data), "data");
+    py::array_t<float> err({v.ny, v.nx});
+    soxs::detrend_frame(data.mutable_data(), v.ny * v.nx, same_shape(cal, v, "calibration"),
+                        same_shape(cal_err, v, "calibration error"), cal_scale, ron, err.mutable_data());
+    return err;
+  }, py::arg("data").noconvert(), py::arg("cal"), py::arg("cal_err"), py::arg("cal_scale"), py::arg("ron"),
+     "Subtract cal * cal_scale from data IN PLACE (float32, C-contiguous) and return the error map.");
+
+  m.def("combine_uvb", [](const py::dict& d, const py::dict& q, const DArr& centre_q, const std::vector<int>& orders,
+                          const std::vector<double>& bmin, const std::vector<double>& bmax, bool a_is_x, int bin_a,
+                          int bin_b, const py::dict& params) {
+    std::vector<py::object> keep;
+    auto D = lamp_master(d, keep), Q = lamp_master(q, keep);
+    FArr f0 = d["stacked"].cast<FArr>();
+    int64_t ny = f0.shape(0), nx = f0.shape(1);
+    soxs::UvbParams p;
+    if (params.contains("scale_d2_to_qth")) p.scale_d2_to_qth = params["scale_d2_to_qth"].cast<bool>();
+    if (params.contains("slice_length_for_edge_detection")) p.edges.slice_length = params["slice_length_for_edge_detection"].cast<int>();
+    if (params.contains("slice_width_for_edge_detection")) p.edges.slice_width = params["slice_width_for_edge_detection"].cast<int>();
+    if (params.contains("min_percentage_threshold_for_edge_detection")) p.edges.min_pct = params["min_percentage_threshold_for_edge_detection"].cast<double>();
+    if (params.contains("max_percentage_threshold_for_edge_detection")) p.edges.max_pct = params["max_percentage_threshold_for_edge_detection"].cast<double>();
+    if (params.contains("edge_min_snr")) p.edges.min_snr = params["edge_min_snr"].cast<double>();
+    if (params.contains("order_deg")) p.order_deg = params["order_deg"].cast<int>();
+    if (params.contains("disp_axis_deg")) p.disp_deg = params["disp_axis_deg"].cast<int>();
+    if (params.contains("poly_fitting_residual_clipping_sigma")) p.fit_clip_sigma = params["poly_fitting_residual_clipping_sigma"].cast<double>();
+    if (params.contains("poly_clipping_iteration_limit")) p.fit_clip_iters = params["poly_clipping_iteration_limit"].cast<int>();
+    if (params.contains("threads")) p.threads = params["threads"].cast<int>();
+    auto C = to_poly(centre_q, "centre");
+    auto O = to_orders(orders, bmin, bmax);
+    soxs::UvbResult r;
+    { py::gil_scoped_release rel; r = soxs::combine_uvb(D, Q, ny, nx, C, O, {a_is_x, bin_a, bin_b}, p); }
+    py::dict out;
+    out["crossover"] = r.crossover; out["scale"] = r.scale; out["d_below"] = r.d_below;
+    out["line"] = to_array(std::move(r.line));
+    out["flux"] = to_image(std::move(r.flux), ny, nx); out["error"] = to_image(std::move(r.error), ny, nx);
+    out["stacked"] = to_image(std::move(r.stacked), ny, nx); out["quality"] = to_image(std::move(r.quality), ny, nx);
+    out["edges"] = edges_dict(std::move(r.edges));
+    out["qc"] = qc_dict(r.qc);
+    out["background"] = py::none();
+    return out;
+  }, py::arg("d"), py::arg("q"), py::arg("centre_q"), py::arg("orders"), py::arg("b_min"), py::arg("b_max"),
+     py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());
+
+  m.def("choose_crossover", &soxs::choose_crossover, py::arg("orders"), py::arg("slices"), py::arg("used_d"),
+        py::arg("used_q"), py::arg("elec_d"), py::arg("elec_q"), py::arg("min_frac") = 0.5);
+}
