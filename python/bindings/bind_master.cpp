@@ -1,41 +1,6 @@
 // Binding of the whole master-flat computation.
 #include "convert.hpp"
 
-namespace {
-
-template <class T>
-void get(const py::dict& d, const char* key, T& out) {
-  if (d.contains(key)) out = d[key].cast<T>();
-}
-
-soxs::MasterFlatParams master_params(const py::dict& d) {
-  soxs::MasterFlatParams p;
-  get(d, "stacked_clipping_sigma", p.stack.sigma_lower);
-  p.stack.sigma_upper = p.stack.sigma_lower;
-  get(d, "stacked_clipping_iterations", p.stack.max_iters);
-  get(d, "centre_order_window", p.centre_window);
-  get(d, "norm_clip_sigma", p.norm_clip_sigma); get(d, "norm_clip_iters", p.norm_clip_iters);
-  get(d, "slice_length_for_edge_detection", p.edges.slice_length);
-  get(d, "slice_width_for_edge_detection", p.edges.slice_width);
-  get(d, "min_percentage_threshold_for_edge_detection", p.edges.min_pct);
-  get(d, "max_percentage_threshold_for_edge_detection", p.edges.max_pct);
-  get(d, "edge_step", p.edges.step_unbinned); get(d, "edge_median_filter", p.edges.median_filter);
-  get(d, "edge_min_width", p.edges.min_width); get(d, "edge_min_snr", p.edges.min_snr);
-  get(d, "order_deg", p.order_deg); get(d, "disp_axis_deg", p.disp_deg);
-  get(d, "poly_fitting_residual_clipping_sigma", p.fit_clip_sigma);
-  get(d, "poly_clipping_iteration_limit", p.fit_clip_iters);
-  get(d, "subtract_background", p.subtract_background);
-  get(d, "bspline_deg", p.background.spline_deg); get(d, "gaussian_blur_sigma", p.background.smooth_sigma);
-  get(d, "background_margin", p.background.margin); get(d, "background_outer_width", p.background.outer_width);
-  get(d, "low_sensitivity_clipping_sigma", p.low_sens.clip_sigma);
-  get(d, "low_sensitivity_half_window", p.low_sens.half_a);
-  p.low_sens.half_b = p.low_sens.half_a;
-  get(d, "threads", p.threads);
-  return p;
-}
-
-}  // namespace
-
 py::dict fit_dict(soxs::FitResult&& f) {
   py::dict d;
   d["coeffs"] = from_poly(f.poly); d["residuals"] = to_array(std::move(f.residuals));
@@ -83,7 +48,7 @@ void bind_master(py::module_& m) {
       }
     }
     auto pm = same_shape(bpm, v0, "bad-pixel map");
-    auto P = to_poly(centre, "centre"); auto O = to_orders(orders, bmin, bmax); auto mp = master_params(params);
+    auto P = to_poly(centre, "centre"); auto O = to_orders(orders, bmin, bmax); auto mp = soxs::master_params_from(named_params(params));
     soxs::MasterFlatResult r;
     { py::gil_scoped_release rel; r = soxs::master_flat(f, e, {pm}, v0.ny, v0.nx, P, O, {a_is_x, bin_a, bin_b}, mp); }
     py::dict d;

@@ -67,3 +67,14 @@ template <class T>
 inline py::array_t<T> to_image(std::vector<T>&& v, int64_t ny, int64_t nx) {
   return to_array(std::move(v)).reshape({ny, nx});
 }
+
+// Recipe parameters from a Python dict (numbers and bools) to the core's named map.
+inline soxs::NamedParams named_params(const py::dict& d) {
+  soxs::NamedParams m;
+  for (auto item : d) {
+    py::object v = py::reinterpret_borrow<py::object>(item.second);
+    if (py::isinstance<py::bool_>(v) || py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v))
+      m[item.first.cast<std::string>()] = v.cast<double>();
+  }
+  return m;
+}

@@ -10,7 +10,7 @@ from astropy.io import fits
 
 from . import _core
 from .frames import Frame, VerificationError
-from .prepare import binning_of, prepare_raw
+from .prepare import binning_of, gain_of, prepare_raw
 from .verify import InputSet
 
 log = logging.getLogger("soxs_mflat")
@@ -91,7 +91,7 @@ def detrend(s: InputSet, lamp: str) -> Detrended:
     for k, f in enumerate(flats):
         img, _ = prepare_raw(f.path)
         _check_shape(f, img.shape, shape, "prepared flat")
-        raw_max = float(np.percentile(img[::3, ::3], 99.9)) / s.arm.gain  # a 1/9 sample is plenty
+        raw_max = float(np.percentile(img[::3, ::3], 99.9)) / gain_of(f.header, s.arm)  # a 1/9 sample is plenty
         if dark is not None or offs:
             d, de, dq, dframe, ratio = _dark_for(f, dark, offs[k] if offs else None, s)
             _check_shape(dframe, d.shape, shape, "dark / lamp-off frame")

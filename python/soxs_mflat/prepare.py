@@ -27,6 +27,16 @@ def binning_of(header: fits.Header, arm: Arm) -> tuple[int, int]:
     return int(header["HIERARCH ESO DET WIN1 BINX"]), int(header["HIERARCH ESO DET WIN1 BINY"])
 
 
+def gain_of(header: fits.Header, arm: Arm) -> float:
+    """e-/ADU from the header (X-shooter CONAD; SOXS max(CONAD, GAIN)), else the arm's nominal value."""
+    conad = header.get("HIERARCH ESO DET OUT1 CONAD")
+    if conad is None:
+        return arm.gain
+    if arm.instrument == "SOXS":
+        return max(float(conad), float(header.get("HIERARCH ESO DET OUT1 GAIN", 0.0)))
+    return float(conad)
+
+
 def prepare_raw(path: str | Path) -> tuple[np.ndarray, fits.Header]:
     """Rotate (soxspipe's np.rot90 k = rotation / 90), trim to the science pixels, convert to e-."""
     with fits.open(path) as hl:

@@ -48,7 +48,7 @@ def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[
         h[f"HIERARCH ESO PRO REC1 CAL{i} CATG"] = f.tag or expected_tag(f)
         h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5") or input_datamd5(f.path))
     for i, (k, v) in enumerate(params.items(), 1):
-        h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k
+        h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = str(v).lower() if isinstance(v, bool) else str(v)
     for r in qc:
         key = f"HIERARCH ESO QC {r.name}"

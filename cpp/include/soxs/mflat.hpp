@@ -9,6 +9,8 @@
 // pixel centres at integers; binned pixel i has unbinned centre bin*i + (bin-1)/2.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace soxs {
@@ -266,5 +268,11 @@ int choose_crossover(const std::vector<int>& orders, const std::vector<int>& sli
                      const std::vector<double>& elec_q, double min_frac);
 UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int64_t nx, const Poly2D& centre_q,
                       const std::vector<OrderSpan>& orders, const Geometry& g, const UvbParams& p);
+
+// Parameters by their recipe names (data/parameters.yaml; bools as 0/1), shared by every front end.
+// Unknown names are ignored here: the front ends validate names against the parameter source.
+using NamedParams = std::map<std::string, double>;
+MasterFlatParams master_params_from(const NamedParams& named);
+UvbParams uvb_params_from(const NamedParams& named);
 
 }  // namespace soxs

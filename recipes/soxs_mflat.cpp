@@ -1,0 +1,290 @@
+// esorex plugin "soxs_mflat": the same C++ core as the Python front end, with CPL I/O and DFS saving.
+#include <cpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "soxs_mflat_inputs.hpp"
+
+#ifndef SOXS_VERSION
+#define SOXS_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using namespace soxs_cpl;
+const char* RECIPE = "soxs_mflat";
+const char* PIPE_ID = "soxs-mflat/" SOXS_VERSION;
+
+const char* DESCRIPTION =
+    "Creates a normalised master flat for SOXS (VIS, NIR) and X-shooter (UVB, VIS, NIR) echelle frames,\n"
+    "flags low-sensitivity pixels and detects and fits the order edges with a global polynomial in\n"
+    "(position along the order, order number). Same numerical core as the soxs-mflat Python package.\n\n"
+    "Input frames (SOF tags):\n"
+    "  LAMP,FLAT_<ARM> / FLAT,LAMP_NIR  raw lamp flats (RAW); X-shooter UVB: LAMP,DFLAT_UVB and LAMP,QFLAT_UVB\n"
+    "  MASTER_BIAS_<ARM>                master bias, UVB/VIS (CALIB)\n"
+    "  MASTER_DARK_<ARM> or LAMP,FLAT_OFF_<ARM> / FLAT,LAMP_OFF_NIR   NIR dark or lamp-off frames\n"
+    "  ORDER_TAB_<ARM>                  order-centre table(s); UVB: OBJECT LAMP,DORDERDEF / LAMP,QORDERDEF\n"
+    "  BP_MAP_RP_<ARM>                  static bad-pixel map (optional)\n\n"
+    "Products (PRO CATG):\n"
+    "  master_flat_<arm>.fits   MASTER_FLAT_<ARM>   FLUX, QUAL, ERRS\n"
+    "  order_tab_<arm>.fits     ORDER_TAB_<ARM>     centre and edge polynomials (soxspipe format)\n"
+    "  mflat_bkground_<arm>.fits MFLAT_BKGROUND_<ARM> scattered-light model\n"
+    "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
+    "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
+    "Parameters set to -1 take the instrument/arm default.";
+
+std::string kebab(std::string s) { std::replace(s.begin(), s.end(), '_', '-'); return s; }
+std::string full_name(const char* n) { return std::string("soxs.mflat.") + kebab(n); }
+
+int create(cpl_plugin* plugin) {
+  auto* recipe = reinterpret_cast<cpl_recipe*>(plugin);
+  recipe->parameters = cpl_parameterlist_new();
+  for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
+    const auto& d = soxs_gen::PARAMS[i];
+    std::string name = full_name(d.name), desc = d.description;
+    if (d.varies) desc += " (-1: instrument/arm default)";
+    cpl_parameter* p = nullptr;
+    if (d.type == 'b')
+      p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_BOOL, desc.c_str(), "soxs.mflat", d.def[0] != 0.0 ? 1 : 0);
+    else if (d.type == 'i')
+      p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_INT, desc.c_str(), "soxs.mflat",
+                                  d.varies ? -1 : static_cast<int>(d.def[0]));
+    else
+      p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_DOUBLE, desc.c_str(), "soxs.mflat", d.varies ? -1.0 : d.def[0]);
+    cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_CLI, kebab(d.name).c_str());
+    cpl_parameter_disable(p, CPL_PARAMETER_MODE_ENV);
+    cpl_parameterlist_append(recipe->parameters, p);
+  }
+  return 0;
+}
+
+soxs::NamedParams read_params(const cpl_parameterlist* list, int column) {
+  soxs::NamedParams m;
+  for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
+    const auto& d = soxs_gen::PARAMS[i];
+    const cpl_parameter* p = cpl_parameterlist_find_const(list, full_name(d.name).c_str());
+    double v = d.type == 'b' ? cpl_parameter_get_bool(p) : d.type == 'i' ? cpl_parameter_get_int(p)
+                                                                          : cpl_parameter_get_double(p);
+    m[d.name] = (d.varies && v < 0) ? d.def[column] : v;
+  }
+  return m;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+cpl_frameset* used_frames(const std::vector<In*>& raws, const std::vector<In*>& cals) {
+  cpl_frameset* used = cpl_frameset_new();
+  for (auto* group : {&raws, &cals})
+    for (In* f : *group) cpl_frameset_insert(used, cpl_frame_duplicate(f->frame));
+  return used;
+}
+
+void add_qc(cpl_propertylist* a, const soxs::QCValues& q) {
+  cpl_propertylist_append_double(a, "ESO QC ORDEXP10", q.ordexp10);
+  cpl_propertylist_append_double(a, "ESO QC ORDEXP50", q.ordexp50);
+  cpl_propertylist_append_double(a, "ESO QC ORDEXP90", q.ordexp90);
+  cpl_propertylist_append_double(a, "ESO QC X RES MIN", q.x_res_min);
+  cpl_propertylist_append_double(a, "ESO QC X RES MAX", q.x_res_max);
+  cpl_propertylist_append_double(a, "ESO QC X RES SD", q.x_res_sd);
+  cpl_propertylist_append_long_long(a, "ESO QC N LOW SENS", q.n_low_sens);
+  cpl_propertylist_append_long_long(a, "ESO QC COLDPIX NUM", q.coldpix_num);
+  cpl_propertylist_append_double(a, "ESO QC COLDPIX FRAC", q.coldpix_frac);
+  cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX MEAN", q.inner_mean);
+  cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX SUM", q.inner_sum);
+}
+
+struct Out {                      // what one product set needs
+  const std::vector<float>* flux; const std::vector<float>* error; const std::vector<uint8_t>* quality;
+  const std::vector<float>* background; const soxs::EdgeFit* edges; soxs::QCValues qc;
+  std::vector<std::pair<std::string, double>> extra_qc;
+};
+
+void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const char* file, const char* extname,
+                    cpl_type type) {
+  Image img(cpl_image_new(nx, ny, CPL_TYPE_FLOAT));
+  std::copy(v.begin(), v.end(), cpl_image_get_data_float(img.get()));
+  Plist h(cpl_propertylist_new());
+  cpl_propertylist_append_string(h.get(), "EXTNAME", extname);
+  if (std::string(extname) == "ERRS") cpl_propertylist_append_string(h.get(), "UTYPE", "StdDevUncertainty");
+  cpl_image_save(img.get(), file, type, h.get(), CPL_IO_EXTEND);
+  check(std::string("cannot write the ") + extname + " extension of " + file);
+}
+
+void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
+              const CentreTable& ct, const Out& o, const std::string& suffix, const soxs::NamedParams& prm) {
+  const std::string arm = in.arm->arm;
+  std::string lower_arm = arm;
+  std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
+  cpl_frameset* used = used_frames(L.raws, L.cals);
+  // master flat: FLUX (primary), QUAL, ERRS
+  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
+  Plist app(cpl_propertylist_new());
+  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", ("MASTER_FLAT_" + arm).c_str());
+  cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", "REDUCED");
+  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", "IMAGE");
+  cpl_propertylist_append_string(app.get(), "EXTNAME", "FLUX");
+  add_qc(app.get(), o.qc);
+  for (auto& kv : o.extra_qc) cpl_propertylist_append_double(app.get(), ("ESO QC " + kv.first).c_str(), kv.second);
+  Image flux(cpl_image_new(L.nx, L.ny, CPL_TYPE_FLOAT));
+  std::copy(o.flux->begin(), o.flux->end(), cpl_image_get_data_float(flux.get()));
+  cpl_dfs_save_image(frames, nullptr, parlist, used, nullptr, flux.get(), CPL_TYPE_FLOAT, RECIPE, app.get(), nullptr,
+                     PIPE_ID, mf.c_str());
+  check("cannot save " + mf);
+  save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
+  save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
+  // order table: input centre columns + edge columns (alphabetical), meta + per-order edge statistics
+  Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
+  const std::string b = ct.a_is_x ? "y" : "x";
+  const soxs::Poly2D &lo = o.edges->lower.poly, &up = o.edges->upper.poly;
+  std::vector<std::pair<std::string, double>> cols = {
+      {"degorder_edgelow", lo.deg_n}, {"degorder_edgeup", up.deg_n}, {"deg" + b + "_edgelow", lo.deg_b},
+      {"deg" + b + "_edgeup", up.deg_b}};
+  for (auto* P : {&lo, &up})
+    for (int i = 0; i <= P->deg_n; ++i)
+      for (int j = 0; j <= P->deg_b; ++j)
+        cols.push_back({std::string(P == &lo ? "edgelow_c" : "edgeup_c") + std::to_string(i) + std::to_string(j),
+                        P->c[i * (P->deg_b + 1) + j]});
+  std::sort(cols.begin(), cols.end());
+  for (auto& kv : cols) {
+    bool deg = kv.first.rfind("deg", 0) == 0;
+    cpl_table_new_column(coeffs.get(), kv.first.c_str(), deg ? CPL_TYPE_LONG_LONG : CPL_TYPE_DOUBLE);
+    if (deg) cpl_table_set_long_long(coeffs.get(), kv.first.c_str(), 0, static_cast<long long>(kv.second));
+    else cpl_table_set_double(coeffs.get(), kv.first.c_str(), 0, kv.second);
+  }
+  const auto& pts = o.edges->points;
+  const double lo_pct = prm.at("min_percentage_threshold_for_edge_detection");
+  const double hi_pct = prm.at("max_percentage_threshold_for_edge_detection");
+  cpl_size nrow = cpl_table_get_nrow(meta.get());
+  for (const char* c : {"maxvalue", "minThreshold", "maxThreshold", "level_pct"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_DOUBLE);
+  for (const char* c : {"n_slices", "n_edges_used"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_LONG_LONG);
+  for (cpl_size r = 0; r < nrow; ++r) {
+    std::vector<double> peak, level;
+    for (size_t i = 0; i < pts.order.size(); ++i)
+      if (pts.order[i] == ct.orders[r].order) { peak.push_back(pts.peak[i]); level.push_back(pts.level_pct[i]); }
+    double pk = median(peak);
+    cpl_table_set_double(meta.get(), "maxvalue", r, pk);
+    cpl_table_set_double(meta.get(), "minThreshold", r, pk * lo_pct / 100);
+    cpl_table_set_double(meta.get(), "maxThreshold", r, pk * hi_pct / 100);
+    cpl_table_set_double(meta.get(), "level_pct", r, median(level));
+    cpl_table_set_long_long(meta.get(), "n_slices", r, pts.n_slices_per_order[r]);
+    cpl_table_set_long_long(meta.get(), "n_edges_used", r, o.edges->n_used_per_order[r]);
+  }
+  std::string ot = "order_tab_" + lower_arm + suffix + ".fits";
+  Plist tapp(cpl_propertylist_new());
+  cpl_propertylist_append_string(tapp.get(), "ESO PRO CATG", ("ORDER_TAB_" + arm).c_str());
+  cpl_propertylist_append_string(tapp.get(), "ESO PRO TYPE", "REDUCED");
+  cpl_propertylist_append_string(tapp.get(), "ESO PRO TECH", "ECHELLE,SLIT");
+  add_qc(tapp.get(), o.qc);
+  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, tapp.get(), nullptr,
+                     PIPE_ID, ot.c_str());
+  check("cannot save " + ot);
+  cpl_table_save(meta.get(), nullptr, nullptr, ot.c_str(), CPL_IO_EXTEND);
+  check("cannot append the meta table to " + ot);
+  if (o.background) {
+    std::string bf = "mflat_bkground_" + lower_arm + suffix + ".fits";
+    Plist bapp(cpl_propertylist_new());
+    cpl_propertylist_append_string(bapp.get(), "ESO PRO CATG", ("MFLAT_BKGROUND_" + arm).c_str());
+    cpl_propertylist_append_string(bapp.get(), "ESO PRO TYPE", "REDUCED");
+    cpl_propertylist_append_string(bapp.get(), "ESO PRO TECH", "IMAGE");
+    cpl_propertylist_append_string(bapp.get(), "EXTNAME", "FLUX");
+    Image bg(cpl_image_new(L.nx, L.ny, CPL_TYPE_FLOAT));
+    std::copy(o.background->begin(), o.background->end(), cpl_image_get_data_float(bg.get()));
+    cpl_dfs_save_image(frames, nullptr, parlist, used, nullptr, bg.get(), CPL_TYPE_FLOAT, RECIPE, bapp.get(), nullptr,
+                       PIPE_ID, bf.c_str());
+    check("cannot save " + bf);
+  }
+  cpl_frameset_delete(used);
+}
+
+struct LampRun { Lamp L; CentreTable ct; soxs::MasterFlatResult r; };
+
+LampRun run_lamp(Inputs& in, Kind lamp, const soxs::NamedParams& prm) {
+  LampRun lr{detrend_lamp(in, lamp), read_centre_table(*in.order_tab[lamp]), {}};
+  std::vector<const float*> f, e;
+  for (size_t k = 0; k < lr.L.data.size(); ++k) { f.push_back(lr.L.data[k].data()); e.push_back(lr.L.error[k].data()); }
+  cpl_msg_info(RECIPE, "%s %s: %zu flats, C++ core (normalise, stack, edges, background, low sensitivity)",
+               in.arm->instrument, in.arm->arm, f.size());
+  lr.r = soxs::master_flat(f, e, soxs::MaskView{lr.L.mask.data()}, lr.L.ny, lr.L.nx, lr.ct.centre, lr.ct.orders,
+                           geometry(in, lr.ct), soxs::master_params_from(prm));
+  return lr;
+}
+
+Out out_of(const soxs::MasterFlatResult& r) {
+  return {&r.flux, &r.error, &r.quality, r.background.empty() ? nullptr : &r.background, &r.edges, r.qc, {}};
+}
+
+soxs::LampMaster lamp_master(const LampRun& lr) {
+  soxs::LampMaster m;
+  const auto& r = lr.r;
+  m.stacked = r.stacked.data(); m.background = r.background.empty() ? nullptr : r.background.data();
+  m.error = r.error.data(); m.quality = r.quality.data();
+  m.lower = r.edges.lower.poly; m.upper = r.edges.upper.poly;
+  m.n_used = r.edges.n_used_per_order; m.n_slices = r.edges.points.n_slices_per_order;
+  m.order_median_flux = r.order_median_flux;
+  double s = 0;
+  for (double x : r.norm_second) s += x;
+  m.level_e = r.norm_second.empty() ? 1.0 : s / double(r.norm_second.size());
+  m.qc = r.qc;
+  return m;
+}
+
+void run(cpl_frameset* frames, const cpl_parameterlist* parlist) {
+  Inputs in = classify(frames);
+  soxs::NamedParams prm = read_params(parlist, in.arm->column);
+  if (std::string(in.arm->arm) != "UVB") {
+    LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
+    save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "", prm);
+    return;
+  }
+  LampRun d = run_lamp(in, Kind::DFLAT, prm), q = run_lamp(in, Kind::QFLAT, prm);
+  soxs::UvbResult u = soxs::combine_uvb(lamp_master(d), lamp_master(q), q.L.ny, q.L.nx, q.ct.centre, q.ct.orders,
+                                        geometry(in, q.ct), soxs::uvb_params_from(prm));
+  cpl_msg_info(RECIPE, "UVB crossover order %d, D2 scale %.6g", u.crossover, u.scale);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", prm);
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", prm);
+  Lamp both;
+  both.ny = q.L.ny; both.nx = q.L.nx;
+  both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
+  both.cals = q.L.cals; both.cals.push_back(in.order_tab[Kind::DFLAT]);
+  Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
+        {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
+  save_set(frames, parlist, in, both, q.ct, o, "", prm);
+}
+
+int exec(cpl_plugin* plugin) {
+  auto* recipe = reinterpret_cast<cpl_recipe*>(plugin);
+  try {
+    run(recipe->frames, recipe->parameters);
+  } catch (const InputError& e) {
+    cpl_msg_error(RECIPE, "input error: %s", e.what());
+    return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
+  } catch (const std::exception& e) {
+    cpl_msg_error(RECIPE, "processing failed: %s", e.what());
+    return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_ILLEGAL_OUTPUT, "%s", e.what()));
+  }
+  return 0;
+}
+
+int destroy(cpl_plugin* plugin) {
+  cpl_parameterlist_delete(reinterpret_cast<cpl_recipe*>(plugin)->parameters);
+  return 0;
+}
+
+}  // namespace
+
+extern "C" int cpl_plugin_get_info(cpl_pluginlist* list) {
+  auto* recipe = static_cast<cpl_recipe*>(cpl_calloc(1, sizeof(cpl_recipe)));
+  cpl_plugin_init(&recipe->interface, CPL_PLUGIN_API, 1, CPL_PLUGIN_TYPE_RECIPE, RECIPE,
+                  "Master flat and order edges for SOXS and X-shooter", DESCRIPTION, "soxs-mflat developers",
+                  "soxs-mflat@example.org", "GPL-3.0-or-later", create, exec, destroy);
+  cpl_pluginlist_append(list, &recipe->interface);
+  return 0;
+}

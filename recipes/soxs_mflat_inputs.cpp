@@ -1,0 +1,238 @@
+// Classification, verification, loading and detrending of the plugin's inputs (same arithmetic
+// as the Python front end: soxs::prepare_frame and soxs::detrend_frame from the core).
+#include "soxs_mflat_inputs.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+namespace soxs_cpl {
+namespace {
+
+bool classify_tag(const std::string& tag, Kind& kind) {
+  auto us = tag.rfind('_');
+  if (us == std::string::npos) return false;
+  std::string pre = tag.substr(0, us);
+  static const std::map<std::string, Kind> table = {
+      {"LAMP,FLAT", Kind::FLAT}, {"FLAT,LAMP", Kind::FLAT}, {"LAMP,DFLAT", Kind::DFLAT},
+      {"LAMP,QFLAT", Kind::QFLAT}, {"LAMP,FLAT_OFF", Kind::LAMPOFF}, {"FLAT,LAMP_OFF", Kind::LAMPOFF},
+      {"MASTER_BIAS", Kind::MASTER_BIAS}, {"MASTER_DARK", Kind::MASTER_DARK}, {"ORDER_TAB", Kind::ORDER_TAB},
+      {"BP_MAP_RP", Kind::BPM}};
+  auto it = table.find(pre);
+  if (it == table.end()) return false;
+  kind = it->second;
+  return true;
+}
+
+bool is_flat(Kind k) { return k == Kind::FLAT || k == Kind::DFLAT || k == Kind::QFLAT; }
+
+const soxs_gen::ArmDef* find_arm(const std::string& inst, const std::string& arm, const std::string& file) {
+  for (int i = 0; i < soxs_gen::N_ARMS; ++i)
+    if (inst == soxs_gen::ARMS[i].instrument && arm == soxs_gen::ARMS[i].arm) return &soxs_gen::ARMS[i];
+  throw InputError(file + ": unsupported instrument/arm '" + inst + "'/'" + arm + "'");
+}
+
+void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by) {
+  bx = by = 1;
+  if (arm.nir_like) return;
+  bool soxs = std::string(arm.instrument) == "SOXS";
+  bx = static_cast<int>(get_num(f.hdr.get(), soxs ? "ESO DET BINX" : "ESO DET WIN1 BINX", 1));
+  by = static_cast<int>(get_num(f.hdr.get(), soxs ? "ESO DET BINY" : "ESO DET WIN1 BINY", 1));
+}
+
+double gain_of(const In& f, const soxs_gen::ArmDef& arm) {
+  const cpl_propertylist* h = f.hdr.get();
+  if (!has(h, "ESO DET OUT1 CONAD")) return arm.gain;
+  double conad = get_num(h, "ESO DET OUT1 CONAD", arm.gain);
+  if (std::string(arm.instrument) == "SOXS") return std::max(conad, get_num(h, "ESO DET OUT1 GAIN", 0.0));
+  return conad;
+}
+
+double ron_of(const In& f, const soxs_gen::ArmDef& arm) {
+  bool soxs = std::string(arm.instrument) == "SOXS";
+  return get_num(f.hdr.get(), soxs ? "ESO DET CHIP RON" : "ESO DET OUT1 RON", arm.ron);
+}
+
+void require(const Inputs& in, Kind k, const std::string& what) {
+  auto it = in.by.find(k);
+  if (it == in.by.end() || it->second.empty()) throw InputError("missing input: " + what);
+}
+
+std::vector<float> prepared(const In& f, const Inputs& in, int64_t& ny, int64_t& nx) {
+  FImage raw = load_float(f.file, 0);
+  const auto& a = *in.arm;
+  ny = (a.row1 - a.row0) / in.biny;
+  nx = (a.col1 - a.col0) / in.binx;
+  soxs::PrepareParams p{a.rot90, a.row0 / in.biny, a.row0 / in.biny + ny, a.col0 / in.binx, a.col0 / in.binx + nx,
+                        static_cast<float>(gain_of(f, a))};
+  std::vector<float> out(ny * nx);
+  try {
+    soxs::prepare_frame({raw.data.data(), raw.ny, raw.nx}, p, out.data());
+  } catch (const std::invalid_argument& e) {
+    throw InputError(f.file + ": " + e.what());
+  }
+  return out;
+}
+
+struct Product { std::vector<float> flux, err; std::vector<uint8_t> qual; };
+
+Product load_product(const In& f, int64_t ny, int64_t nx) {
+  FImage flux = load_float(f.file, 0);
+  if (flux.ny != ny || flux.nx != nx)
+    throw InputError(f.file + ": shape (" + std::to_string(flux.ny) + ", " + std::to_string(flux.nx) +
+                     ") differs from the prepared flats (" + std::to_string(ny) + ", " + std::to_string(nx) + ")");
+  Product p{flux.data, std::vector<float>(ny * nx, 0.0f), std::vector<uint8_t>(ny * nx, 0)};
+  int e = find_ext(f.file, "ERRS"), q = find_ext(f.file, "QUAL");
+  if (e > 0) p.err = load_float(f.file, e).data;
+  if (q > 0) {
+    auto qq = load_float(f.file, q).data;
+    for (size_t i = 0; i < qq.size(); ++i) p.qual[i] = qq[i] != 0;
+  }
+  return p;
+}
+
+}  // namespace
+
+Inputs classify(cpl_frameset* frames) {
+  Inputs in;
+  cpl_size n = cpl_frameset_get_size(frames);
+  if (n == 0) throw InputError("the SOF is empty");
+  for (cpl_size i = 0; i < n; ++i) {
+    cpl_frame* fr = cpl_frameset_get_position(frames, i);
+    std::string file = cpl_frame_get_filename(fr), tag = cpl_frame_get_tag(fr) ? cpl_frame_get_tag(fr) : "";
+    Kind k;
+    if (!classify_tag(tag, k))
+      throw InputError(file + ": unknown tag '" + tag + "' (expected LAMP,FLAT_<ARM>, FLAT,LAMP_NIR, LAMP,DFLAT_UVB, "
+                       "LAMP,QFLAT_UVB, ..._OFF_<ARM>, MASTER_BIAS_<ARM>, MASTER_DARK_<ARM>, ORDER_TAB_<ARM>, "
+                       "BP_MAP_RP_<ARM>)");
+    cpl_frame_set_group(fr, is_flat(k) || k == Kind::LAMPOFF ? CPL_FRAME_GROUP_RAW : CPL_FRAME_GROUP_CALIB);
+    Plist h = load_header(file);
+    double mjd = get_num(h.get(), "MJD-OBS", 0);
+    in.frames.push_back(In{fr, file, tag, k, std::move(h), mjd});
+  }
+  for (auto& f : in.frames) in.by[f.kind].push_back(&f);
+  std::vector<In*> flats;
+  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT})
+    for (In* f : in.by[k]) flats.push_back(f);
+  if (flats.empty()) throw InputError("no raw lamp flats in the SOF (tags LAMP,FLAT_<ARM>, FLAT,LAMP_NIR, LAMP,DFLAT_UVB, LAMP,QFLAT_UVB)");
+  const In& f0 = *flats[0];
+  in.arm = find_arm(get_str(f0.hdr.get(), "INSTRUME"), get_str(f0.hdr.get(), "ESO SEQ ARM"), f0.file);
+  binning(f0, *in.arm, in.binx, in.biny);
+  for (In* f : flats) {
+    if (get_str(f->hdr.get(), "ESO SEQ ARM") != in.arm->arm || get_str(f->hdr.get(), "INSTRUME") != in.arm->instrument)
+      throw InputError("input frames are a mix of arms/instruments: " + f->file + " is not " +
+                       in.arm->instrument + " " + in.arm->arm);
+    int bx, by;
+    binning(*f, *in.arm, bx, by);
+    if (bx != in.binx || by != in.biny) throw InputError("input frames are a mix of binnings: " + f->file);
+  }
+  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT}) {
+    std::set<long> t;
+    for (In* f : in.by[k]) t.insert(std::lround(100 * get_num(f->hdr.get(), "EXPTIME", -1)));
+    if (t.size() > 1) throw InputError("input flats of one lamp are a mix of exposure times");
+  }
+  const std::string arm = in.arm->arm;
+  if (arm == "UVB" && (in.by[Kind::DFLAT].empty() || in.by[Kind::QFLAT].empty()))
+    throw InputError("X-shooter UVB needs both D2 (LAMP,DFLAT_UVB) and QTH (LAMP,QFLAT_UVB) flats");
+  if (!in.arm->nir_like) require(in, Kind::MASTER_BIAS, "MASTER_BIAS_" + arm + " (UVB/VIS flats need a master bias)");
+  if (in.arm->nir_like && in.by[Kind::MASTER_DARK].empty() && in.by[Kind::LAMPOFF].empty())
+    throw InputError("missing input: NIR flats need a MASTER_DARK_" + arm + " or lamp-off frames (..._OFF_" + arm + ")");
+  require(in, Kind::ORDER_TAB, "ORDER_TAB_" + arm + " (order-centre table)");
+  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT}) {
+    if (in.by[k].empty()) continue;
+    std::string want = k == Kind::DFLAT ? "LAMP,DORDERDEF" : k == Kind::QFLAT ? "LAMP,QORDERDEF" : "";
+    In* pick = in.by[Kind::ORDER_TAB][0];
+    for (In* t : in.by[Kind::ORDER_TAB])
+      if (!want.empty() && get_str(t->hdr.get(), "OBJECT") == want) { pick = t; break; }
+    in.order_tab[k] = pick;
+  }
+  return in;
+}
+
+Lamp detrend_lamp(Inputs& in, Kind lamp) {
+  Lamp L;
+  std::vector<In*> flats = in.by[lamp];
+  std::sort(flats.begin(), flats.end(), [](In* a, In* b) { return a->mjd < b->mjd; });
+  L.raws = flats;
+  const auto& arm = *in.arm;
+  L.ny = (arm.row1 - arm.row0) / in.biny;
+  L.nx = (arm.col1 - arm.col0) / in.binx;
+  const int64_t npix = L.ny * L.nx;
+  L.mask.assign(npix, 0);
+  if (!in.by[Kind::BPM].empty()) {
+    In* b = in.by[Kind::BPM][0];
+    FImage bpm = load_float(b->file, 0);
+    if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(b->file + ": bad-pixel map shape differs from the flats");
+    for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
+    L.cals.push_back(b);
+  }
+  Product bias, dark;
+  const bool have_bias = !in.by[Kind::MASTER_BIAS].empty(), have_dark = !in.by[Kind::MASTER_DARK].empty();
+  if (have_bias) { bias = load_product(*in.by[Kind::MASTER_BIAS][0], L.ny, L.nx); L.cals.push_back(in.by[Kind::MASTER_BIAS][0]); }
+  if (have_dark && arm.nir_like) { dark = load_product(*in.by[Kind::MASTER_DARK][0], L.ny, L.nx); L.cals.push_back(in.by[Kind::MASTER_DARK][0]); }
+  for (auto* p : {&bias, &dark})
+    for (size_t i = 0; i < p->qual.size(); ++i) L.mask[i] |= p->qual[i];
+  std::vector<In*> offs = in.by[Kind::LAMPOFF], unused = offs;
+  for (In* f : flats) {
+    int64_t ny, nx;
+    std::vector<float> img = prepared(*f, in, ny, nx), err(npix);
+    double ron = ron_of(*f, arm);
+    if (arm.nir_like && !have_dark) {   // nearest unused lamp-off frame
+      auto& pool = unused.empty() ? offs : unused;
+      auto best = std::min_element(pool.begin(), pool.end(), [&](In* a, In* b) {
+        return (a->mjd - f->mjd) * (a->mjd - f->mjd) < (b->mjd - f->mjd) * (b->mjd - f->mjd); });
+      In* off = *best;
+      if (!unused.empty()) unused.erase(best);
+      std::vector<float> d = prepared(*off, in, ny, nx), de(npix);
+      soxs::detrend_frame(d.data(), npix, nullptr, nullptr, 1.0, ron_of(*off, arm), de.data());
+      double ratio = 1.0, tf = get_num(f->hdr.get(), "EXPTIME", 0), td = get_num(off->hdr.get(), "EXPTIME", 0);
+      if (td > 0 && std::fabs(tf - td) > 0.005) {
+        ratio = tf / td;
+        cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
+                        off->file.c_str(), td, f->file.c_str(), tf, ratio);
+      }
+      soxs::detrend_frame(img.data(), npix, d.data(), de.data(), ratio, ron, err.data());
+      if (std::find(L.raws.begin(), L.raws.end(), off) == L.raws.end()) L.raws.push_back(off);
+    } else if (arm.nir_like) {
+      const In* dk = in.by[Kind::MASTER_DARK][0];
+      double ratio = 1.0, tf = get_num(f->hdr.get(), "EXPTIME", 0), td = get_num(dk->hdr.get(), "EXPTIME", 0);
+      if (td > 0 && std::fabs(tf - td) > 0.005) {
+        ratio = tf / td;
+        cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
+                        dk->file.c_str(), td, f->file.c_str(), tf, ratio);
+      }
+      soxs::detrend_frame(img.data(), npix, dark.flux.data(), dark.err.data(), ratio, ron, err.data());
+    } else {
+      soxs::detrend_frame(img.data(), npix, bias.flux.data(), bias.err.data(), 1.0, ron, err.data());
+    }
+    L.data.push_back(std::move(img));
+    L.error.push_back(std::move(err));
+  }
+  L.cals.push_back(in.order_tab[lamp]);
+  return L;
+}
+
+CentreTable read_centre_table(const In& f) {
+  CentreTable ct;
+  ct.coeffs = load_table(f.file, 1);
+  ct.meta = load_table(f.file, 2);
+  const cpl_table* c = ct.coeffs.get();
+  ct.a_is_x = cpl_table_has_column(c, "degy_cent") != 0;
+  const std::string b = ct.a_is_x ? "y" : "x";
+  ct.centre.deg_n = static_cast<int>(cell(c, "degorder_cent", 0, f.file));
+  ct.centre.deg_b = static_cast<int>(cell(c, "deg" + b + "_cent", 0, f.file));
+  for (int i = 0; i <= ct.centre.deg_n; ++i)
+    for (int j = 0; j <= ct.centre.deg_b; ++j)
+      ct.centre.c.push_back(cell(c, "cent_" + std::to_string(i) + std::to_string(j), 0, f.file));
+  const cpl_table* m = ct.meta.get();
+  for (cpl_size r = 0; r < cpl_table_get_nrow(m); ++r)
+    ct.orders.push_back({static_cast<int>(cell(m, "order", r, f.file)), cell(m, b + "min", r, f.file),
+                         cell(m, b + "max", r, f.file)});
+  return ct;
+}
+
+soxs::Geometry geometry(const Inputs& in, const CentreTable& ct) {
+  return {ct.a_is_x, ct.a_is_x ? in.binx : in.biny, ct.a_is_x ? in.biny : in.binx};
+}
+
+}  // namespace soxs_cpl
