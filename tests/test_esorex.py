@@ -1,0 +1,130 @@
+"""The esorex plugin, driven through real esorex and through python-cpl, against the Python CLI."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from soxs_mflat import settings
+from soxs_mflat.recipe import run_mflat
+from soxs_mflat.simulate.run import simulate_set
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_DIR = Path(os.environ.get("SOXS_ESOREX_PLUGIN_DIR", ROOT / "build" / "esorex" / "recipes"))
+HAVE_ESOREX = shutil.which("esorex") is not None and (PLUGIN_DIR / "soxs_mflat.so").exists()
+needs_esorex = pytest.mark.skipif(not HAVE_ESOREX, reason=f"esorex or the plugin ({PLUGIN_DIR}/soxs_mflat.so) is "
+                                  "missing: run scripts/setup.sh as root to install esorex/libcpl-dev and build it")
+
+
+def test_generated_plugin_header_is_in_sync():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_recipe_header.py"), "--check"], cwd=ROOT)
+    assert out.returncode == 0, "recipes/soxs_mflat_generated.h is stale: run python scripts/gen_recipe_header.py"
+
+
+def esorex(*args, cwd=None):
+    return subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@needs_esorex
+def test_recipes_man_page_and_params():
+    assert "soxs_mflat" in esorex("--recipes").stdout
+    man = esorex("--man-page", "soxs_mflat").stdout
+    assert "MASTER_FLAT_<ARM>" in man and "--order-deg" in man
+    params = esorex("--params", "soxs_mflat").stdout
+    for name in settings.definitions():
+        assert name.replace("_", "-") in params
+
+
+def _compare(py_dir: Path, es_dir: Path, names):
+    for name in names:
+        with fits.open(py_dir / name) as a, fits.open(es_dir / name) as b:
+            assert [h.name for h in a[:1]] == [h.name for h in b[:1]]
+            if a[0].header["ESO PRO CATG"].startswith("ORDER_TAB"):
+                for ext in (1, 2):
+                    ta, tb = Table(a[ext].data), Table(b[ext].data)
+                    assert ta.colnames == tb.colnames
+                    for c in ta.colnames:
+                        np.testing.assert_array_equal(np.asarray(ta[c], float), np.asarray(tb[c], float), err_msg=c)
+            else:
+                assert len(a) == len(b)
+                for ha, hb in zip(a, b):
+                    assert ha.name == hb.name
+                    np.testing.assert_array_equal(ha.data, hb.data)   # bitwise: same core, same arithmetic
+            assert a[0].header["ESO PRO CATG"] == b[0].header["ESO PRO CATG"]
+            assert b[0].header["ESO PRO REC1 ID"] == "soxs_mflat" and "DATAMD5" in b[0].header
+
+
+@needs_esorex
+@pytest.mark.parametrize("inst,arm,binning", [("soxs", "vis", "1x1"), ("xshooter", "nir", "1x1"),
+                                              ("xshooter", "uvb", "2x2")])
+def test_esorex_products_equal_python_cli(tmp_path, inst, arm, binning):
+    w = simulate_set(inst, arm, tmp_path / "set", nflats=2 if arm == "uvb" else 3, binning=binning, seed=3)
+    res = run_mflat(w["sof"], tmp_path / "py")
+    out = tmp_path / "es"
+    out.mkdir()
+    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "soxs_mflat", w["sof"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fits_products = [p.name for p in res.products.values() if p.suffix == ".fits"]
+    assert sorted(fits_products) == sorted(p.name for p in out.glob("*.fits"))
+    _compare(tmp_path / "py", out, fits_products)
+
+
+@needs_esorex
+@pytest.mark.parametrize("drop,expect", [("MASTER_BIAS_VIS", "missing input: MASTER_BIAS_VIS"),
+                                         ("ORDER_TAB_VIS", "missing input: ORDER_TAB_VIS"),
+                                         ("LAMP,FLAT_VIS", "no raw lamp flats")])
+def test_bad_sof_gives_clear_error(tmp_path, drop, expect):
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=1, seed=4)
+    lines = [ln for ln in w["sof"].read_text().splitlines() if not ln.endswith(" " + drop)]
+    sof = tmp_path / "bad.sof"
+    sof.write_text("\n".join(lines) + "\n")
+    r = esorex(f"--output-dir={tmp_path}", "soxs_mflat", sof, cwd=tmp_path)
+    assert r.returncode != 0
+    assert expect in r.stdout + r.stderr
+    assert not list(tmp_path.glob("master_flat_*.fits"))
+
+
+@needs_esorex
+def test_unknown_tag_names_the_file(tmp_path):
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=1, seed=4)
+    sof = tmp_path / "bad.sof"
+    sof.write_text(w["sof"].read_text().replace(" MASTER_BIAS_VIS\n", " BIAS_THING_VIS\n"))
+    r = esorex("soxs_mflat", sof, cwd=tmp_path)
+    assert r.returncode != 0 and "MASTER_BIAS_VIS.fits: unknown tag 'BIAS_THING_VIS'" in r.stdout + r.stderr
+
+
+def _python_cpl():
+    cpl = pytest.importorskip("cpl", reason="python-cpl is not installed (scripts/setup.sh installs it with CPL)")
+    if not hasattr(cpl, "Recipe"):
+        pytest.skip("the installed 'cpl' module is PyCPL, not python-cpl")
+    return cpl
+
+
+@needs_esorex
+def test_python_cpl_runs_the_plugin(tmp_path):
+    cpl = _python_cpl()
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=3, seed=8)
+    res = run_mflat(w["sof"], tmp_path / "py")
+    cpl.Recipe.path = [str(PLUGIN_DIR)]
+    assert "soxs_mflat" in [name for name, _ in cpl.Recipe.list()]
+    recipe = cpl.Recipe("soxs_mflat")
+    recipe.output_dir = str(tmp_path / "pc")
+    frames = {}
+    for line in w["sof"].read_text().splitlines():
+        path, tag = line.split()
+        frames.setdefault(tag, []).append(path)
+    result = recipe(frames)
+    mflat = Path(result.MASTER_FLAT_VIS)
+    with fits.open(mflat) as a, fits.open(res.products["MFLAT"]) as b:
+        np.testing.assert_array_equal(a["FLUX"].data, b["FLUX"].data)
+        np.testing.assert_array_equal(a["QUAL"].data, b["QUAL"].data)
+    bad = dict(frames)
+    bad.pop("MASTER_BIAS_VIS")
+    with pytest.raises(cpl.CplError, match="MASTER_BIAS_VIS"):
+        recipe(bad)
