@@ -21,6 +21,7 @@ from .verify import InputSet, verify
 
 log = logging.getLogger("soxs_mflat")
 Progress = Callable[[str], None]
+PRODUCT_CATGS = ("MASTER_FLAT", "ORDER_TAB", "MFLAT_BKGROUND")   # + "_<ARM>"; the EDPS workflow classifies these
 
 
 @dataclass
@@ -103,7 +104,7 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None] + s.lampoff
     hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, d.frames, cals, p, q)  # noqa: E731
     out = {}
-    h = hdr(f"MASTER_FLAT_{arm}", "IMAGE")
+    h = hdr(f"{PRODUCT_CATGS[0]}_{arm}", "IMAGE")
     h["EXTNAME"], h["BUNIT"] = "FLUX", ""
     errs = fits.ImageHDU(res["error"], name="ERRS")
     errs.header["UTYPE"] = "StdDevUncertainty"
@@ -111,7 +112,7 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
     out[f"MFLAT{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs]), paths[f"MFLAT{tag}"],
                                     overwrite)
-    th = hdr(f"ORDER_TAB_{arm}", "ECHELLE,SLIT")
+    th = hdr(f"{PRODUCT_CATGS[1]}_{arm}", "ECHELLE,SLIT")
     hl = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
                           per_order_meta(res["edges"], layout, p), th)
     out[f"ORDER LOC{tag}"] = write_fits(hl, paths[f"ORDER LOC{tag}"], overwrite)
@@ -120,7 +121,7 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     out[f"ORDER LOC RES{tag}"] = write_atomic_bytes(order_loc_pdf(res["stacked"], res["edges"], layout, title),
                                                     paths[f"ORDER LOC RES{tag}"], overwrite)
     if res["background"] is not None:
-        bh = hdr(f"MFLAT_BKGROUND_{arm}", "IMAGE", [])
+        bh = hdr(f"{PRODUCT_CATGS[2]}_{arm}", "IMAGE", [])
         bh["EXTNAME"] = "FLUX"
         out[f"BKGROUND FITS{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["background"], bh)]),
                                                 paths[f"BKGROUND FITS{tag}"], overwrite)

@@ -1,0 +1,1 @@
+"""EDPS workflow package for the soxs-mflat recipe (SOXS and X-shooter master flats)."""
