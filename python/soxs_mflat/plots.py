@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .core import OrderLayout, poly_eval
 
-from .core import OrderLayout, poly_eval  # noqa: E402
+# pyplot and tight_layout cost ~1 s per run here; a Figure with a fixed layout renders the same pages.
+LAYOUT = dict(left=0.07, right=0.97, top=0.96, bottom=0.05, hspace=0.32)
 
 
-MAX_DISPLAY = 1200   # image pixels per axis embedded in the PDF (the page shows fewer)
+MAX_DISPLAY = 800   # image pixels per axis embedded in the PDF (the page shows fewer)
 
 
 def _reduce(data):
@@ -40,7 +41,8 @@ def _to_binned(x, binning):
 
 def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str) -> bytes:
     pts, lo_fit, up_fit = edges["points"], edges["lower"], edges["upper"]
-    fig, axes = plt.subplots(3, 1, figsize=(11, 12), gridspec_kw={"height_ratios": [3, 3, 2]})
+    fig = Figure(figsize=(11, 12))
+    axes = fig.subplots(3, 1, gridspec_kw={"height_ratios": [3, 3, 2]})
     _show(axes[0], flat, f"{title}: detected edge points (green), clipped (red x)", layout.a_is_x)
     b = _to_binned(pts["b"], layout.bin_b)
     for key, fit in (("lower", lo_fit), ("upper", up_fit)):
@@ -49,7 +51,7 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
         axes[0].plot(b[~clip], a[~clip], ".", ms=2, color="lime", rasterized=True)
         axes[0].plot(b[clip], a[clip], "x", ms=5, color="red")
     _show(axes[1], flat, "global polynomial fits, orders filled and labelled", layout.a_is_x)
-    colors = plt.cm.tab20(np.linspace(0, 1, max(len(layout.orders), 2)))
+    colors = colormaps["tab20"](np.linspace(0, 1, max(len(layout.orders), 2)))
     for k, (o, b0, b1) in enumerate(zip(layout.orders, layout.b_min, layout.b_max)):
         bb = np.linspace(b0, b1, 200)
         lo = _to_binned(poly_eval(lo_fit["coeffs"], o, bb), layout.bin_a)
@@ -70,12 +72,12 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
     ax.set_xlabel("along the order (unbinned px)")
     ax.set_ylabel("fit - measured (px)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return _pdf(fig)
 
 
 def background_pdf(before: np.ndarray, model: np.ndarray, layout: OrderLayout, title: str) -> bytes:
-    fig, axes = plt.subplots(3, 1, figsize=(11, 12))
+    fig = Figure(figsize=(11, 12))
+    axes = fig.subplots(3, 1)
     _show(axes[0], before, f"{title}: master flat before background subtraction", layout.a_is_x)
     im = _show(axes[1], model, "fitted scattered-light model", layout.a_is_x, cmap="viridis", stretch=(0, 100))
     fig.colorbar(im, ax=axes[1], fraction=0.03)
@@ -84,12 +86,11 @@ def background_pdf(before: np.ndarray, model: np.ndarray, layout: OrderLayout, t
     for ax in axes:
         ax.set_xlabel("along the order (px)")
         ax.set_ylabel("cross-dispersion (px)")
-    fig.tight_layout()
     return _pdf(fig)
 
 
-def _pdf(fig) -> bytes:
+def _pdf(fig: Figure) -> bytes:
+    fig.subplots_adjust(**LAYOUT)
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf", dpi=110)
-    plt.close(fig)
     return buf.getvalue()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from . import core, settings
 from .detrend import detrend
 from .frames import load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
+from .errors import ProcessingError
 from .prepare import binning_of
 from .products import check_writable, product_header, write_atomic_bytes, write_fits
 from .qc import QCRow, qc_table
@@ -101,8 +103,14 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                         paths: dict[str, Path], overwrite: bool, tag: str, cals_extra=()) -> dict[str, Path]:
     arm = s.arm.arm
     ref = d.frames[0]
-    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None] + s.lampoff
-    hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, d.frames, cals, p, q)  # noqa: E731
+    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
+    raws = list(d.frames) + list(s.lampoff)
+    hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, raws, cals, p, q)  # noqa: E731
+    title = f"{s.arm.instrument} {arm} {tag.strip() or lamp}"
+    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, title), paths[f"ORDER LOC RES{tag}"])]
+    if res["background"] is not None:
+        plots.append(("background_pdf", (res["stacked"], res["background"], layout, title), paths[f"BKGROUND{tag}"]))
+    workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
     out = {}
     h = hdr(f"{PRODUCT_CATGS[0]}_{arm}", "IMAGE")
     h["EXTNAME"], h["BUNIT"] = "FLUX", ""
@@ -116,15 +124,36 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     hl = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
                           per_order_meta(res["edges"], layout, p), th)
     out[f"ORDER LOC{tag}"] = write_fits(hl, paths[f"ORDER LOC{tag}"], overwrite)
-    from .plots import background_pdf, order_loc_pdf
-    title = f"{s.arm.instrument} {arm} {tag.strip() or lamp}"
-    out[f"ORDER LOC RES{tag}"] = write_atomic_bytes(order_loc_pdf(res["stacked"], res["edges"], layout, title),
-                                                    paths[f"ORDER LOC RES{tag}"], overwrite)
     if res["background"] is not None:
         bh = hdr(f"{PRODUCT_CATGS[2]}_{arm}", "IMAGE", [])
         bh["EXTNAME"] = "FLUX"
         out[f"BKGROUND FITS{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["background"], bh)]),
                                                 paths[f"BKGROUND FITS{tag}"], overwrite)
-        out[f"BKGROUND{tag}"] = write_atomic_bytes(background_pdf(res["stacked"], res["background"], layout, title),
-                                                   paths[f"BKGROUND{tag}"], overwrite)
+    finish_plots(workers)
+    out[f"ORDER LOC RES{tag}"] = paths[f"ORDER LOC RES{tag}"]
+    if res["background"] is not None:
+        out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
     return out
+
+
+def _render(name: str, args: tuple, path: Path, overwrite: bool) -> None:
+    from . import plots
+    write_atomic_bytes(getattr(plots, name)(*args), path, overwrite)
+
+
+def start_plots(jobs, overwrite: bool) -> list:
+    """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores)."""
+    ctx = mp.get_context("fork")
+    workers = []
+    for name, args, path in jobs:
+        proc = ctx.Process(target=_render, args=(name, args, path, overwrite), daemon=True)
+        proc.start()
+        workers.append((proc, path))
+    return workers
+
+
+def finish_plots(workers: list) -> None:
+    for proc, path in workers:
+        proc.join()
+        if proc.exitcode != 0:
+            raise ProcessingError(f"could not render the QC plot {path} (worker exit code {proc.exitcode})")
