@@ -57,7 +57,8 @@ def test_products_are_dfs_compliant(reduced):
         assert hl["QUAL"].data.dtype == np.uint8
         assert (h["ESO PRO CATG"], h["ESO PRO TYPE"], h["ESO PRO TECH"]) == (f"MASTER_FLAT_{arm}", "REDUCED", "IMAGE")
         assert h["ESO PRO REC1 ID"] == "soxs_mflat" and h["ESO PRO REC1 PIPE ID"].startswith("soxs-mflat/")
-        assert h["ESO PRO REC1 RAW5 NAME"].endswith(".fits") and "ESO PRO REC1 RAW6 NAME" not in h
+        n_raw = len(reduced["w"]["raw"]) + len(reduced["w"]["off"])   # flats and NIR lamp-off frames
+        assert h[f"ESO PRO REC1 RAW{n_raw} NAME"].endswith(".fits") and f"ESO PRO REC1 RAW{n_raw + 1} NAME" not in h
         assert h["ESO PRO REC1 CAL1 DATAMD5"] and h["ESO PRO REC1 PARAM1 NAME"]
         assert isinstance(h["ESO QC X RES SD"], float) and isinstance(h["ESO QC N LOW SENS"], int)
         assert "ESO DPR TYPE" not in h and len(h["DATAMD5"]) == 32 and "CHECKSUM" in h
