@@ -36,12 +36,14 @@ def edge_rms(lower: np.ndarray, upper: np.ndarray, truth: dict, level: float = 0
     return out
 
 
-def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str | dict = "QTH") -> dict:
+def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str | dict = "QTH",
+             any_flag: bool = False) -> dict:
     """Edge RMS per order, pixel-response RMS vs the stack's noise, low-sensitivity recall / false rate,
     inter-order values and the largest residual (sigma) on pixels that cosmic rays hit.
 
     ``lamp``: the lamp whose illumination the flat follows, or ``{order: lamp}`` for a stitched
-    UVB flat (each lamp's part is normalised on its own)."""
+    UVB flat (each lamp's part is normalised on its own). ``any_flag``: QUAL is 0/1 (soxspipe)
+    rather than soxs-mflat's bits, so any flag counts as a low-sensitivity flag."""
     from ..ordertable import read_edges
     t = _truth(Path(truth_path))
     lower, upper = read_edges(order_tab_path)
@@ -71,8 +73,8 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
     resid = ratio - t["response"][core]
     rel_err = err[core] / flux[core]
     low = (t["defects"] & 1).astype(bool) & (t["response"] <= 0.5) & inside
-    flagged = (qual & 3).astype(bool)   # static map or low-sensitivity flag
-    false = (qual & 2).astype(bool) & (t["defects"] == 0)
+    flagged = (qual != 0) if any_flag else (qual & 3).astype(bool)   # static map or low-sensitivity flag
+    false = ((qual != 0) if any_flag else (qual & 2).astype(bool)) & (t["defects"] == 0)
     expect = illum * t["response"] * scale
     hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
     hit = core & hits.astype(bool)
