@@ -142,8 +142,8 @@ def markdown(rows, scale, repeat) -> str:
          "edge RMS at the 20 % level, pixel-response RMS in the orders over the stack's noise (error map), "
          "recall of injected pixels with response <= 0.5, false flags per in-order pixel, inter-order pixels = 1, "
          "largest residual on cosmic-ray hits.", "",
-         "| set | tool | wall (s) | peak RSS (MB) | speed-up vs soxspipe | edge RMS (px) | resp. RMS / noise | "
-         "low-sens recall | false flags | inter-order = 1 | CR max (σ) |", "|" + "---|" * 11]
+         "| set | tool | wall (s) | peak RSS (MB) | speed-up vs soxspipe | edge RMS (px) | resp. RMS (1e-3) | "
+         "resp. RMS / stack noise | low-sens recall | false flags | inter-order = 1 | CR max (σ) |", "|" + "---|" * 12]
     for r in rows:
         base = r["runs"]["soxspipe"]["s"] if "theirs" in r else None
         for tool, key in (("soxs-mflat", "ours"), ("esorex", "ours"), ("soxspipe", "theirs")):
@@ -153,10 +153,11 @@ def markdown(rows, scale, repeat) -> str:
             sp = f"{base / run['s']:.1f}x" if base and tool != "soxspipe" else "–"
             if key in r:
                 a = r[key]
-                acc = (f"{a['edge_rms']:.3f} | {a['resp'] / a['noise']:.2f} | {100 * a['recall']:.1f} % | "
+                noise = r["ours"]["noise"]   # the stack's noise limit (same data for every tool)
+                acc = (f"{a['edge_rms']:.3f} | {1e3 * a['resp']:.2f} | {a['resp'] / noise:.2f} | {100 * a['recall']:.1f} % | "
                        f"{100 * a['false']:.4f} % | {'yes' if a['inter1'] else 'no'} | {a['cr']:.1f}")
             else:
-                acc = f"failed: {r.get('soxspipe_error', '')} | | | | |"
+                acc = f"failed: {r.get('soxspipe_error', '')} | | | | | |"
             L.append(f"| {r['cfg']} | {tool} | {run['s']:.2f} | {run['mb']:.0f} | {sp} | {acc} |")
     L += ["", "QC values side by side (soxs-mflat / soxspipe):", "",
           "| set | " + " | ".join(QC_KEYS) + " |", "|" + "---|" * (len(QC_KEYS) + 1)]
@@ -182,10 +183,17 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--write", type=Path)
+    ap.add_argument("--from-json", action="store_true", help="re-render the tables from WORK/results.json")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = compare(args.work, args.repeat)
-    scale = [] if args.skip_scaling else scaling(args.work)
+    saved = args.work / "results.json"
+    if args.from_json:
+        data = json.loads(saved.read_text())
+        rows, scale = data["rows"], data["scale"]
+    else:
+        rows = compare(args.work, args.repeat)
+        scale = [] if args.skip_scaling else scaling(args.work)
+        saved.write_text(json.dumps({"rows": rows, "scale": scale}, default=str))
     text = markdown(rows, scale, args.repeat)
     print(text)
     if args.write:

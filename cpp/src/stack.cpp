@@ -57,7 +57,8 @@ inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, in
     if (p.error_floor) {
       double e2 = 0;
       for (int q = lo; q < hi; ++q) e2 += err_of(s[q].k) * err_of(s[q].k);
-      sd = std::min(sd, std::sqrt(e2 / (hi - lo)));
+      double e = std::sqrt(e2 / (hi - lo));
+      sd = std::min(std::max(sd, e), 1.5 * e);
     }
     double lb = m - p.sigma_lower * sd, ub = m + p.sigma_upper * sd;
     int nlo = lo, nhi = hi;
@@ -130,8 +131,10 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
       for (int k = 0; k < n; ++k) { VI in = (k >= lo) & (k < hi); e2 += in ? ev[k] * ev[k] : VF{}; }
       VF fnu = __builtin_convertvector(nu, VF);
       for (int j = 0; j < W; ++j) {
-        float floor_j = fnu[j] > 0 ? std::sqrt(e2[j] / fnu[j]) : INFINITY;
-        sd[j] = std::min(sd[j], floor_j);
+        if (fnu[j] > 0) {
+          float e = std::sqrt(e2[j] / fnu[j]);
+          sd[j] = std::min(std::max(sd[j], e), 1.5f * e);
+        }
       }
     }
     VF lb = m - float(p.sigma_lower) * sd, ub = m + float(p.sigma_upper) * sd;

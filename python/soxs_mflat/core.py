@@ -71,8 +71,8 @@ def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | 
     sqrt(n_used)`` (without ``errors``: sample std of survivors / sqrt(n_used)). ``quality`` is 1
     where no sample survived (mean and error are 0 there). ``scales[k]`` multiplies frame k and its
     error before clipping, which normalises frames without copying them. With ``error_floor`` (and
-    ``errors``) the clipping sigma is min(MAD sigma, rms of the survivors' errors): the MAD of a few
-    samples is often 2-3x too large.
+    ``errors``) the clipping sigma is the MAD sigma clamped to [1, 1.5] x the rms of the survivors'
+    errors: the MAD of a few samples is often 2-3x too large or too small.
     """
     if len(frames) == 0:
         raise InputError("clip_and_stack: no frames given")

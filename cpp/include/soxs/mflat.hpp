@@ -53,8 +53,9 @@ struct Geometry {             // how polynomials map onto a (binned) frame
 struct ClipParams {
   double sigma_lower = 5.0, sigma_upper = 5.0;  // in MAD-sigma units (1.4826 * MAD)
   int max_iters = 5;                             // astropy sigma_clip semantics
-  // With error maps: clip on min(MAD sigma, rms of the survivors' errors). The MAD of <= 5
-  // samples is often 2-3x too large, which lets cosmic rays of ~15 % through.
+  // With error maps: clip on the MAD sigma clamped to [1, 1.5] x the rms of the survivors' errors.
+  // The MAD of <= 5 samples is often 2-3x too large (cosmic rays of ~15 % survive) or too small
+  // (good samples are clipped and the noise grows).
   bool error_floor = false;
 };
 struct StackResult {
