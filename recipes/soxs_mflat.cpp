@@ -118,29 +118,29 @@ void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const c
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
-              const CentreTable& ct, const Out& o, const std::string& suffix, const soxs::NamedParams& prm) {
-  const std::string arm = in.arm->arm;
-  std::string lower_arm = arm;
-  std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
-  cpl_frameset* used = used_frames(L.raws, L.cals);
-  // master flat: FLUX (primary), QUAL, ERRS
-  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
+Plist pro_keys(const std::string& catg, const char* tech, bool flux_ext) {
   Plist app(cpl_propertylist_new());
-  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", ("MASTER_FLAT_" + arm).c_str());
+  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", catg.c_str());
   cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", "REDUCED");
-  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", "IMAGE");
-  cpl_propertylist_append_string(app.get(), "EXTNAME", "FLUX");
-  add_qc(app.get(), o.qc);
-  for (auto& kv : o.extra_qc) cpl_propertylist_append_double(app.get(), ("ESO QC " + kv.first).c_str(), kv.second);
-  Image flux(cpl_image_new(L.nx, L.ny, CPL_TYPE_FLOAT));
-  std::copy(o.flux->begin(), o.flux->end(), cpl_image_get_data_float(flux.get()));
-  cpl_dfs_save_image(frames, nullptr, parlist, used, nullptr, flux.get(), CPL_TYPE_FLOAT, RECIPE, app.get(), nullptr,
-                     PIPE_ID, mf.c_str());
-  check("cannot save " + mf);
-  save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
-  save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
-  // order table: input centre columns + edge columns (alphabetical), meta + per-order edge statistics
+  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", tech);
+  if (flux_ext) cpl_propertylist_append_string(app.get(), "EXTNAME", "FLUX");
+  return app;
+}
+
+void save_primary_image(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
+                        const std::vector<float>& v, int64_t ny, int64_t nx, const cpl_propertylist* app,
+                        const std::string& file) {
+  Image img(cpl_image_new(nx, ny, CPL_TYPE_FLOAT));
+  std::copy(v.begin(), v.end(), cpl_image_get_data_float(img.get()));
+  cpl_dfs_save_image(frames, nullptr, parlist, used, nullptr, img.get(), CPL_TYPE_FLOAT, RECIPE, app, nullptr,
+                     PIPE_ID, file.c_str());
+  check("cannot save " + file);
+}
+
+// Input centre columns + edge columns (alphabetical, soxspipe layout); meta + per-order edge statistics.
+void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
+                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file,
+                      const soxs::NamedParams& prm) {
   Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
   const std::string b = ct.a_is_x ? "y" : "x";
   const soxs::Poly2D &lo = o.edges->lower.poly, &up = o.edges->upper.poly;
@@ -162,10 +162,9 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   const auto& pts = o.edges->points;
   const double lo_pct = prm.at("min_percentage_threshold_for_edge_detection");
   const double hi_pct = prm.at("max_percentage_threshold_for_edge_detection");
-  cpl_size nrow = cpl_table_get_nrow(meta.get());
   for (const char* c : {"maxvalue", "minThreshold", "maxThreshold", "level_pct"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_DOUBLE);
   for (const char* c : {"n_slices", "n_edges_used"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_LONG_LONG);
-  for (cpl_size r = 0; r < nrow; ++r) {
+  for (cpl_size r = 0; r < cpl_table_get_nrow(meta.get()); ++r) {
     std::vector<double> peak, level;
     for (size_t i = 0; i < pts.order.size(); ++i)
       if (pts.order[i] == ct.orders[r].order) { peak.push_back(pts.peak[i]); level.push_back(pts.level_pct[i]); }
@@ -177,30 +176,33 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
     cpl_table_set_long_long(meta.get(), "n_slices", r, pts.n_slices_per_order[r]);
     cpl_table_set_long_long(meta.get(), "n_edges_used", r, o.edges->n_used_per_order[r]);
   }
-  std::string ot = "order_tab_" + lower_arm + suffix + ".fits";
-  Plist tapp(cpl_propertylist_new());
-  cpl_propertylist_append_string(tapp.get(), "ESO PRO CATG", ("ORDER_TAB_" + arm).c_str());
-  cpl_propertylist_append_string(tapp.get(), "ESO PRO TYPE", "REDUCED");
-  cpl_propertylist_append_string(tapp.get(), "ESO PRO TECH", "ECHELLE,SLIT");
-  add_qc(tapp.get(), o.qc);
-  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, tapp.get(), nullptr,
-                     PIPE_ID, ot.c_str());
-  check("cannot save " + ot);
-  cpl_table_save(meta.get(), nullptr, nullptr, ot.c_str(), CPL_IO_EXTEND);
-  check("cannot append the meta table to " + ot);
-  if (o.background) {
-    std::string bf = "mflat_bkground_" + lower_arm + suffix + ".fits";
-    Plist bapp(cpl_propertylist_new());
-    cpl_propertylist_append_string(bapp.get(), "ESO PRO CATG", ("MFLAT_BKGROUND_" + arm).c_str());
-    cpl_propertylist_append_string(bapp.get(), "ESO PRO TYPE", "REDUCED");
-    cpl_propertylist_append_string(bapp.get(), "ESO PRO TECH", "IMAGE");
-    cpl_propertylist_append_string(bapp.get(), "EXTNAME", "FLUX");
-    Image bg(cpl_image_new(L.nx, L.ny, CPL_TYPE_FLOAT));
-    std::copy(o.background->begin(), o.background->end(), cpl_image_get_data_float(bg.get()));
-    cpl_dfs_save_image(frames, nullptr, parlist, used, nullptr, bg.get(), CPL_TYPE_FLOAT, RECIPE, bapp.get(), nullptr,
-                       PIPE_ID, bf.c_str());
-    check("cannot save " + bf);
-  }
+  Plist app = pro_keys(catg, "ECHELLE,SLIT", false);
+  add_qc(app.get(), o.qc);
+  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, app.get(), nullptr,
+                     PIPE_ID, file.c_str());
+  check("cannot save " + file);
+  cpl_table_save(meta.get(), nullptr, nullptr, file.c_str(), CPL_IO_EXTEND);
+  check("cannot append the meta table to " + file);
+}
+
+void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
+              const CentreTable& ct, const Out& o, const std::string& suffix, const soxs::NamedParams& prm) {
+  const std::string arm = in.arm->arm;
+  std::string lower_arm = arm;
+  std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
+  cpl_frameset* used = used_frames(L.raws, L.cals);
+  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
+  Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true);
+  add_qc(app.get(), o.qc);
+  for (auto& kv : o.extra_qc) cpl_propertylist_append_double(app.get(), ("ESO QC " + kv.first).c_str(), kv.second);
+  save_primary_image(frames, parlist, used, *o.flux, L.ny, L.nx, app.get(), mf);
+  save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
+  save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
+  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits", prm);
+  if (o.background)
+    save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
+                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true).get(),
+                       "mflat_bkground_" + lower_arm + suffix + ".fits");
   cpl_frameset_delete(used);
 }
 
