@@ -102,13 +102,16 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
       auto& ser = sv[q].second;
       if (p.smooth_sigma <= 0) continue;
       std::vector<double> sm(ser.size());
-      const double sg = p.smooth_sigma, reach = 3 * sg;
+      const double sg = p.smooth_sigma;
+      const int64_t reach = static_cast<int64_t>(std::ceil(3 * sg));
+      std::vector<double> wt(reach + 1);  // Gaussian weight per integer line lag (no exp() per pair)
+      for (int64_t d = 0; d <= reach; ++d) wt[d] = std::exp(-0.5 * double(d * d) / (sg * sg));
       size_t lo = 0;
       for (size_t i = 0; i < ser.size(); ++i) {
         while (ser[lo].first < ser[i].first - reach) ++lo;
         double wsum = 0, acc = 0;
         for (size_t k = lo; k < ser.size() && ser[k].first <= ser[i].first + reach; ++k) {
-          double d = double(ser[k].first - ser[i].first), w = std::exp(-0.5 * d * d / (sg * sg));
+          double w = wt[std::abs(ser[k].first - ser[i].first)];
           wsum += w; acc += w * ser[k].second.level;
         }
         sm[i] = acc / wsum;
