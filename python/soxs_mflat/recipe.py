@@ -1,8 +1,11 @@
 """The soxs_mflat recipe: SOF (or directory / file list) in, DFS products and a QC table out."""
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing as mp
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,7 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
               overwrite: bool = False, progress: Progress | None = None) -> RecipeResult:
     """Run the recipe. Verification errors raise before anything is written."""
     t0 = time.perf_counter()
+    _preload_plots()
     say = progress or (lambda msg: None)
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
@@ -141,8 +145,21 @@ def _render(name: str, args: tuple, path: Path, overwrite: bool) -> None:
     write_atomic_bytes(getattr(plots, name)(*args), path, overwrite)
 
 
+_PRELOAD: list[threading.Thread] = []
+
+
+def _preload_plots() -> None:
+    """Import matplotlib (~0.4 s) in a thread while the C++ core runs with the GIL released."""
+    if not _PRELOAD and "soxs_mflat.plots" not in sys.modules:
+        th = threading.Thread(target=importlib.import_module, args=("soxs_mflat.plots",), daemon=True)
+        th.start()
+        _PRELOAD.append(th)
+
+
 def start_plots(jobs, overwrite: bool) -> list:
     """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores)."""
+    for th in _PRELOAD:   # no fork while the import thread runs
+        th.join()
     ctx = mp.get_context("fork")
     workers = []
     for name, args, path in jobs:
