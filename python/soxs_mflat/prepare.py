@@ -44,10 +44,12 @@ def prepare_raw(path: str | Path) -> tuple[np.ndarray, fits.Header]:
         data = np.asarray(hl[0].data, dtype=np.float32)
     arm = arm_of(header)
     bx, by = binning_of(header, arm)
-    img = np.rot90(data, arm.rotation // 90)
     r0, r1, c0, c1 = arm.science
-    sci = img[r0 // by:r1 // by, c0 // bx:c1 // bx]
-    if sci.shape != (arm.science_shape[0] // by, arm.science_shape[1] // bx):
-        raise VerificationError("shape", f"{path}: image of shape {data.shape} is too small for the {arm.instrument} "
-                         f"{arm.arm} science region {arm.science} at binning {bx}x{by}")
-    return np.ascontiguousarray(sci * np.float32(arm.gain)), header
+    rows = (r0 // by, r0 // by + arm.science_shape[0] // by)
+    cols = (c0 // bx, c0 // bx + arm.science_shape[1] // bx)
+    try:  # the core's prepare_frame: the same arithmetic as the esorex plugin
+        sci = _core.prepare_frame(np.ascontiguousarray(data), arm.rotation // 90, *rows, *cols, gain_of(header, arm))
+    except ValueError:
+        raise VerificationError("shape", f"{path}: image of shape {data.shape} is too small for the "
+                                f"{arm.instrument} {arm.arm} science region {arm.science} at binning {bx}x{by}") from None
+    return sci, header

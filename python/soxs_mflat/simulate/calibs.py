@@ -11,7 +11,7 @@ from astropy.time import Time
 
 from ..core import fit_global_poly, poly_eval
 from .arms import Arm
-from .headers import detector_cards, dpr_type, product_header
+from .headers import detector_cards, product_header
 from .scene import LEVELS, Geometry, edge_points
 
 CENTRE_DEGREES = {("SOXS", "VIS"): (3, 5), ("SOXS", "NIR"): (6, 5), ("XSHOOTER", "UVB"): (6, 5),

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from soxs_mflat import _core
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_prepare_frame_matches_numpy_rot90_trim_gain(k):
+    rng = np.random.default_rng(k)
+    raw = rng.integers(0, 65535, (37, 53)).astype(np.float32)
+    rot = np.rot90(raw, k)
+    r0, r1, c0, c1 = 2, rot.shape[0] - 3, 4, rot.shape[1] - 1
+    out = _core.prepare_frame(raw, k, r0, r1, c0, c1, 1.61)
+    np.testing.assert_array_equal(out, rot[r0:r1, c0:c1] * np.float32(1.61))
+
+
+def test_prepare_frame_rejects_a_window_outside_the_frame():
+    with pytest.raises(ValueError, match="does not fit the rotated frame"):
+        _core.prepare_frame(np.zeros((10, 20), np.float32), 0, 0, 15, 0, 10, 1.0)
+
+
+def test_detrend_frame_formula():
+    data = np.array([[10.0, -4.0, 100.0]], np.float32)
+    cal = np.array([[1.0, 1.0, 1.0]], np.float32)
+    cal_err = np.array([[0.5, 0.5, 2.0]], np.float32)
+    err = _core.detrend_frame(data, cal, cal_err, 2.0, 3.0)
+    np.testing.assert_array_equal(data, [[8.0, -6.0, 98.0]])          # in place: data - 2 * cal
+    expect = np.sqrt(np.maximum(data, 0) + np.float32(9.0) + (cal_err * np.float32(2.0)) ** 2)
+    np.testing.assert_array_equal(err, expect.astype(np.float32))
