@@ -67,16 +67,12 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
             paths = {k: v for k, v in paths.items() if "BKGROUND" not in k}
         check_writable(paths.values(), overwrite)
         lamp = next(iter(s.flats))
-        res, ct, layout, d = process_lamp(s, lamp, p, say)
+        res, ct, layout, flats = process_lamp(s, lamp, p, say)
         qc = qc_table(res["qc"], s.arm.instrument, s.arm.arm)
         say("writing products")
         outdir.mkdir(parents=True, exist_ok=True)
-        products = write_lamp_products(s, lamp, p, res, ct, layout, d, qc, paths, overwrite, "")
+        products = write_lamp_products(s, lamp, p, res, ct, layout, flats, qc, paths, overwrite, "")
     return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings))
-
-
-def core_params(p: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in p.items() if k not in ("scale_d2_to_qth",)}
 
 
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
@@ -86,8 +82,9 @@ def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     bx, by = binning_of(d.frames[0].header, s.arm)
     layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
     say("normalising, stacking, tracing edges, background, low-sensitivity pixels (C++ core)")
-    res = core.master_flat(d.data, ct.centre, layout, errors=d.error, bpm=d.mask, params=core_params(p))
-    return res, ct, layout, d
+    # the core maps parameter names itself and ignores those it does not use (scale_d2_to_qth)
+    res = core.master_flat(d.data, ct.centre, layout, errors=d.error, bpm=d.mask, params=p)
+    return res, ct, layout, d.frames   # the detrended frames are released here
 
 
 def per_order_meta(edges: dict, layout: core.OrderLayout, p: dict) -> dict[str, list]:
@@ -103,12 +100,13 @@ def per_order_meta(edges: dict, layout: core.OrderLayout, p: dict) -> dict[str, 
             "n_edges_used": list(map(int, edges["n_used_per_order"]))}
 
 
-def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, d, qc: list[QCRow],
-                        paths: dict[str, Path], overwrite: bool, tag: str, cals_extra=()) -> dict[str, Path]:
+def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, flats: list,
+                        qc: list[QCRow], paths: dict[str, Path], overwrite: bool, tag: str,
+                        cals_extra=()) -> dict[str, Path]:
     arm = s.arm.arm
-    ref = d.frames[0]
+    ref = flats[0]
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
-    raws = list(d.frames) + list(s.lampoff)
+    raws = list(flats) + list(s.lampoff)
     hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, raws, cals, p, q)  # noqa: E731
     title = f"{s.arm.instrument} {arm} {tag.strip() or lamp}"
     plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, title), paths[f"ORDER LOC RES{tag}"])]

@@ -39,7 +39,7 @@ def run_uvb(s, p: dict, outdir: Path, overwrite: bool, say):
     paths = {k: v for k, v in paths.items() if k not in drop}
     check_writable(paths.values(), overwrite)
     runs = {lamp: process_lamp(s, lamp, p, say) for lamp in ("DFLAT", "QFLAT")}
-    (d, _, layout, det_d), (q, ct_q, _, det_q) = runs["DFLAT"], runs["QFLAT"]
+    (d, _, layout, flats_d), (q, ct_q, _, flats_q) = runs["DFLAT"], runs["QFLAT"]
     say("stitching the D2 and QTH masters; re-detecting edges")
     final = combine(d, q, ct_q.centre, layout, p)
     log.info("UVB crossover order %d, D2 scale %.5g", final["crossover"], final["scale"])
@@ -49,10 +49,9 @@ def run_uvb(s, p: dict, outdir: Path, overwrite: bool, say):
     outdir.mkdir(parents=True, exist_ok=True)
     products = {}
     for lamp, tag in tags.items():
-        res, ct, lay, det = runs[lamp]
-        products.update(write_lamp_products(s, lamp, p, res, ct, lay, det, qc_table(res["qc"], s.arm.instrument, arm),
+        res, ct, lay, flats = runs[lamp]
+        products.update(write_lamp_products(s, lamp, p, res, ct, lay, flats, qc_table(res["qc"], s.arm.instrument, arm),
                                             paths, overwrite, tag))
-    both = type(det_q)(det_d.data + det_q.data, [], det_q.mask, det_d.frames + det_q.frames)
-    products.update(write_lamp_products(s, "QFLAT", p, final, ct_q, layout, both, qc, paths, overwrite, "",
+    products.update(write_lamp_products(s, "QFLAT", p, final, ct_q, layout, flats_d + flats_q, qc, paths, overwrite, "",
                                         cals_extra=[s.order_tabs["DFLAT"]]))
     return products, qc
