@@ -2,6 +2,7 @@
 #include <cpl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -72,6 +73,16 @@ soxs::NamedParams read_params(const cpl_parameterlist* list, int column) {
   }
   return m;
 }
+
+// Elapsed wall time per step at debug level (esorex --msg-level=debug), for profiling runs.
+struct Stopwatch {
+  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  void lap(const std::string& what) {
+    auto now = std::chrono::steady_clock::now();
+    cpl_msg_debug(RECIPE, "%s: %.3f s", what.c_str(), std::chrono::duration<double>(now - t).count());
+    t = now;
+  }
+};
 
 double median(std::vector<double> v) {
   if (v.empty()) return NAN;
@@ -190,6 +201,7 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   const std::string arm = in.arm->arm;
   std::string lower_arm = arm;
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
+  Stopwatch sw;
   cpl_frameset* used = used_frames(L.raws, L.cals);
   std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
   Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true);
@@ -198,24 +210,29 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   save_primary_image(frames, parlist, used, *o.flux, L.ny, L.nx, app.get(), mf);
   save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
   save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
+  sw.lap("write " + mf);
   save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits", prm);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true).get(),
                        "mflat_bkground_" + lower_arm + suffix + ".fits");
+  sw.lap("write order table and background");
   cpl_frameset_delete(used);
 }
 
 struct LampRun { Lamp L; CentreTable ct; soxs::MasterFlatResult r; };
 
 LampRun run_lamp(Inputs& in, Kind lamp, const soxs::NamedParams& prm) {
+  Stopwatch sw;
   LampRun lr{detrend_lamp(in, lamp), read_centre_table(*in.order_tab[lamp]), {}};
+  sw.lap("load and detrend");
   std::vector<const float*> f, e;
   for (size_t k = 0; k < lr.L.data.size(); ++k) { f.push_back(lr.L.data[k].data()); e.push_back(lr.L.error[k].data()); }
   cpl_msg_info(RECIPE, "%s %s: %zu flats, C++ core (normalise, stack, edges, background, low sensitivity)",
                in.arm->instrument, in.arm->arm, f.size());
   lr.r = soxs::master_flat(f, e, soxs::MaskView{lr.L.mask.data()}, lr.L.ny, lr.L.nx, lr.ct.centre, lr.ct.orders,
                            geometry(in, lr.ct), soxs::master_params_from(prm));
+  sw.lap("C++ core");
   return lr;
 }
 
@@ -239,8 +256,10 @@ soxs::LampMaster lamp_master(const LampRun& lr) {
 }
 
 void run(cpl_frameset* frames, const cpl_parameterlist* parlist) {
+  Stopwatch sw;
   Inputs in = classify(frames);
   soxs::NamedParams prm = read_params(parlist, in.arm->column);
+  sw.lap("classify and check the inputs");
   if (std::string(in.arm->arm) != "UVB") {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
     save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "", prm);

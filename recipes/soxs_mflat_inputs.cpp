@@ -3,8 +3,13 @@
 #include "soxs_mflat_inputs.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
+#include <functional>
+#include <mutex>
 #include <set>
+#include <thread>
 
 namespace soxs_cpl {
 namespace {
@@ -58,20 +63,50 @@ void require(const Inputs& in, Kind k, const std::string& what) {
   if (it == in.by.end() || it->second.empty()) throw InputError("missing input: " + what);
 }
 
-std::vector<float> prepared(const In& f, const Inputs& in, int64_t& ny, int64_t& nx) {
-  FImage raw = load_float(f.file, 0);
+std::vector<float> prepared(const In& f, const Inputs& in) {
+  Image raw(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, 0));   // read once, no copy
+  check("cannot load image extension 0 of " + f.file);
   const auto& a = *in.arm;
-  ny = (a.row1 - a.row0) / in.biny;
-  nx = (a.col1 - a.col0) / in.binx;
+  const int64_t ny = (a.row1 - a.row0) / in.biny, nx = (a.col1 - a.col0) / in.binx;
   soxs::PrepareParams p{a.rot90, a.row0 / in.biny, a.row0 / in.biny + ny, a.col0 / in.binx, a.col0 / in.binx + nx,
                         static_cast<float>(gain_of(f, a))};
   std::vector<float> out(ny * nx);
   try {
-    soxs::prepare_frame({raw.data.data(), raw.ny, raw.nx}, p, out.data());
+    soxs::prepare_frame({cpl_image_get_data_float_const(raw.get()), cpl_image_get_size_y(raw.get()),
+                         cpl_image_get_size_x(raw.get())}, p, out.data());
   } catch (const std::invalid_argument& e) {
     throw InputError(f.file + ": " + e.what());
   }
   return out;
+}
+
+// fn(k) for k in [0, n) on all cores (CPL is built with OpenMP and cfitsio reentrant, so frames
+// can be read concurrently); the first exception is re-thrown here.
+template <class F>
+void for_each_frame(size_t n, F&& fn) {
+  std::atomic<size_t> next{0};
+  std::exception_ptr err;
+  std::mutex m;
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < n;) {
+      try { fn(k); } catch (...) { std::lock_guard<std::mutex> g(m); if (!err) err = std::current_exception(); }
+    }
+  };
+  unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (size_t i = 1; i < std::min<size_t>(hw, n); ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// Scale of a dark / lamp-off frame to the flat's exposure time (1 when equal to 5 ms).
+double exptime_ratio(const In& flat, const In& cal) {
+  double tf = get_num(flat.hdr.get(), "EXPTIME", 0), td = get_num(cal.hdr.get(), "EXPTIME", 0);
+  if (!(td > 0) || std::fabs(tf - td) <= 0.005) return 1.0;
+  cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
+                  cal.file.c_str(), td, flat.file.c_str(), tf, tf / td);
+  return tf / td;
 }
 
 struct Product { std::vector<float> flux, err; std::vector<uint8_t> qual; };
@@ -159,55 +194,60 @@ Lamp detrend_lamp(Inputs& in, Kind lamp) {
   L.nx = (arm.col1 - arm.col0) / in.binx;
   const int64_t npix = L.ny * L.nx;
   L.mask.assign(npix, 0);
-  if (!in.by[Kind::BPM].empty()) {
-    In* b = in.by[Kind::BPM][0];
-    FImage bpm = load_float(b->file, 0);
-    if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(b->file + ": bad-pixel map shape differs from the flats");
-    for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
-    L.cals.push_back(b);
-  }
-  Product bias, dark;
   const bool have_bias = !in.by[Kind::MASTER_BIAS].empty(), have_dark = !in.by[Kind::MASTER_DARK].empty();
-  if (have_bias) { bias = load_product(*in.by[Kind::MASTER_BIAS][0], L.ny, L.nx); L.cals.push_back(in.by[Kind::MASTER_BIAS][0]); }
-  if (have_dark && arm.nir_like) { dark = load_product(*in.by[Kind::MASTER_DARK][0], L.ny, L.nx); L.cals.push_back(in.by[Kind::MASTER_DARK][0]); }
+  In* bpm_in = in.by[Kind::BPM].empty() ? nullptr : in.by[Kind::BPM][0];
+  In* bias_in = have_bias ? in.by[Kind::MASTER_BIAS][0] : nullptr;
+  In* dark_in = have_dark && arm.nir_like ? in.by[Kind::MASTER_DARK][0] : nullptr;
+  FImage bpm;
+  Product bias, dark;
+  std::vector<std::function<void()>> reads;   // calibrations read concurrently
+  if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, 0); });
+  if (bias_in) reads.push_back([&] { bias = load_product(*bias_in, L.ny, L.nx); });
+  if (dark_in) reads.push_back([&] { dark = load_product(*dark_in, L.ny, L.nx); });
+  for_each_frame(reads.size(), [&](size_t k) { reads[k](); });
+  if (bpm_in) {
+    if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(bpm_in->file + ": bad-pixel map shape differs from the flats");
+    for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
+    L.cals.push_back(bpm_in);
+  }
+  for (In* c : {bias_in, dark_in}) if (c) L.cals.push_back(c);
   for (auto* p : {&bias, &dark})
     for (size_t i = 0; i < p->qual.size(); ++i) L.mask[i] |= p->qual[i];
-  std::vector<In*> offs = in.by[Kind::LAMPOFF], unused = offs;
-  for (In* f : flats) {
-    int64_t ny, nx;
-    std::vector<float> img = prepared(*f, in, ny, nx), err(npix);
-    double ron = ron_of(*f, arm);
-    if (arm.nir_like && !have_dark) {   // nearest unused lamp-off frame
-      auto& pool = unused.empty() ? offs : unused;
-      auto best = std::min_element(pool.begin(), pool.end(), [&](In* a, In* b) {
-        return (a->mjd - f->mjd) * (a->mjd - f->mjd) < (b->mjd - f->mjd) * (b->mjd - f->mjd); });
-      In* off = *best;
-      if (!unused.empty()) unused.erase(best);
-      std::vector<float> d = prepared(*off, in, ny, nx), de(npix);
-      soxs::detrend_frame(d.data(), npix, nullptr, nullptr, 1.0, ron_of(*off, arm), de.data());
-      double ratio = 1.0, tf = get_num(f->hdr.get(), "EXPTIME", 0), td = get_num(off->hdr.get(), "EXPTIME", 0);
-      if (td > 0 && std::fabs(tf - td) > 0.005) {
-        ratio = tf / td;
-        cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
-                        off->file.c_str(), td, f->file.c_str(), tf, ratio);
-      }
-      soxs::detrend_frame(img.data(), npix, d.data(), de.data(), ratio, ron, err.data());
+  // dark or lamp-off frame per flat, and its exposure scale (decided first, in order: warnings, raws)
+  const size_t n = flats.size();
+  std::vector<const In*> cal(n, nullptr);
+  std::vector<double> ratio(n, 1.0);
+  if (arm.nir_like && !have_dark) {
+    std::vector<double> tf, to;
+    for (In* f : flats) tf.push_back(f->mjd);
+    for (In* o : in.by[Kind::LAMPOFF]) to.push_back(o->mjd);
+    std::vector<int> pick = soxs::pair_by_time(tf, to);
+    for (size_t k = 0; k < n; ++k) {
+      In* off = in.by[Kind::LAMPOFF][pick[k]];
+      cal[k] = off;
       if (std::find(L.raws.begin(), L.raws.end(), off) == L.raws.end()) L.raws.push_back(off);
-    } else if (arm.nir_like) {
-      const In* dk = in.by[Kind::MASTER_DARK][0];
-      double ratio = 1.0, tf = get_num(f->hdr.get(), "EXPTIME", 0), td = get_num(dk->hdr.get(), "EXPTIME", 0);
-      if (td > 0 && std::fabs(tf - td) > 0.005) {
-        ratio = tf / td;
-        cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
-                        dk->file.c_str(), td, f->file.c_str(), tf, ratio);
-      }
-      soxs::detrend_frame(img.data(), npix, dark.flux.data(), dark.err.data(), ratio, ron, err.data());
+    }
+  } else if (arm.nir_like) {
+    for (auto& c : cal) c = in.by[Kind::MASTER_DARK][0];
+  }
+  for (size_t k = 0; k < n; ++k) if (cal[k]) ratio[k] = exptime_ratio(*flats[k], *cal[k]);
+  L.data.resize(n);
+  L.error.resize(n);
+  for_each_frame(n, [&](size_t k) {
+    std::vector<float> img = prepared(*flats[k], in), err(npix);
+    const double ron = ron_of(*flats[k], arm);
+    if (cal[k] && !have_dark) {
+      std::vector<float> d = prepared(*cal[k], in), de(npix);
+      soxs::detrend_frame(d.data(), npix, nullptr, nullptr, 1.0, ron_of(*cal[k], arm), de.data());
+      soxs::detrend_frame(img.data(), npix, d.data(), de.data(), ratio[k], ron, err.data());
+    } else if (cal[k]) {
+      soxs::detrend_frame(img.data(), npix, dark.flux.data(), dark.err.data(), ratio[k], ron, err.data());
     } else {
       soxs::detrend_frame(img.data(), npix, bias.flux.data(), bias.err.data(), 1.0, ron, err.data());
     }
-    L.data.push_back(std::move(img));
-    L.error.push_back(std::move(err));
-  }
+    L.data[k] = std::move(img);
+    L.error[k] = std::move(err);
+  });
   L.cals.push_back(in.order_tab[lamp]);
   return L;
 }

@@ -4,10 +4,11 @@ import pytest
 from soxs_mflat import _core
 
 
+@pytest.mark.parametrize("shape", [(37, 53), (150, 131)])   # one tile; several tiles, partial at the ends
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
-def test_prepare_frame_matches_numpy_rot90_trim_gain(k):
+def test_prepare_frame_matches_numpy_rot90_trim_gain(k, shape):
     rng = np.random.default_rng(k)
-    raw = rng.integers(0, 65535, (37, 53)).astype(np.float32)
+    raw = rng.integers(0, 65535, shape).astype(np.float32)
     rot = np.rot90(raw, k)
     r0, r1, c0, c1 = 2, rot.shape[0] - 3, 4, rot.shape[1] - 1
     out = _core.prepare_frame(raw, k, r0, r1, c0, c1, 1.61)
@@ -27,3 +28,32 @@ def test_detrend_frame_formula():
     np.testing.assert_array_equal(data, [[8.0, -6.0, 98.0]])          # in place: data - 2 * cal
     expect = np.sqrt(np.maximum(data, 0) + np.float32(9.0) + (cal_err * np.float32(2.0)) ** 2)
     np.testing.assert_array_equal(err, expect.astype(np.float32))
+
+
+def _pair_twin(flat_t, off_t):
+    """The rule in plain Python: nearest in time, each off frame once while unused ones remain."""
+    unused, out = list(range(len(off_t))), []
+    for t in flat_t:
+        pool = unused or list(range(len(off_t)))
+        best = min(pool, key=lambda j: (off_t[j] - t) ** 2)
+        out.append(best)
+        if best in unused:
+            unused.remove(best)
+    return out
+
+
+def test_pair_by_time_exact_cases():
+    assert _core.pair_by_time([1.0, 2.0, 3.0], [3.1, 1.1, 2.1]) == [1, 2, 0]
+    # two flats nearest to the same off frame: the second takes the next nearest unused one
+    assert _core.pair_by_time([1.0, 1.01], [1.0, 5.0]) == [0, 1]
+    # more flats than off frames: reuse the nearest once all are used
+    assert _core.pair_by_time([1.0, 2.0, 2.1], [1.0, 2.0]) == [0, 1, 1]
+    with pytest.raises(ValueError, match="no lamp-off frames"):
+        _core.pair_by_time([1.0], [])
+
+
+def test_pair_by_time_matches_its_twin():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        f, o = rng.uniform(0, 1, rng.integers(1, 8)).tolist(), rng.uniform(0, 1, rng.integers(1, 8)).tolist()
+        assert _core.pair_by_time(f, o) == _pair_twin(f, o)

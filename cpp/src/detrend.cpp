@@ -1,4 +1,5 @@
 // Preparation (orientation, trim, gain) and detrending arithmetic shared by every front end.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -17,17 +18,39 @@ void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
                                 std::to_string(p.col1) + " does not fit the rotated frame of shape (" +
                                 std::to_string(ry) + ", " + std::to_string(rx) + ")");
   const int64_t w = p.col1 - p.col0;
-  for (int64_t i = p.row0; i < p.row1; ++i)
-    for (int64_t j = p.col0; j < p.col1; ++j) {
-      int64_t si, sj;  // np.rot90: k=1 out[i,j] = in[j, n-1-i]; k=2 in[m-1-i, n-1-j]; k=3 in[m-1-j, i]
-      switch (k) {
-        case 1: si = j; sj = n - 1 - i; break;
-        case 2: si = m - 1 - i; sj = n - 1 - j; break;
-        case 3: si = m - 1 - j; sj = i; break;
-        default: si = i; sj = j;
-      }
-      out[(i - p.row0) * w + (j - p.col0)] = raw.data[si * n + sj] * p.gain;
+  // 64x64 tiles: a quarter turn reads the raw frame column-wise, which is cache-hostile on whole rows
+  constexpr int64_t T = 64;
+  for (int64_t i0 = p.row0; i0 < p.row1; i0 += T)
+    for (int64_t j0 = p.col0; j0 < p.col1; j0 += T)
+      for (int64_t i = i0; i < std::min(i0 + T, p.row1); ++i)
+        for (int64_t j = j0; j < std::min(j0 + T, p.col1); ++j) {
+          int64_t si, sj;  // np.rot90: k=1 out[i,j] = in[j, n-1-i]; k=2 in[m-1-i, n-1-j]; k=3 in[m-1-j, i]
+          switch (k) {
+            case 1: si = j; sj = n - 1 - i; break;
+            case 2: si = m - 1 - i; sj = n - 1 - j; break;
+            case 3: si = m - 1 - j; sj = i; break;
+            default: si = i; sj = j;
+          }
+          out[(i - p.row0) * w + (j - p.col0)] = raw.data[si * n + sj] * p.gain;
+        }
+}
+
+std::vector<int> pair_by_time(const std::vector<double>& flat_mjd, const std::vector<double>& off_mjd) {
+  if (off_mjd.empty()) throw std::invalid_argument("pair_by_time: no lamp-off frames");
+  std::vector<int> out;
+  std::vector<uint8_t> used(off_mjd.size(), 0);
+  size_t n_unused = off_mjd.size();
+  for (double t : flat_mjd) {
+    int best = -1;
+    for (size_t j = 0; j < off_mjd.size(); ++j) {
+      if (n_unused && used[j]) continue;   // reuse only once every frame has been used
+      double d = (off_mjd[j] - t) * (off_mjd[j] - t);
+      if (best < 0 || d < (off_mjd[best] - t) * (off_mjd[best] - t)) best = int(j);
     }
+    if (n_unused && !used[best]) { used[best] = 1; --n_unused; }
+    out.push_back(best);
+  }
+  return out;
 }
 
 void detrend_frame(float* data, int64_t npix, const float* cal, const float* cal_err, double cal_scale, double ron,

@@ -59,31 +59,35 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
         W = std::max(W, int(kmax[q] + 1));
       }
       if (W <= 0) continue;
-      auto at = [&](int64_t q, int k) -> float {
-        int64_t a = base[q] + k;
-        if (a < 0 || a >= la) return NAN;
-        int64_t i = g.index(a, b0 + q, flat.nx);
-        return detail::good(flat.data, mask.data, i) ? flat.data[i] : NAN;
-      };
       // grid k in [-P, W + P): the B median runs along detector columns (a fixed), where
       // values are locally monotone across the edges, so it is unbiased there.
-      const int P = p.half_a + 2, G = W + 2 * P;
-      std::vector<float> med_a(nb * G), model(nb * W);
+      const int P = p.half_a + 2, G = W + 2 * P, R = P + p.half_a, V = W + 2 * R;
+      // the order's pixels copied once into a padded line-by-line buffer (NaN = masked or off
+      // the detector): the windows below then read contiguous memory, also when A runs along y
+      std::vector<float> vals(nb * V);
       for (int64_t q = 0; q < nb; ++q)
+        for (int j = 0; j < V; ++j) {
+          int64_t a = base[q] + j - R, i = a < 0 || a >= la ? -1 : g.index(a, b0 + q, flat.nx);
+          vals[q * V + j] = i >= 0 && detail::good(flat.data, mask.data, i) ? flat.data[i] : NAN;
+        }
+      auto at = [&](int64_t q, int k) -> float { return vals[q * V + k + R]; };
+      std::vector<float> med_a(nb * G), model(nb * W);
+      w.resize(2 * std::max(p.half_a, p.half_b) + 1);
+      for (int64_t q = 0; q < nb; ++q) {
+        const float* row = &vals[q * V + R];
         for (int k = -P; k < W + P; ++k) {
           // symmetric pairs only: a masked neighbour on one side would bias the median on a slope
-          w.clear();
-          float c0 = at(q, k);
-          if (std::isfinite(c0)) w.push_back(c0);
+          int n = 0;
+          if (std::isfinite(row[k])) w[n++] = row[k];
           for (int d = 1; d <= p.half_a; ++d) {
-            float lo = at(q, k - d), hi = at(q, k + d);
-            if (std::isfinite(lo) && std::isfinite(hi)) { w.push_back(lo); w.push_back(hi); }
+            float lo = row[k - d], hi = row[k + d];
+            if (std::isfinite(lo) && std::isfinite(hi)) { w[n++] = lo; w[n++] = hi; }
           }
-          med_a[q * G + k + P] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
+          med_a[q * G + k + P] = n ? float(detail::median_inplace(w.data(), n)) : NAN;
         }
+      }
       for (int64_t q = 0; q < nb; ++q)
         for (int k = 0; k < W; ++k) {
-          w.clear();
           // symmetric window, shrunk at the order's ends: one-sided medians are biased where the
           // flux falls steeply along B
           const int64_t h = std::min<int64_t>({int64_t(p.half_b), q, nb - 1 - q});
@@ -91,13 +95,14 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
             int64_t kk = base[q] + k - base[d];
             return (kk < -P || kk >= W + P) ? NAN : med_a[d * G + kk + P];
           };
+          int n = 0;
           float c0 = ma(q);
-          if (std::isfinite(c0)) w.push_back(c0);
+          if (std::isfinite(c0)) w[n++] = c0;
           for (int64_t d = 1; d <= h; ++d) {
             float lo = ma(q - d), hi = ma(q + d);
-            if (std::isfinite(lo) && std::isfinite(hi)) { w.push_back(lo); w.push_back(hi); }
+            if (std::isfinite(lo) && std::isfinite(hi)) { w[n++] = lo; w[n++] = hi; }
           }
-          model[q * W + k] = w.empty() ? NAN : float(detail::median_inplace(w.data(), int64_t(w.size())));
+          model[q * W + k] = n ? float(detail::median_inplace(w.data(), n)) : NAN;
         }
       // relative scatter of the order (MAD of ratio) minus the photon part from the error map
       std::vector<double> ratio, photon;

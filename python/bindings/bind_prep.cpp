@@ -58,6 +58,9 @@ void bind_prep(py::module_& m) {
   }, py::arg("data").noconvert(), py::arg("cal"), py::arg("cal_err"), py::arg("cal_scale"), py::arg("ron"),
      "Subtract cal * cal_scale from data IN PLACE (float32, C-contiguous) and return the error map.");
 
+  m.def("pair_by_time", &soxs::pair_by_time, py::arg("flat_mjd"), py::arg("off_mjd"),
+        "Index of the lamp-off frame for each flat: nearest in time, each used once while unused ones remain.");
+
   m.def("combine_uvb", [](const py::dict& d, const py::dict& q, const DArr& centre_q, const std::vector<int>& orders,
                           const std::vector<double>& bmin, const std::vector<double>& bmax, bool a_is_x, int bin_a,
                           int bin_b, const py::dict& params) {

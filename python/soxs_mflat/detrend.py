@@ -59,16 +59,8 @@ def _check_level(frame: Frame, raw_adu_max: float, detrended: np.ndarray, s: Inp
 
 
 def _pair_offs(flats: list[Frame], offs: list[Frame]) -> list[Frame]:
-    """Nearest lamp-off frame in time, each used once while unused ones remain (noise averages down)."""
-    unused = list(offs)
-    out = []
-    for f in flats:
-        pool = unused or offs
-        best = min(pool, key=lambda o: (o.mjd - f.mjd) ** 2)
-        out.append(best)
-        if best in unused:
-            unused.remove(best)
-    return out
+    """Nearest lamp-off frame in time, each used once while unused ones remain (the core's rule)."""
+    return [offs[j] for j in _core.pair_by_time([f.mjd for f in flats], [o.mjd for o in offs])]
 
 
 def detrend(s: InputSet, lamp: str) -> Detrended:

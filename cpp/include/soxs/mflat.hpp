@@ -217,6 +217,9 @@ void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out);
 // all in float32 so that every front end gets identical bits.
 void detrend_frame(float* data, int64_t npix, const float* cal, const float* cal_err, double cal_scale, double ron,
                    float* err);
+// Lamp-off frame for each flat (indices into off_mjd): the nearest in time, each used once while
+// unused ones remain (their noise then averages down in the stack); first of equally near ones.
+std::vector<int> pair_by_time(const std::vector<double>& flat_mjd, const std::vector<double>& off_mjd);
 
 // ---------------------------------------------------------------- UVB stitching
 // A-position (binned) of the stitch line on every B line: `offset` px beyond the edge of
