@@ -43,7 +43,9 @@ void bind_prep(py::module_& m) {
                             float gain) {
     auto v = image_view(raw, "raw frame");
     py::array_t<float> out({row1 - row0, col1 - col0});
-    soxs::prepare_frame(v, {rot90, row0, row1, col0, col1, gain}, out.mutable_data());
+    float* o = out.mutable_data();
+    py::gil_scoped_release rel;
+    soxs::prepare_frame(v, {rot90, row0, row1, col0, col1, gain}, o);
     return out;
   }, py::arg("raw"), py::arg("rot90"), py::arg("row0"), py::arg("row1"), py::arg("col0"), py::arg("col1"),
      py::arg("gain"));
@@ -52,8 +54,10 @@ void bind_prep(py::module_& m) {
                             const std::optional<FArr>& cal_err, double cal_scale, double ron) {
     auto v = image_view(FArr(data), "data");
     py::array_t<float> err({v.ny, v.nx});
-    soxs::detrend_frame(data.mutable_data(), v.ny * v.nx, same_shape(cal, v, "calibration"),
-                        same_shape(cal_err, v, "calibration error"), cal_scale, ron, err.mutable_data());
+    float *d = data.mutable_data(), *e = err.mutable_data();
+    const float *c = same_shape(cal, v, "calibration"), *ce = same_shape(cal_err, v, "calibration error");
+    py::gil_scoped_release rel;
+    soxs::detrend_frame(d, v.ny * v.nx, c, ce, cal_scale, ron, e);
     return err;
   }, py::arg("data").noconvert(), py::arg("cal"), py::arg("cal_err"), py::arg("cal_scale"), py::arg("ron"),
      "Subtract cal * cal_scale from data IN PLACE (float32, C-contiguous) and return the error map.");

@@ -3,6 +3,8 @@ dark / lamp-off subtraction; empty and saturated flats are refused here."""
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,40 +69,61 @@ def detrend(s: InputSet, lamp: str) -> Detrended:
     flats = sorted(s.flats[lamp], key=lambda f: f.mjd)
     bx, by = binning_of(flats[0].header, s.arm)
     shape = (s.arm.science_shape[0] // by, s.arm.science_shape[1] // bx)
-    bias = bias_err = None
+    offs = _pair_offs(flats, s.lampoff) if s.lampoff and s.dark is None else []
+    # all files read concurrently (FITS reading and the core's arithmetic release the GIL); the
+    # reads are queued first, so a detrending task only ever waits on a read already running
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        def submit(fn, arg):
+            return pool.submit(fn, arg) if arg is not None else None
+
+        bpm_f = submit(fits.getdata, s.bpm.path if s.bpm is not None else None)
+        bias_f, dark_f = submit(_read_product, s.bias), submit(_read_product, s.dark)
+        raw_f = {p: pool.submit(prepare_raw, p) for p in dict.fromkeys(f.path for f in [*flats, *offs])}
+        mask, bias, bias_err = _calibration_mask(s, shape, bpm_f, bias_f)
+        dark = dark_f.result() if dark_f else None
+
+        def one(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            f = flats[k]
+            img = raw_f[f.path].result()[0]
+            _check_shape(f, img.shape, shape, "prepared flat")
+            raw_max = float(np.percentile(img[::3, ::3], 99.9)) / gain_of(f.header, s.arm)  # a 1/9 sample
+            dq = None
+            if dark is not None or offs:
+                off = offs[k] if offs else None
+                d, de, dq, dframe, ratio = _dark_for(f, dark, off, off and raw_f[off.path].result()[0], s)
+                _check_shape(dframe, d.shape, shape, "dark / lamp-off frame")
+                err = _core.detrend_frame(img, d, de, ratio, _ron(f, s))
+            else:
+                err = _core.detrend_frame(img, bias, bias_err, 1.0, _ron(f, s))
+            _check_level(f, raw_max, img, s)
+            return img, err, dq
+
+        done = list(pool.map(one, range(len(flats))))
+    for _, _, dq in done:
+        if dq is not None:
+            mask |= dq
+    return Detrended([d[0] for d in done], [d[1] for d in done], mask, flats)
+
+
+def _calibration_mask(s: InputSet, shape, bpm_f, bias_f):
+    """Static bad pixels (BPM and bias QUAL) and the bias with its error, from the pending reads."""
     mask = np.zeros(shape, bool)
-    if s.bpm is not None:
-        bpm = np.asarray(fits.getdata(s.bpm.path), dtype=float)
+    bias = bias_err = None
+    if bpm_f is not None:
+        bpm = np.asarray(bpm_f.result(), dtype=float)
         _check_shape(s.bpm, bpm.shape, shape, "bad-pixel map")
         mask |= (bpm != 0) | ~np.isfinite(bpm)
-    if s.bias is not None:
-        bias, bias_err, bq = _read_product(s.bias)
+    if bias_f is not None:
+        bias, bias_err, bq = bias_f.result()
         _check_shape(s.bias, bias.shape, shape, "master bias")
         mask |= bq
-    offs = _pair_offs(flats, s.lampoff) if s.lampoff and s.dark is None else []
-    dark = _read_product(s.dark) if s.dark is not None else None
-    data, error = [], []
-    for k, f in enumerate(flats):
-        img, _ = prepare_raw(f.path)
-        _check_shape(f, img.shape, shape, "prepared flat")
-        raw_max = float(np.percentile(img[::3, ::3], 99.9)) / gain_of(f.header, s.arm)  # a 1/9 sample is plenty
-        if dark is not None or offs:
-            d, de, dq, dframe, ratio = _dark_for(f, dark, offs[k] if offs else None, s)
-            _check_shape(dframe, d.shape, shape, "dark / lamp-off frame")
-            err = _core.detrend_frame(img, d, de, ratio, _ron(f, s))
-            mask |= dq
-        else:
-            err = _core.detrend_frame(img, bias, bias_err, 1.0, _ron(f, s))
-        _check_level(f, raw_max, img, s)
-        error.append(err)
-        data.append(img)
-    return Detrended(data, error, mask, flats)
+    return mask, bias, bias_err
 
 
-def _dark_for(flat: Frame, dark, off: Frame | None, s: InputSet):
+def _dark_for(flat: Frame, dark, off: Frame | None, off_img: np.ndarray | None, s: InputSet):
     """Dark (or lamp-off frame), its error, bad pixels, frame and the exposure-time scale to apply."""
     if off is not None:
-        d, _ = prepare_raw(off.path)
+        d = off_img.copy()   # an off frame may serve two flats: never detrended in place
         err = _core.detrend_frame(d, None, None, 1.0, _ron(off, s))
         qual, frame = np.zeros(d.shape, bool), off
     else:

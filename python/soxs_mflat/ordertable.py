@@ -1,11 +1,11 @@
-"""Order tables in soxspipe's format: read the order-centre table, write the table with edges."""
+"""Order tables in soxspipe's format: read the order-centre table, write the table with edges.
+Tables are plain numpy structured arrays: astropy.table is slow to build small tables from."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 
 from .core import OrderLayout
 from .frames import Frame, VerificationError
@@ -18,8 +18,8 @@ class CentreTable:
     b_min: list[float]
     b_max: list[float]
     a_is_x: bool
-    coeffs: Table             # the input HDU1 row (kept in the output)
-    meta: Table               # the input HDU2
+    coeffs: np.ndarray        # the input HDU1 row (structured; kept in the output)
+    meta: np.ndarray          # the input HDU2 (structured)
 
     def layout(self, bin_a: int, bin_b: int) -> OrderLayout:
         return OrderLayout(self.layout_orders, self.b_min, self.b_max, self.a_is_x, bin_a, bin_b)
@@ -36,11 +36,13 @@ def _coeffs(row, prefix: str, dn: int, db: int, sep: str = "") -> np.ndarray:
 def read_centre_table(frame: Frame) -> CentreTable:
     try:
         with fits.open(frame.path, memmap=False) as hl:
-            coeffs, meta = Table(hl[1].data), Table(hl[2].data)
+            coeffs, meta = np.array(hl[1].data), np.array(hl[2].data)
+        if coeffs.dtype.names is None or meta.dtype.names is None:
+            raise TypeError("extensions 1 and 2 are not tables")
     except (IndexError, TypeError) as exc:
         raise VerificationError("order-table", f"{frame.name}: not an order table (need coefficient and meta "
                                 f"table extensions: {exc})") from None
-    a_is_x = "degy_cent" in coeffs.colnames
+    a_is_x = "degy_cent" in coeffs.dtype.names
     axis_b = "y" if a_is_x else "x"
     try:
         row = coeffs[0]
@@ -65,8 +67,8 @@ def edge_columns(lower: np.ndarray, upper: np.ndarray, axis_b: str) -> dict:
 def read_edges(path) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper edge polynomials from an order table written by this recipe (or soxspipe)."""
     with fits.open(path, memmap=False) as hl:
-        row = Table(hl[1].data)[0]
-    axis_b = "y" if "degy_cent" in row.colnames else "x"
+        row = np.array(hl[1].data)[0]
+    axis_b = "y" if "degy_cent" in row.dtype.names else "x"
     out = []
     for name in ("edgelow", "edgeup"):
         dn, db = int(row[f"degorder_{name}"]), int(row[f"deg{axis_b}_{name}"])
@@ -74,12 +76,21 @@ def read_edges(path) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
+def _with_columns(table: np.ndarray, cols: dict) -> np.ndarray:
+    """A copy of the structured array with columns appended (scalars broadcast); int -> K, float -> D."""
+    vals = {k: np.asarray(v) for k, v in cols.items()}
+    dt = [(n, table.dtype[n]) for n in table.dtype.names]
+    dt += [(k, np.int64 if v.dtype.kind in "iub" else np.float64) for k, v in vals.items()]
+    out = np.empty(len(table), dtype=dt)
+    for n in table.dtype.names:
+        out[n] = table[n]
+    for k, v in vals.items():
+        out[k] = v
+    return out
+
+
 def order_table_hdus(ct: CentreTable, lower: np.ndarray, upper: np.ndarray, per_order: dict,
                      header: fits.Header) -> fits.HDUList:
-    coeffs = ct.coeffs.copy()
-    for k, v in edge_columns(lower, upper, ct.axis_b).items():
-        coeffs[k] = [v]
-    meta = ct.meta.copy()
-    for k, v in per_order.items():
-        meta[k] = v
-    return fits.HDUList([fits.PrimaryHDU(header=header), fits.table_to_hdu(coeffs), fits.table_to_hdu(meta)])
+    coeffs = _with_columns(ct.coeffs, edge_columns(lower, upper, ct.axis_b))
+    meta = _with_columns(ct.meta, per_order)
+    return fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU(coeffs), fits.BinTableHDU(meta)])

@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 from astropy.io import fits
 
 from . import __version__
@@ -23,8 +24,9 @@ INHERIT = ("ORIGIN", "TELESCOP", "INSTRUME", "OBJECT", "RA", "DEC", "EPOCH", "EQ
            "MJD-OBS", "UTC", "LST", "PI-COI", "OBSERVER", "EXPTIME")
 
 
-def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[Frame], cals: Iterable[Frame],
-                   params: dict[str, Any], qc: Iterable[QCRow] = ()) -> fits.Header:
+def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params: dict[str, Any]) -> fits.Header:
+    """What every product of one run shares: inherited keys, PRO keys (CATG/TECH filled in per product
+    by product_header), provenance and parameters. Built once per run: astropy cards are slow to make."""
     h = fits.Header()
     for k in INHERIT:
         if k in ref.header:
@@ -34,7 +36,7 @@ def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[
         if key.startswith("ESO ") and not key.startswith(("ESO DPR ", "ESO PRO ", "ESO DRS ")):
             h[f"HIERARCH {key}"] = card.value
     h["DATE"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    pro = {"DID": "PRO-1.16", "CATG": catg, "TYPE": ptype, "TECH": tech, "SCIENCE": False,
+    pro = {"DID": "PRO-1.16", "CATG": "", "TYPE": "", "TECH": "", "SCIENCE": False,
            "REC1 ID": RECIPE, "REC1 DRS ID": f"soxs-mflat-core/{__version__}", "REC1 PIPE ID": PIPE_ID}
     for k, v in pro.items():
         h[f"HIERARCH ESO PRO {k}"] = v
@@ -50,6 +52,12 @@ def product_header(ref: Frame, catg: str, ptype: str, tech: str, raws: Iterable[
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = str(v).lower() if isinstance(v, bool) else str(v)
+    return h
+
+
+def product_header(base: fits.Header, catg: str, ptype: str, tech: str, qc: Iterable[QCRow] = ()) -> fits.Header:
+    h = base.copy()
+    h["HIERARCH ESO PRO CATG"], h["HIERARCH ESO PRO TYPE"], h["HIERARCH ESO PRO TECH"] = catg, ptype, tech
     for r in qc:
         key = f"HIERARCH ESO QC {r.name}"
         room = 80 - len(key) - 3 - 20 - 3  # "= ", value field, " / "
@@ -85,6 +93,21 @@ def check_writable(paths: Iterable[Path], overwrite: bool) -> None:
         raise InputError(f"products already exist (use --overwrite to replace them): {', '.join(existing)}")
 
 
+def _image_datamd5(hl: fits.HDUList) -> str | None:
+    """DATAMD5 computed from memory for image-only products (big-endian data + zero padding to 2880
+    bytes, as written); None when an HDU is a table, whose bytes are hashed from the file instead."""
+    md5 = hashlib.md5()
+    for h in hl:
+        if not isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) or h._bzero or h._bscale not in (None, 1):
+            return None
+        if h.data is None:
+            continue
+        buf = np.ascontiguousarray(h.data, dtype=h.data.dtype.newbyteorder(">")).data
+        md5.update(buf)
+        md5.update(bytes(-buf.nbytes % 2880))
+    return md5.hexdigest()
+
+
 def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     """Atomic write: temp file in the target directory, DATAMD5 + CHECKSUM/DATASUM, then rename."""
     path = Path(path)
@@ -94,8 +117,11 @@ def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        hl.writeto(tmp, overwrite=True, checksum=True)
-        hl[0].header["DATAMD5"] = file_datamd5(Path(tmp))
+        md5 = _image_datamd5(hl)
+        if md5 is None:   # tables: write once to learn the bytes
+            hl.writeto(tmp, overwrite=True)
+            md5 = file_datamd5(Path(tmp))
+        hl[0].header["DATAMD5"] = md5
         hl.writeto(tmp, overwrite=True, checksum=True)
         os.replace(tmp, path)
     finally:

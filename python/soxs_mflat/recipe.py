@@ -7,6 +7,7 @@ import multiprocessing as mp
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -20,7 +21,7 @@ from .frames import load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import ProcessingError
 from .prepare import binning_of
-from .products import check_writable, product_header, write_atomic_bytes, write_fits
+from .products import base_header, check_writable, product_header, write_atomic_bytes, write_fits
 from .qc import QCRow, qc_table
 from .verify import InputSet, verify
 
@@ -103,38 +104,42 @@ def per_order_meta(edges: dict, layout: core.OrderLayout, p: dict) -> dict[str, 
 def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, flats: list,
                         qc: list[QCRow], paths: dict[str, Path], overwrite: bool, tag: str,
                         cals_extra=()) -> dict[str, Path]:
-    arm = s.arm.arm
-    ref = flats[0]
-    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
-    raws = list(flats) + list(s.lampoff)
-    hdr = lambda catg, tech, q=qc: product_header(ref, catg, "REDUCED", tech, raws, cals, p, q)  # noqa: E731
-    title = f"{s.arm.instrument} {arm} {tag.strip() or lamp}"
+    title = f"{s.arm.instrument} {s.arm.arm} {tag.strip() or lamp}"
     plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, title), paths[f"ORDER LOC RES{tag}"])]
     if res["background"] is not None:
         plots.append(("background_pdf", (res["stacked"], res["background"], layout, title), paths[f"BKGROUND{tag}"]))
     workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
-    out = {}
-    h = hdr(f"{PRODUCT_CATGS[0]}_{arm}", "IMAGE")
+    cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
+    base = base_header(flats[0], list(flats) + list(s.lampoff), cals, p)
+    hdus = product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)
+    # written concurrently: checksums, MD5 and file writes release the GIL
+    with ThreadPoolExecutor(max_workers=len(hdus)) as pool:
+        jobs = {label: pool.submit(write_fits, hl, paths[label], overwrite) for label, hl in hdus.items()}
+        out = {label: job.result() for label, job in jobs.items()}
+    finish_plots(workers)
+    out[f"ORDER LOC RES{tag}"] = paths[f"ORDER LOC RES{tag}"]
+    if res["background"] is not None:
+        out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
+    return out
+
+
+def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow],
+                 tag: str) -> dict[str, fits.HDUList]:
+    """MASTER_FLAT (FLUX, QUAL, ERRS), ORDER_TAB and, with background subtraction, MFLAT_BKGROUND."""
+    h = product_header(base, f"{PRODUCT_CATGS[0]}_{arm}", "REDUCED", "IMAGE", qc)
     h["EXTNAME"], h["BUNIT"] = "FLUX", ""
     errs = fits.ImageHDU(res["error"], name="ERRS")
     errs.header["UTYPE"] = "StdDevUncertainty"
     qual = fits.ImageHDU(res["quality"], name="QUAL")
     qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
-    out[f"MFLAT{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs]), paths[f"MFLAT{tag}"],
-                                    overwrite)
-    th = hdr(f"{PRODUCT_CATGS[1]}_{arm}", "ECHELLE,SLIT")
-    hl = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
-                          per_order_meta(res["edges"], layout, p), th)
-    out[f"ORDER LOC{tag}"] = write_fits(hl, paths[f"ORDER LOC{tag}"], overwrite)
+    out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs])}
+    th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
+    out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
+                                              per_order_meta(res["edges"], layout, p), th)
     if res["background"] is not None:
-        bh = hdr(f"{PRODUCT_CATGS[2]}_{arm}", "IMAGE", [])
+        bh = product_header(base, f"{PRODUCT_CATGS[2]}_{arm}", "REDUCED", "IMAGE")
         bh["EXTNAME"] = "FLUX"
-        out[f"BKGROUND FITS{tag}"] = write_fits(fits.HDUList([fits.PrimaryHDU(res["background"], bh)]),
-                                                paths[f"BKGROUND FITS{tag}"], overwrite)
-    finish_plots(workers)
-    out[f"ORDER LOC RES{tag}"] = paths[f"ORDER LOC RES{tag}"]
-    if res["background"] is not None:
-        out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
+        out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(res["background"], bh)])
     return out
 
 
@@ -147,9 +152,13 @@ _PRELOAD: list[threading.Thread] = []
 
 
 def _preload_plots() -> None:
-    """Import matplotlib (~0.4 s) in a thread while the C++ core runs with the GIL released."""
+    """Import matplotlib (~0.4 s) and astropy.table (~0.15 s; astropy.io.fits imports it for every
+    BinTableHDU) in a thread while the frames are read and the C++ core runs with the GIL released."""
     if not _PRELOAD and "soxs_mflat.plots" not in sys.modules:
-        th = threading.Thread(target=importlib.import_module, args=("soxs_mflat.plots",), daemon=True)
+        def load():
+            for name in ("astropy.table", "soxs_mflat.plots"):
+                importlib.import_module(name)
+        th = threading.Thread(target=load, daemon=True)
         th.start()
         _PRELOAD.append(th)
 
