@@ -84,13 +84,6 @@ struct Stopwatch {
   }
 };
 
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  size_t h = v.size() / 2;
-  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-}
-
 cpl_frameset* used_frames(const std::vector<In*>& raws, const std::vector<In*>& cals) {
   cpl_frameset* used = cpl_frameset_new();
   for (auto* group : {&raws, &cals})
@@ -150,8 +143,7 @@ void save_primary_image(cpl_frameset* frames, const cpl_parameterlist* parlist, 
 
 // Input centre columns + edge columns (alphabetical, soxspipe layout); meta + per-order edge statistics.
 void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
-                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file,
-                      const soxs::NamedParams& prm) {
+                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file) {
   Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
   const std::string b = ct.a_is_x ? "y" : "x";
   const soxs::Poly2D &lo = o.edges->lower.poly, &up = o.edges->upper.poly;
@@ -170,22 +162,16 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
     if (deg) cpl_table_set_long_long(coeffs.get(), kv.first.c_str(), 0, static_cast<long long>(kv.second));
     else cpl_table_set_double(coeffs.get(), kv.first.c_str(), 0, kv.second);
   }
-  const auto& pts = o.edges->points;
-  const double lo_pct = prm.at("min_percentage_threshold_for_edge_detection");
-  const double hi_pct = prm.at("max_percentage_threshold_for_edge_detection");
+  const soxs::EdgeFit& E = *o.edges;
   for (const char* c : {"maxvalue", "minThreshold", "maxThreshold", "level_pct"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_DOUBLE);
   for (const char* c : {"n_slices", "n_edges_used"}) cpl_table_new_column(meta.get(), c, CPL_TYPE_LONG_LONG);
-  for (cpl_size r = 0; r < cpl_table_get_nrow(meta.get()); ++r) {
-    std::vector<double> peak, level;
-    for (size_t i = 0; i < pts.order.size(); ++i)
-      if (pts.order[i] == ct.orders[r].order) { peak.push_back(pts.peak[i]); level.push_back(pts.level_pct[i]); }
-    double pk = median(peak);
-    cpl_table_set_double(meta.get(), "maxvalue", r, pk);
-    cpl_table_set_double(meta.get(), "minThreshold", r, pk * lo_pct / 100);
-    cpl_table_set_double(meta.get(), "maxThreshold", r, pk * hi_pct / 100);
-    cpl_table_set_double(meta.get(), "level_pct", r, median(level));
-    cpl_table_set_long_long(meta.get(), "n_slices", r, pts.n_slices_per_order[r]);
-    cpl_table_set_long_long(meta.get(), "n_edges_used", r, o.edges->n_used_per_order[r]);
+  for (cpl_size r = 0; r < cpl_table_get_nrow(meta.get()); ++r) {   // per-order statistics from the core
+    cpl_table_set_double(meta.get(), "maxvalue", r, E.peak_per_order[r]);
+    cpl_table_set_double(meta.get(), "minThreshold", r, E.min_threshold[r]);
+    cpl_table_set_double(meta.get(), "maxThreshold", r, E.max_threshold[r]);
+    cpl_table_set_double(meta.get(), "level_pct", r, E.level_pct_per_order[r]);
+    cpl_table_set_long_long(meta.get(), "n_slices", r, E.points.n_slices_per_order[r]);
+    cpl_table_set_long_long(meta.get(), "n_edges_used", r, E.n_used_per_order[r]);
   }
   Plist app = pro_keys(catg, "ECHELLE,SLIT", false);
   add_qc(app.get(), o.qc);
@@ -197,7 +183,7 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
 }
 
 void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
-              const CentreTable& ct, const Out& o, const std::string& suffix, const soxs::NamedParams& prm) {
+              const CentreTable& ct, const Out& o, const std::string& suffix) {
   const std::string arm = in.arm->arm;
   std::string lower_arm = arm;
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
@@ -211,7 +197,7 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
   save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
   sw.lap("write " + mf);
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits", prm);
+  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits");
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true).get(),
@@ -262,22 +248,22 @@ void run(cpl_frameset* frames, const cpl_parameterlist* parlist) {
   sw.lap("classify and check the inputs");
   if (std::string(in.arm->arm) != "UVB") {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
-    save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "", prm);
+    save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "");
     return;
   }
   LampRun d = run_lamp(in, Kind::DFLAT, prm), q = run_lamp(in, Kind::QFLAT, prm);
   soxs::UvbResult u = soxs::combine_uvb(lamp_master(d), lamp_master(q), q.L.ny, q.L.nx, q.ct.centre, q.ct.orders,
                                         geometry(in, q.ct), soxs::uvb_params_from(prm));
   cpl_msg_info(RECIPE, "UVB crossover order %d, D2 scale %.6g", u.crossover, u.scale);
-  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", prm);
-  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", prm);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp");
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp");
   Lamp both;
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
   both.cals = q.L.cals; both.cals.push_back(in.order_tab[Kind::DFLAT]);
   Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
         {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
-  save_set(frames, parlist, in, both, q.ct, o, "", prm);
+  save_set(frames, parlist, in, both, q.ct, o, "");
 }
 
 int exec(cpl_plugin* plugin) {

@@ -99,3 +99,18 @@ def test_qc_values(run):
     assert qc["COLDPIX FRAC"] == pytest.approx(qc["COLDPIX NUM"] / r["quality"].size)
     assert 0.9 < qc["INNER ORDER PIX MEAN"] < 1.1
     assert 0 < qc["X RES SD"] < 0.2 and qc["X RES MIN"] < 0 < qc["X RES MAX"]
+
+
+def test_per_order_edge_statistics_are_medians_of_the_detected_slices(run):
+    """The order table's meta columns (both front ends write them from these)."""
+    e = run["res"]["edges"]
+    pts = e["points"]
+    for k, o in enumerate(LAY.orders):
+        sel = pts["order"] == o
+        assert sel.sum() > 10
+        assert e["peak_per_order"][k] == np.median(pts["peak"][sel])
+        assert e["level_pct_per_order"][k] == np.median(pts["level_pct"][sel])
+        np.testing.assert_allclose(e["min_threshold"][k], e["peak_per_order"][k] * 0.20, rtol=1e-15)
+        np.testing.assert_allclose(e["max_threshold"][k], e["peak_per_order"][k] * 0.50, rtol=1e-15)
+    assert list(e["n_used_per_order"]) == [int((pts["order"][~(e["lower"]["clipped"] | e["upper"]["clipped"])
+                                                  .astype(bool)] == o).sum()) for o in LAY.orders]

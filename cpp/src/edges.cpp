@@ -154,6 +154,16 @@ EdgeFit detect_and_fit_edges(const ImageView& img, const float* err, const MaskV
     for (size_t oi = 0; oi < orders.size(); ++oi)
       if (orders[oi].order == P.order[i]) { ++f.n_used_per_order[oi]; break; }
   }
+  for (const auto& o : orders) {
+    std::vector<double> peak, level;
+    for (size_t i = 0; i < P.order.size(); ++i)
+      if (P.order[i] == o.order) { peak.push_back(P.peak[i]); level.push_back(P.level_pct[i]); }
+    const double pk = detail::median_inplace(peak.data(), int64_t(peak.size()));
+    f.peak_per_order.push_back(pk);
+    f.level_pct_per_order.push_back(detail::median_inplace(level.data(), int64_t(level.size())));
+    f.min_threshold.push_back(pk * ep.min_pct / 100);
+    f.max_threshold.push_back(pk * ep.max_pct / 100);
+  }
   return f;
 }
 

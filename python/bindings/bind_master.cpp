@@ -18,6 +18,10 @@ py::dict edges_dict(soxs::EdgeFit&& e) {
   edges["points"] = pts; edges["lower"] = fit_dict(std::move(e.lower));
   edges["upper"] = fit_dict(std::move(e.upper));
   edges["n_used_per_order"] = to_array(std::move(e.n_used_per_order));
+  edges["peak_per_order"] = to_array(std::move(e.peak_per_order));
+  edges["level_pct_per_order"] = to_array(std::move(e.level_pct_per_order));
+  edges["min_threshold"] = to_array(std::move(e.min_threshold));
+  edges["max_threshold"] = to_array(std::move(e.max_threshold));
   return edges;
 }
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 from astropy.io import fits
 
 from . import core, settings
@@ -88,16 +87,13 @@ def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     return res, ct, layout, d.frames   # the detrended frames are released here
 
 
-def per_order_meta(edges: dict, layout: core.OrderLayout, p: dict) -> dict[str, list]:
-    pts = edges["points"]
-    peak, level = [], []
-    for o in layout.orders:
-        sel = pts["order"] == o
-        peak.append(float(np.median(pts["peak"][sel])) if sel.any() else float("nan"))
-        level.append(float(np.median(pts["level_pct"][sel])) if sel.any() else float("nan"))
-    lo, hi = p["min_percentage_threshold_for_edge_detection"], p["max_percentage_threshold_for_edge_detection"]
-    return {"maxvalue": peak, "minThreshold": [v * lo / 100 for v in peak], "maxThreshold": [v * hi / 100 for v in peak],
-            "level_pct": level, "n_slices": list(map(int, pts["n_slices_per_order"])),
+def per_order_meta(edges: dict) -> dict[str, list]:
+    """The order table's per-order edge statistics, as the core computed them (the plugin writes the same)."""
+    return {"maxvalue": list(map(float, edges["peak_per_order"])),
+            "minThreshold": list(map(float, edges["min_threshold"])),
+            "maxThreshold": list(map(float, edges["max_threshold"])),
+            "level_pct": list(map(float, edges["level_pct_per_order"])),
+            "n_slices": list(map(int, edges["points"]["n_slices_per_order"])),
             "n_edges_used": list(map(int, edges["n_used_per_order"]))}
 
 
@@ -135,7 +131,7 @@ def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc
     out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs])}
     th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
     out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
-                                              per_order_meta(res["edges"], layout, p), th)
+                                              per_order_meta(res["edges"]), th)
     if res["background"] is not None:
         bh = product_header(base, f"{PRODUCT_CATGS[2]}_{arm}", "REDUCED", "IMAGE")
         bh["EXTNAME"] = "FLUX"

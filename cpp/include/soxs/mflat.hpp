@@ -176,6 +176,9 @@ struct EdgeFit {
   EdgePoints points;
   FitResult lower, upper;
   std::vector<int> n_used_per_order;   // accepted slices per order (after clipping)
+  // per order, as the order table's meta columns: medians over the order's detected slices of the
+  // peak flux and of the threshold level (% of the band), NaN without any; the threshold band in flux
+  std::vector<double> peak_per_order, level_pct_per_order, min_threshold, max_threshold;
 };
 struct MasterFlatResult {
   std::vector<float> flux, error, background;   // background empty when not subtracted
