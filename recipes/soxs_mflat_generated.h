@@ -41,4 +41,7 @@ static const ArmDef ARMS[] = {
 };
 static const int N_ARMS = 5;
 
+// a flat whose 99th percentile (e-, after detrending) is below this has no lamp light
+static const double EMPTY_E = 100.0;
+
 }  // namespace soxs_gen

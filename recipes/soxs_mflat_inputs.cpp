@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -98,6 +99,12 @@ void for_each_frame(size_t n, F&& fn) {
   work();
   for (auto& t : pool) t.join();
   if (err) std::rethrow_exception(err);
+}
+
+std::string fmt0(double v, int decimals = 0) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
 }
 
 // Scale of a dark / lamp-off frame to the flat's exposure time (1 when equal to 5 ms).
@@ -235,6 +242,10 @@ Lamp detrend_lamp(Inputs& in, Kind lamp) {
   L.error.resize(n);
   for_each_frame(n, [&](size_t k) {
     std::vector<float> img = prepared(*flats[k], in), err(npix);
+    const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain_of(*flats[k], arm);
+    if (raw_max >= arm.saturation)
+      throw InputError(flats[k]->file + ": 0.1 % of the science pixels are at or above the saturation level (" +
+                       fmt0(raw_max) + " >= " + fmt0(arm.saturation) + " ADU)");
     const double ron = ron_of(*flats[k], arm);
     if (cal[k] && !have_dark) {
       std::vector<float> d = prepared(*cal[k], in), de(npix);
@@ -245,6 +256,10 @@ Lamp detrend_lamp(Inputs& in, Kind lamp) {
     } else {
       soxs::detrend_frame(img.data(), npix, bias.flux.data(), bias.err.data(), 1.0, ron, err.data());
     }
+    const double p99 = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99);
+    if (p99 < soxs_gen::EMPTY_E)
+      throw InputError(flats[k]->file + ": no lamp light (99th percentile " + fmt0(p99, 1) +
+                       " e- after detrending, need >= " + fmt0(soxs_gen::EMPTY_E) + ")");
     L.data[k] = std::move(img);
     L.error[k] = std::move(err);
   });

@@ -1,5 +1,6 @@
 """The esorex plugin, driven through real esorex and through python-cpl, against the Python CLI."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,26 @@ def test_bad_sof_gives_clear_error(tmp_path, drop, expect):
     assert r.returncode != 0
     assert expect in r.stdout + r.stderr
     assert not list(tmp_path.glob("master_flat_*.fits"))
+
+
+@needs_esorex
+@pytest.mark.parametrize("value,expect", [(65535, r"SAT.fits: 0.1 % of the science pixels are at or above the "
+                                           r"saturation level \(65535 >= 65535 ADU\)"),
+                                          (1000, r"SAT.fits: no lamp light \(99th percentile [0-9.]+ e- after detrending")])
+def test_saturated_or_empty_flat_is_refused_like_the_cli(tmp_path, value, expect):
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=2, seed=4)
+    bad = tmp_path / "SAT.fits"
+    with fits.open(w["raw"][0]) as hl:
+        hl[0].data = np.full_like(hl[0].data, value)
+        hl.writeto(bad)
+    sof = tmp_path / "bad.sof"
+    sof.write_text(w["sof"].read_text().replace(str(w["raw"][0]), str(bad)))
+    r = esorex(f"--output-dir={tmp_path}", "soxs_mflat", sof, cwd=tmp_path)
+    assert r.returncode != 0 and re.search(expect, r.stdout + r.stderr), r.stdout + r.stderr
+    assert not list(tmp_path.glob("master_flat_*.fits"))
+    with pytest.raises(Exception) as cli:   # the Python CLI reports the same figures
+        run_mflat(sof, tmp_path / "py")
+    assert re.search(r"\(.*\)", str(cli.value)).group(0) in r.stdout + r.stderr
 
 
 @needs_esorex

@@ -57,3 +57,20 @@ def test_pair_by_time_matches_its_twin():
     for _ in range(50):
         f, o = rng.uniform(0, 1, rng.integers(1, 8)).tolist(), rng.uniform(0, 1, rng.integers(1, 8)).tolist()
         assert _core.pair_by_time(f, o) == _pair_twin(f, o)
+
+
+@pytest.mark.parametrize("q", [0, 1, 37.5, 50, 99, 99.9, 100])
+@pytest.mark.parametrize("step", [1, 3])
+def test_sample_percentile_matches_numpy(q, step):
+    rng = np.random.default_rng(int(q * 10) + step)
+    img = rng.normal(1000, 300, (61, 47)).astype(np.float32)
+    expect = np.percentile(img[::step, ::step].astype(np.float64), q)
+    assert _core.sample_percentile(img, step, q) == pytest.approx(expect, rel=1e-12)
+
+
+def test_sample_percentile_exact_and_nan():
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)        # sample at step 2: 0, 2, 8, 10
+    assert _core.sample_percentile(img, 2, 50) == 5.0
+    assert _core.sample_percentile(img, 2, 100) == 10.0
+    img[0, 0] = np.nan
+    assert np.isnan(_core.sample_percentile(img, 1, 50))       # as numpy.percentile

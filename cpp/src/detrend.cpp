@@ -35,6 +35,22 @@ void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
         }
 }
 
+double sample_percentile(const ImageView& img, int step, double q) {
+  if (step < 1 || !(q >= 0 && q <= 100)) throw std::invalid_argument("sample_percentile: step >= 1, 0 <= q <= 100");
+  std::vector<float> v;
+  v.reserve(size_t((img.ny + step - 1) / step * ((img.nx + step - 1) / step)));
+  for (int64_t i = 0; i < img.ny; i += step)
+    for (int64_t j = 0; j < img.nx; j += step) v.push_back(img.data[i * img.nx + j]);
+  if (v.empty()) return std::nan("");
+  for (float x : v) if (std::isnan(x)) return std::nan("");   // as numpy.percentile
+  const double pos = q / 100.0 * double(v.size() - 1);
+  const size_t lo = size_t(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  std::nth_element(v.begin(), v.begin() + lo, v.end());
+  const double a = v[lo], b = hi == lo ? a : *std::min_element(v.begin() + lo + 1, v.end());
+  const double t = pos - double(lo);
+  return t >= 0.5 ? b - (b - a) * (1 - t) : a + (b - a) * t;   // numpy's _lerp
+}
+
 std::vector<int> pair_by_time(const std::vector<double>& flat_mjd, const std::vector<double>& off_mjd) {
   if (off_mjd.empty()) throw std::invalid_argument("pair_by_time: no lamp-off frames");
   std::vector<int> out;

@@ -62,6 +62,12 @@ void bind_prep(py::module_& m) {
   }, py::arg("data").noconvert(), py::arg("cal"), py::arg("cal_err"), py::arg("cal_scale"), py::arg("ron"),
      "Subtract cal * cal_scale from data IN PLACE (float32, C-contiguous) and return the error map.");
 
+  m.def("sample_percentile", [](const FArr& img, int step, double q) {
+    auto v = image_view(img, "image");
+    py::gil_scoped_release rel;
+    return soxs::sample_percentile(v, step, q);
+  }, py::arg("img"), py::arg("step"), py::arg("q"), "numpy.percentile(img[::step, ::step], q).");
+
   m.def("pair_by_time", &soxs::pair_by_time, py::arg("flat_mjd"), py::arg("off_mjd"),
         "Index of the lamp-off frame for each flat: nearest in time, each used once while unused ones remain.");
 

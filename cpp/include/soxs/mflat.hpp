@@ -220,6 +220,9 @@ void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out);
 // all in float32 so that every front end gets identical bits.
 void detrend_frame(float* data, int64_t npix, const float* cal, const float* cal_err, double cal_scale, double ron,
                    float* err);
+// numpy.percentile(img[::step, ::step], q) (linear interpolation): the saturation and empty-flat
+// checks of both front ends look at such a sample (a 1/9 sample at step 3 is plenty).
+double sample_percentile(const ImageView& img, int step, double q);
 // Lamp-off frame for each flat (indices into off_mjd): the nearest in time, each used once while
 // unused ones remain (their noise then averages down in the stack); first of equally near ones.
 std::vector<int> pair_by_time(const std::vector<double>& flat_mjd, const std::vector<double>& off_mjd);
