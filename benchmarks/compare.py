@@ -198,10 +198,11 @@ def main() -> int:
     print(text)
     if args.write:
         old = args.write.read_text() if args.write.exists() else "# Benchmarks\n"
-        head = "## soxs-mflat vs soxspipe"
+        head, notes = "## soxs-mflat vs soxspipe", "## Where the time goes"   # notes: hand-written, kept
+        tail = old[old.index(notes):] if notes in old else ""
         if head in old:
             old = old[:old.index(head)]
-        args.write.write_text(old.rstrip() + "\n\n" + text)
+        args.write.write_text(old.rstrip() + "\n\n" + text.rstrip() + ("\n\n" + tail if tail else "\n"))
     return 0
 
 

@@ -119,23 +119,28 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     return out
 
 
+def _big_endian(a):
+    """FITS byte order once, up front: astropy's write, its checksum and our DATAMD5 then copy nothing."""
+    return a.astype(a.dtype.newbyteorder(">"), copy=False)
+
+
 def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow],
                  tag: str) -> dict[str, fits.HDUList]:
     """MASTER_FLAT (FLUX, QUAL, ERRS), ORDER_TAB and, with background subtraction, MFLAT_BKGROUND."""
     h = product_header(base, f"{PRODUCT_CATGS[0]}_{arm}", "REDUCED", "IMAGE", qc)
     h["EXTNAME"], h["BUNIT"] = "FLUX", ""
-    errs = fits.ImageHDU(res["error"], name="ERRS")
+    errs = fits.ImageHDU(_big_endian(res["error"]), name="ERRS")
     errs.header["UTYPE"] = "StdDevUncertainty"
     qual = fits.ImageHDU(res["quality"], name="QUAL")
     qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
-    out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(res["flux"], h), qual, errs])}
+    out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(_big_endian(res["flux"]), h), qual, errs])}
     th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
     out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
                                               per_order_meta(res["edges"]), th)
     if res["background"] is not None:
         bh = product_header(base, f"{PRODUCT_CATGS[2]}_{arm}", "REDUCED", "IMAGE")
         bh["EXTNAME"] = "FLUX"
-        out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(res["background"], bh)])
+        out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
     return out
 
 
