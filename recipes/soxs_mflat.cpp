@@ -210,7 +210,7 @@ struct LampRun { Lamp L; CentreTable ct; soxs::MasterFlatResult r; };
 
 LampRun run_lamp(Inputs& in, Kind lamp, const soxs::NamedParams& prm) {
   Stopwatch sw;
-  LampRun lr{detrend_lamp(in, lamp), read_centre_table(*in.order_tab[lamp]), {}};
+  LampRun lr{detrend_lamp(in, lamp, static_cast<int>(prm.at("threads"))), read_centre_table(*in.order_tab[lamp]), {}};
   sw.lap("load and detrend");
   std::vector<const float*> f, e;
   for (size_t k = 0; k < lr.L.data.size(); ++k) { f.push_back(lr.L.data[k].data()); e.push_back(lr.L.error[k].data()); }

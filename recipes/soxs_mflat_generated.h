@@ -26,7 +26,7 @@ static const ParamDef PARAMS[] = {
   {"background_margin", 'i', "pixels kept clear of each fitted order edge when sampling the background", false, {3.0, 3.0, 3.0, 3.0, 3.0}},
   {"edge_min_snr", 'f', "reject edge slices whose peak is below this multiple of the flat's error", false, {10.0, 10.0, 10.0, 10.0, 10.0}},
   {"low_sensitivity_half_window", 'i', "half size (px) of the separable median window of the low-sensitivity model", false, {3.0, 3.0, 3.0, 3.0, 3.0}},
-  {"threads", 'i', "worker threads of the C++ core (0 = all cores)", false, {0.0, 0.0, 0.0, 0.0, 0.0}},
+  {"threads", 'i', "worker threads for reading the frames and for the C++ core (0 = all cores)", false, {0.0, 0.0, 0.0, 0.0, 0.0}},
 };
 static const int N_PARAMS = 20;
 

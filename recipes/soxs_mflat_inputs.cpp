@@ -84,7 +84,7 @@ std::vector<float> prepared(const In& f, const Inputs& in) {
 // fn(k) for k in [0, n) on all cores (CPL is built with OpenMP and cfitsio reentrant, so frames
 // can be read concurrently); the first exception is re-thrown here.
 template <class F>
-void for_each_frame(size_t n, F&& fn) {
+void for_each_frame(size_t n, int threads, F&& fn) {
   std::atomic<size_t> next{0};
   std::exception_ptr err;
   std::mutex m;
@@ -93,7 +93,7 @@ void for_each_frame(size_t n, F&& fn) {
       try { fn(k); } catch (...) { std::lock_guard<std::mutex> g(m); if (!err) err = std::current_exception(); }
     }
   };
-  unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  unsigned hw = threads > 0 ? unsigned(threads) : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> pool;
   for (size_t i = 1; i < std::min<size_t>(hw, n); ++i) pool.emplace_back(work);
   work();
@@ -191,7 +191,7 @@ Inputs classify(cpl_frameset* frames) {
   return in;
 }
 
-Lamp detrend_lamp(Inputs& in, Kind lamp) {
+Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
   Lamp L;
   std::vector<In*> flats = in.by[lamp];
   std::sort(flats.begin(), flats.end(), [](In* a, In* b) { return a->mjd < b->mjd; });
@@ -211,7 +211,7 @@ Lamp detrend_lamp(Inputs& in, Kind lamp) {
   if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, 0); });
   if (bias_in) reads.push_back([&] { bias = load_product(*bias_in, L.ny, L.nx); });
   if (dark_in) reads.push_back([&] { dark = load_product(*dark_in, L.ny, L.nx); });
-  for_each_frame(reads.size(), [&](size_t k) { reads[k](); });
+  for_each_frame(reads.size(), threads, [&](size_t k) { reads[k](); });
   if (bpm_in) {
     if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(bpm_in->file + ": bad-pixel map shape differs from the flats");
     for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
@@ -240,7 +240,7 @@ Lamp detrend_lamp(Inputs& in, Kind lamp) {
   for (size_t k = 0; k < n; ++k) if (cal[k]) ratio[k] = exptime_ratio(*flats[k], *cal[k]);
   L.data.resize(n);
   L.error.resize(n);
-  for_each_frame(n, [&](size_t k) {
+  for_each_frame(n, threads, [&](size_t k) {
     std::vector<float> img = prepared(*flats[k], in), err(npix);
     const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain_of(*flats[k], arm);
     if (raw_max >= arm.saturation)

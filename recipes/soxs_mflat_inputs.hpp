@@ -48,7 +48,7 @@ struct CentreTable {
 };
 
 Inputs classify(cpl_frameset* frames);
-Lamp detrend_lamp(Inputs& in, Kind lamp);
+Lamp detrend_lamp(Inputs& in, Kind lamp, int threads);   // threads <= 0: all cores
 CentreTable read_centre_table(const In& f);
 soxs::Geometry geometry(const Inputs& in, const CentreTable& ct);
 

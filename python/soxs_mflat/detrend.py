@@ -65,14 +65,14 @@ def _pair_offs(flats: list[Frame], offs: list[Frame]) -> list[Frame]:
     return [offs[j] for j in _core.pair_by_time([f.mjd for f in flats], [o.mjd for o in offs])]
 
 
-def detrend(s: InputSet, lamp: str) -> Detrended:
+def detrend(s: InputSet, lamp: str, threads: int = 0) -> Detrended:
     flats = sorted(s.flats[lamp], key=lambda f: f.mjd)
     bx, by = binning_of(flats[0].header, s.arm)
     shape = (s.arm.science_shape[0] // by, s.arm.science_shape[1] // bx)
     offs = _pair_offs(flats, s.lampoff) if s.lampoff and s.dark is None else []
     # all files read concurrently (FITS reading and the core's arithmetic release the GIL); the
     # reads are queued first, so a detrending task only ever waits on a read already running
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=threads if threads > 0 else os.cpu_count() or 1) as pool:
         def submit(fn, arg):
             return pool.submit(fn, arg) if arg is not None else None
 

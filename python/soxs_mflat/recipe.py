@@ -77,7 +77,7 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
 
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
-    d = detrend(s, lamp)
+    d = detrend(s, lamp, int(p["threads"]))
     ct = read_centre_table(s.order_tabs[lamp])
     bx, by = binning_of(d.frames[0].header, s.arm)
     layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
