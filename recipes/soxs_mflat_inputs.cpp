@@ -191,40 +191,48 @@ Inputs classify(cpl_frameset* frames) {
   return in;
 }
 
-Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
-  Lamp L;
-  std::vector<In*> flats = in.by[lamp];
-  std::sort(flats.begin(), flats.end(), [](In* a, In* b) { return a->mjd < b->mjd; });
-  L.raws = flats;
+namespace {
+
+struct Calibs { Product bias, dark; bool have_dark = false; };
+
+// Bad-pixel map, master bias and master dark, read concurrently; the static mask and cals of L.
+Calibs read_calibrations(Inputs& in, Lamp& L, int threads) {
   const auto& arm = *in.arm;
-  L.ny = (arm.row1 - arm.row0) / in.biny;
-  L.nx = (arm.col1 - arm.col0) / in.binx;
   const int64_t npix = L.ny * L.nx;
-  L.mask.assign(npix, 0);
-  const bool have_bias = !in.by[Kind::MASTER_BIAS].empty(), have_dark = !in.by[Kind::MASTER_DARK].empty();
   In* bpm_in = in.by[Kind::BPM].empty() ? nullptr : in.by[Kind::BPM][0];
-  In* bias_in = have_bias ? in.by[Kind::MASTER_BIAS][0] : nullptr;
-  In* dark_in = have_dark && arm.nir_like ? in.by[Kind::MASTER_DARK][0] : nullptr;
+  In* bias_in = in.by[Kind::MASTER_BIAS].empty() ? nullptr : in.by[Kind::MASTER_BIAS][0];
+  In* dark_in = in.by[Kind::MASTER_DARK].empty() || !arm.nir_like ? nullptr : in.by[Kind::MASTER_DARK][0];
   FImage bpm;
-  Product bias, dark;
-  std::vector<std::function<void()>> reads;   // calibrations read concurrently
+  Calibs c;
+  c.have_dark = !in.by[Kind::MASTER_DARK].empty();
+  std::vector<std::function<void()>> reads;
   if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, 0); });
-  if (bias_in) reads.push_back([&] { bias = load_product(*bias_in, L.ny, L.nx); });
-  if (dark_in) reads.push_back([&] { dark = load_product(*dark_in, L.ny, L.nx); });
+  if (bias_in) reads.push_back([&] { c.bias = load_product(*bias_in, L.ny, L.nx); });
+  if (dark_in) reads.push_back([&] { c.dark = load_product(*dark_in, L.ny, L.nx); });
   for_each_frame(reads.size(), threads, [&](size_t k) { reads[k](); });
+  L.mask.assign(npix, 0);
   if (bpm_in) {
     if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(bpm_in->file + ": bad-pixel map shape differs from the flats");
     for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
     L.cals.push_back(bpm_in);
   }
-  for (In* c : {bias_in, dark_in}) if (c) L.cals.push_back(c);
-  for (auto* p : {&bias, &dark})
+  for (In* cal : {bias_in, dark_in}) if (cal) L.cals.push_back(cal);
+  for (auto* p : {&c.bias, &c.dark})
     for (size_t i = 0; i < p->qual.size(); ++i) L.mask[i] |= p->qual[i];
-  // dark or lamp-off frame per flat, and its exposure scale (decided first, in order: warnings, raws)
+  return c;
+}
+
+// NIR: the dark, or the lamp-off frame nearest in time (core's rule), per flat, with its exposure
+// scale; decided before the parallel part so that warnings and the raw-frame list keep their order.
+void pick_darks(Inputs& in, const std::vector<In*>& flats, bool have_dark, Lamp& L, std::vector<const In*>& cal,
+                std::vector<double>& ratio) {
   const size_t n = flats.size();
-  std::vector<const In*> cal(n, nullptr);
-  std::vector<double> ratio(n, 1.0);
-  if (arm.nir_like && !have_dark) {
+  cal.assign(n, nullptr);
+  ratio.assign(n, 1.0);
+  if (!in.arm->nir_like) return;
+  if (have_dark) {
+    for (auto& c : cal) c = in.by[Kind::MASTER_DARK][0];
+  } else {
     std::vector<double> tf, to;
     for (In* f : flats) tf.push_back(f->mjd);
     for (In* o : in.by[Kind::LAMPOFF]) to.push_back(o->mjd);
@@ -234,32 +242,57 @@ Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
       cal[k] = off;
       if (std::find(L.raws.begin(), L.raws.end(), off) == L.raws.end()) L.raws.push_back(off);
     }
-  } else if (arm.nir_like) {
-    for (auto& c : cal) c = in.by[Kind::MASTER_DARK][0];
   }
-  for (size_t k = 0; k < n; ++k) if (cal[k]) ratio[k] = exptime_ratio(*flats[k], *cal[k]);
-  L.data.resize(n);
-  L.error.resize(n);
-  for_each_frame(n, threads, [&](size_t k) {
-    std::vector<float> img = prepared(*flats[k], in), err(npix);
-    const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain_of(*flats[k], arm);
-    if (raw_max >= arm.saturation)
-      throw InputError(flats[k]->file + ": 0.1 % of the science pixels are at or above the saturation level (" +
-                       fmt0(raw_max) + " >= " + fmt0(arm.saturation) + " ADU)");
-    const double ron = ron_of(*flats[k], arm);
-    if (cal[k] && !have_dark) {
+  for (size_t k = 0; k < n; ++k) ratio[k] = exptime_ratio(*flats[k], *cal[k]);
+}
+
+// The Python front end's saturation and empty-flat rules, on the same sample (core's sample_percentile).
+void check_level(const In& f, const std::vector<float>& img, const Lamp& L, bool detrended, double gain,
+                 double saturation) {
+  if (!detrended) {
+    const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain;
+    if (raw_max >= saturation)
+      throw InputError(f.file + ": 0.1 % of the science pixels are at or above the saturation level (" +
+                       fmt0(raw_max) + " >= " + fmt0(saturation) + " ADU)");
+    return;
+  }
+  const double p99 = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99);
+  if (p99 < soxs_gen::EMPTY_E)
+    throw InputError(f.file + ": no lamp light (99th percentile " + fmt0(p99, 1) + " e- after detrending, need >= " +
+                     fmt0(soxs_gen::EMPTY_E) + ")");
+}
+
+}  // namespace
+
+Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
+  Lamp L;
+  std::vector<In*> flats = in.by[lamp];
+  std::sort(flats.begin(), flats.end(), [](In* a, In* b) { return a->mjd < b->mjd; });
+  L.raws = flats;
+  const auto& arm = *in.arm;
+  L.ny = (arm.row1 - arm.row0) / in.biny;
+  L.nx = (arm.col1 - arm.col0) / in.binx;
+  const int64_t npix = L.ny * L.nx;
+  Calibs c = read_calibrations(in, L, threads);
+  std::vector<const In*> cal;
+  std::vector<double> ratio;
+  pick_darks(in, flats, c.have_dark, L, cal, ratio);
+  L.data.resize(flats.size());
+  L.error.resize(flats.size());
+  for_each_frame(flats.size(), threads, [&](size_t k) {
+    const In& f = *flats[k];
+    std::vector<float> img = prepared(f, in), err(npix);
+    check_level(f, img, L, false, gain_of(f, arm), arm.saturation);
+    const double ron = ron_of(f, arm);
+    if (cal[k] && !c.have_dark) {   // lamp-off frame: prepared and given its own error map
       std::vector<float> d = prepared(*cal[k], in), de(npix);
       soxs::detrend_frame(d.data(), npix, nullptr, nullptr, 1.0, ron_of(*cal[k], arm), de.data());
       soxs::detrend_frame(img.data(), npix, d.data(), de.data(), ratio[k], ron, err.data());
-    } else if (cal[k]) {
-      soxs::detrend_frame(img.data(), npix, dark.flux.data(), dark.err.data(), ratio[k], ron, err.data());
     } else {
-      soxs::detrend_frame(img.data(), npix, bias.flux.data(), bias.err.data(), 1.0, ron, err.data());
+      const Product& p = cal[k] ? c.dark : c.bias;
+      soxs::detrend_frame(img.data(), npix, p.flux.data(), p.err.data(), ratio[k], ron, err.data());
     }
-    const double p99 = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99);
-    if (p99 < soxs_gen::EMPTY_E)
-      throw InputError(flats[k]->file + ": no lamp light (99th percentile " + fmt0(p99, 1) +
-                       " e- after detrending, need >= " + fmt0(soxs_gen::EMPTY_E) + ")");
+    check_level(f, img, L, true, 1.0, 0.0);
     L.data[k] = std::move(img);
     L.error[k] = std::move(err);
   });

@@ -151,3 +151,42 @@ def test_python_cpl_runs_the_plugin(tmp_path):
     bad.pop("MASTER_BIAS_VIS")
     with pytest.raises(cpl.CplError, match="MASTER_BIAS_VIS"):
         recipe(bad)
+
+
+def _master_dark(w: dict, path: Path) -> Path:
+    """A MASTER_DARK_NIR product (electrons, processing frame) from the simulated lamp-off frames."""
+    from soxs_mflat.prepare import prepare_raw
+    cube = np.stack([prepare_raw(p)[0] for p in w["off"]])
+    h = fits.getheader(w["off"][0]).copy()
+    for key in [k for k in h if k.startswith("ESO DPR")]:
+        del h[key]
+    h["HIERARCH ESO PRO CATG"], h["HIERARCH ESO PRO TYPE"] = "MASTER_DARK_NIR", "REDUCED"
+    h["EXTNAME"] = "FLUX"
+    errs = (cube.std(0, ddof=1) / np.sqrt(len(cube))).astype(np.float32)
+    fits.HDUList([fits.PrimaryHDU(cube.mean(0).astype(np.float32), h),
+                  fits.ImageHDU(np.zeros(cube.shape[1:], np.uint8), name="QUAL"),
+                  fits.ImageHDU(errs, name="ERRS")]).writeto(path)
+    return path
+
+
+@needs_esorex
+def test_master_dark_path_equal_in_both_front_ends(tmp_path):
+    """NIR with a MASTER_DARK instead of lamp-off frames: same products from esorex and the CLI."""
+    w = simulate_set("xshooter", "nir", tmp_path / "set", nflats=3, seed=6)
+    dark = _master_dark(w, tmp_path / "MASTER_DARK_NIR.fits")
+    lines = [ln for ln in w["sof"].read_text().splitlines() if "OFF" not in ln.split()[-1]]
+    sof = tmp_path / "dark.sof"
+    sof.write_text("\n".join(lines + [f"{dark} MASTER_DARK_NIR"]) + "\n")
+    res = run_mflat(sof, tmp_path / "py")
+    assert not any("OFF" in f for f in fits.getheader(res.products["MFLAT"]).values() if isinstance(f, str))
+    out = tmp_path / "es"
+    out.mkdir()
+    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "soxs_mflat", sof, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = [p.name for p in res.products.values() if p.suffix == ".fits"]
+    _compare(tmp_path / "py", out, names)
+    h = fits.getheader(out / names[0])
+    assert "MASTER_DARK_NIR.fits" in [h[k] for k in h if k.startswith("ESO PRO REC1 CAL")]
+    from soxs_mflat.simulate.evaluate import evaluate
+    ev = evaluate(res.products["MFLAT"], res.products["ORDER LOC"], w["truth"])   # as good as with lamp-offs
+    assert max(max(v) for v in ev["edge_rms"].values()) <= 0.15 and ev["response_rms"] <= 1.2 * ev["noise_rms"], ev
