@@ -62,14 +62,21 @@ int create(cpl_plugin* plugin) {
   return 0;
 }
 
-soxs::NamedParams read_params(const cpl_parameterlist* list, int column) {
+// Parameter values with -1 resolved to the instrument/arm default, also written back into the list
+// so that the products' PRO REC1 PARAMi VALUE records what ran (as the Python front end does).
+soxs::NamedParams resolve_params(cpl_parameterlist* list, int column) {
   soxs::NamedParams m;
   for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
     const auto& d = soxs_gen::PARAMS[i];
-    const cpl_parameter* p = cpl_parameterlist_find_const(list, full_name(d.name).c_str());
+    cpl_parameter* p = cpl_parameterlist_find(list, full_name(d.name).c_str());
     double v = d.type == 'b' ? cpl_parameter_get_bool(p) : d.type == 'i' ? cpl_parameter_get_int(p)
                                                                           : cpl_parameter_get_double(p);
-    m[d.name] = (d.varies && v < 0) ? d.def[column] : v;
+    if (d.varies && v < 0) {
+      v = d.def[column];
+      if (d.type == 'i') cpl_parameter_set_int(p, static_cast<int>(v));
+      else if (d.type != 'b') cpl_parameter_set_double(p, v);
+    }
+    m[d.name] = v;
   }
   return m;
 }
@@ -84,14 +91,15 @@ struct Stopwatch {
   }
 };
 
-cpl_frameset* used_frames(const std::vector<In*>& raws, const std::vector<In*>& cals) {
+cpl_frameset* used_frames(const Lamp& L) {
   cpl_frameset* used = cpl_frameset_new();
-  for (auto* group : {&raws, &cals})
+  for (auto* group : {&L.raws, &L.cals})
     for (In* f : *group) cpl_frameset_insert(used, cpl_frame_duplicate(f->frame));
+  if (L.bpm) cpl_frameset_insert(used, cpl_frame_duplicate(L.bpm->frame));
   return used;
 }
 
-void add_qc(cpl_propertylist* a, const soxs::QCValues& q) {
+void add_qc(cpl_propertylist* a, const soxs::QCValues& q, const std::vector<std::pair<std::string, double>>& extra) {
   cpl_propertylist_append_double(a, "ESO QC ORDEXP10", q.ordexp10);
   cpl_propertylist_append_double(a, "ESO QC ORDEXP50", q.ordexp50);
   cpl_propertylist_append_double(a, "ESO QC ORDEXP90", q.ordexp90);
@@ -103,6 +111,7 @@ void add_qc(cpl_propertylist* a, const soxs::QCValues& q) {
   cpl_propertylist_append_double(a, "ESO QC COLDPIX FRAC", q.coldpix_frac);
   cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX MEAN", q.inner_mean);
   cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX SUM", q.inner_sum);
+  for (auto& kv : extra) cpl_propertylist_append_double(a, ("ESO QC " + kv.first).c_str(), kv.second);
 }
 
 struct Out {                      // what one product set needs
@@ -122,8 +131,10 @@ void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const c
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-Plist pro_keys(const std::string& catg, const char* tech, bool flux_ext) {
+// PRO keys, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the first flat).
+Plist pro_keys(const std::string& catg, const char* tech, bool flux_ext, const In& ref) {
   Plist app(cpl_propertylist_new());
+  if (has(ref.hdr.get(), "EXPTIME")) cpl_propertylist_append_double(app.get(), "EXPTIME", get_num(ref.hdr.get(), "EXPTIME", 0));
   cpl_propertylist_append_string(app.get(), "ESO PRO CATG", catg.c_str());
   cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", "REDUCED");
   cpl_propertylist_append_string(app.get(), "ESO PRO TECH", tech);
@@ -143,7 +154,8 @@ void save_primary_image(cpl_frameset* frames, const cpl_parameterlist* parlist, 
 
 // Input centre columns + edge columns (alphabetical, soxspipe layout); meta + per-order edge statistics.
 void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
-                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file) {
+                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file,
+                      const In& ref) {
   Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
   const std::string b = ct.a_is_x ? "y" : "x";
   const soxs::Poly2D &lo = o.edges->lower.poly, &up = o.edges->upper.poly;
@@ -173,8 +185,8 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
     cpl_table_set_long_long(meta.get(), "n_slices", r, E.points.n_slices_per_order[r]);
     cpl_table_set_long_long(meta.get(), "n_edges_used", r, E.n_used_per_order[r]);
   }
-  Plist app = pro_keys(catg, "ECHELLE,SLIT", false);
-  add_qc(app.get(), o.qc);
+  Plist app = pro_keys(catg, "ECHELLE,SLIT", false, ref);
+  add_qc(app.get(), o.qc, o.extra_qc);
   cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, app.get(), nullptr,
                      PIPE_ID, file.c_str());
   check("cannot save " + file);
@@ -188,19 +200,20 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   std::string lower_arm = arm;
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
   Stopwatch sw;
-  cpl_frameset* used = used_frames(L.raws, L.cals);
+  cpl_frameset* used = used_frames(L);
   std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
-  Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true);
-  add_qc(app.get(), o.qc);
-  for (auto& kv : o.extra_qc) cpl_propertylist_append_double(app.get(), ("ESO QC " + kv.first).c_str(), kv.second);
+  Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true, *L.raws[0]);
+  cpl_propertylist_append_string(app.get(), "BUNIT", "");
+  add_qc(app.get(), o.qc, o.extra_qc);
   save_primary_image(frames, parlist, used, *o.flux, L.ny, L.nx, app.get(), mf);
   save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
   save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
   sw.lap("write " + mf);
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits");
+  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits",
+                   *L.raws[0]);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
-                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true).get(),
+                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(),
                        "mflat_bkground_" + lower_arm + suffix + ".fits");
   sw.lap("write order table and background");
   cpl_frameset_delete(used);
@@ -241,10 +254,10 @@ soxs::LampMaster lamp_master(const LampRun& lr) {
   return m;
 }
 
-void run(cpl_frameset* frames, const cpl_parameterlist* parlist) {
+void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Stopwatch sw;
   Inputs in = classify(frames);
-  soxs::NamedParams prm = read_params(parlist, in.arm->column);
+  soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
   sw.lap("classify and check the inputs");
   if (std::string(in.arm->arm) != "UVB") {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
@@ -261,6 +274,7 @@ void run(cpl_frameset* frames, const cpl_parameterlist* parlist) {
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
   both.cals = q.L.cals; both.cals.push_back(in.order_tab[Kind::DFLAT]);
+  both.bpm = q.L.bpm;
   Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
         {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
   save_set(frames, parlist, in, both, q.ct, o, "");

@@ -214,7 +214,7 @@ Calibs read_calibrations(Inputs& in, Lamp& L, int threads) {
   if (bpm_in) {
     if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(bpm_in->file + ": bad-pixel map shape differs from the flats");
     for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
-    L.cals.push_back(bpm_in);
+    L.bpm = bpm_in;
   }
   for (In* cal : {bias_in, dark_in}) if (cal) L.cals.push_back(cal);
   for (auto* p : {&c.bias, &c.dark})
@@ -237,11 +237,8 @@ void pick_darks(Inputs& in, const std::vector<In*>& flats, bool have_dark, Lamp&
     for (In* f : flats) tf.push_back(f->mjd);
     for (In* o : in.by[Kind::LAMPOFF]) to.push_back(o->mjd);
     std::vector<int> pick = soxs::pair_by_time(tf, to);
-    for (size_t k = 0; k < n; ++k) {
-      In* off = in.by[Kind::LAMPOFF][pick[k]];
-      cal[k] = off;
-      if (std::find(L.raws.begin(), L.raws.end(), off) == L.raws.end()) L.raws.push_back(off);
-    }
+    for (size_t k = 0; k < n; ++k) cal[k] = in.by[Kind::LAMPOFF][pick[k]];
+    for (In* o : in.by[Kind::LAMPOFF]) L.raws.push_back(o);   // all offered lamp-off frames, in SOF order
   }
   for (size_t k = 0; k < n; ++k) ratio[k] = exptime_ratio(*flats[k], *cal[k]);
 }

@@ -36,7 +36,8 @@ struct Inputs {
 struct Lamp {                             // one lamp set, detrended
   std::vector<std::vector<float>> data, error;
   std::vector<uint8_t> mask;
-  std::vector<In*> raws, cals;
+  std::vector<In*> raws, cals;            // provenance order of the Python front end: bias, dark, order
+  In* bpm = nullptr;                      // table(s), ..., then the bad-pixel map (listed last)
   int64_t ny = 0, nx = 0;
 };
 

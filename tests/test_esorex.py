@@ -59,6 +59,24 @@ def _compare(py_dir: Path, es_dir: Path, names):
                     np.testing.assert_array_equal(ha.data, hb.data)   # bitwise: same core, same arithmetic
             assert a[0].header["ESO PRO CATG"] == b[0].header["ESO PRO CATG"]
             assert b[0].header["ESO PRO REC1 ID"] == "soxs_mflat" and "DATAMD5" in b[0].header
+            _compare_headers(a[0].header, b[0].header)
+
+
+def _compare_headers(ha, hb):
+    """Provenance (inputs, resolved parameters) in the same order, inherited keys, QC values."""
+    prov = lambda h: [(k, h[k]) for k in h if k.startswith(("ESO PRO REC1 RAW", "ESO PRO REC1 CAL"))  # noqa: E731
+                      and k.endswith(("NAME", "CATG"))]
+    assert prov(ha) == prov(hb)
+    params = lambda h: {h[k]: h[k.replace("NAME", "VALUE")] for k in h  # noqa: E731
+                        if k.startswith("ESO PRO REC1 PARAM") and k.endswith("NAME") and h[k] != "threads"}
+    assert list(params(ha).items()) == list(params(hb).items())   # resolved values, as cpl_dfs formats them
+    for k in ("ESO PRO DATANCOM", "ESO PRO TYPE", "ESO PRO TECH", "EXPTIME", "EXTNAME", "BUNIT", "INSTRUME"):
+        assert ha.get(k) == hb.get(k), k
+    qc = [k for k in ha if k.startswith("ESO QC ")]
+    assert sorted(qc) == sorted(k for k in hb if k.startswith("ESO QC "))
+    assert qc or ha["ESO PRO CATG"].startswith("MFLAT_BKGROUND")
+    for k in qc:
+        assert hb[k] == pytest.approx(ha[k], rel=1e-12), k
 
 
 @needs_esorex

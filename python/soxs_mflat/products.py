@@ -51,8 +51,15 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
         h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5") or input_datamd5(f.path))
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
-        h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = str(v).lower() if isinstance(v, bool) else str(v)
+        h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = _param_str(v)
     return h
+
+
+def _param_str(v: Any) -> str:
+    """As cpl_dfs writes parameter values: true/false, %d, %g."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def product_header(base: fits.Header, catg: str, ptype: str, tech: str, qc: Iterable[QCRow] = ()) -> fits.Header:

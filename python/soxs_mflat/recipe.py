@@ -106,7 +106,8 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
         plots.append(("background_pdf", (res["stacked"], res["background"], layout, title), paths[f"BKGROUND{tag}"]))
     workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
-    base = base_header(flats[0], list(flats) + list(s.lampoff), cals, p)
+    offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
+    base = base_header(flats[0], list(flats) + offs, cals, p)
     hdus = product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)
     # written concurrently: checksums, MD5 and file writes release the GIL
     with ThreadPoolExecutor(max_workers=len(hdus)) as pool:
