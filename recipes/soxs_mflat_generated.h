@@ -44,4 +44,12 @@ static const int N_ARMS = 5;
 // a flat whose 99th percentile (e-, after detrending) is below this has no lamp light
 static const double EMPTY_E = 100.0;
 
+// detector keywords per instrument ("" = none; SOXS gain = max(CONAD, GAIN))
+struct DetKeys { const char* instrument; const char *binx, *biny, *conad, *gain, *ron, *readout; };
+static const DetKeys DET_KEYS[] = {
+  {"SOXS", "ESO DET BINX", "ESO DET BINY", "ESO DET OUT1 CONAD", "ESO DET OUT1 GAIN", "ESO DET CHIP RON", "ESO DET READ CURID"},
+  {"XSHOOTER", "ESO DET WIN1 BINX", "ESO DET WIN1 BINY", "ESO DET OUT1 CONAD", "", "ESO DET OUT1 RON", "ESO DET READ SPEED"},
+};
+static const int N_DET_KEYS = 2;
+
 }  // namespace soxs_gen

@@ -38,26 +38,29 @@ const soxs_gen::ArmDef* find_arm(const std::string& inst, const std::string& arm
   throw InputError(file + ": unsupported instrument/arm '" + inst + "'/'" + arm + "'");
 }
 
+const soxs_gen::DetKeys& det_keys(const soxs_gen::ArmDef& arm) {
+  for (int i = 0; i < soxs_gen::N_DET_KEYS; ++i)
+    if (std::string(arm.instrument) == soxs_gen::DET_KEYS[i].instrument) return soxs_gen::DET_KEYS[i];
+  throw std::logic_error(std::string("no detector keywords for ") + arm.instrument);
+}
+
 void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by) {
   bx = by = 1;
   if (arm.nir_like) return;
-  bool soxs = std::string(arm.instrument) == "SOXS";
-  bx = static_cast<int>(get_num(f.hdr.get(), soxs ? "ESO DET BINX" : "ESO DET WIN1 BINX", 1));
-  by = static_cast<int>(get_num(f.hdr.get(), soxs ? "ESO DET BINY" : "ESO DET WIN1 BINY", 1));
+  bx = static_cast<int>(get_num(f.hdr.get(), det_keys(arm).binx, 1));
+  by = static_cast<int>(get_num(f.hdr.get(), det_keys(arm).biny, 1));
 }
 
+// As soxs_mflat.keywords.gain_e_per_adu: CONAD (SOXS: max(CONAD, GAIN)), else the nominal gain.
 double gain_of(const In& f, const soxs_gen::ArmDef& arm) {
   const cpl_propertylist* h = f.hdr.get();
-  if (!has(h, "ESO DET OUT1 CONAD")) return arm.gain;
-  double conad = get_num(h, "ESO DET OUT1 CONAD", arm.gain);
-  if (std::string(arm.instrument) == "SOXS") return std::max(conad, get_num(h, "ESO DET OUT1 GAIN", 0.0));
-  return conad;
+  const auto& k = det_keys(arm);
+  if (!has(h, k.conad)) return arm.gain;
+  double conad = get_num(h, k.conad, arm.gain);
+  return *k.gain ? std::max(conad, get_num(h, k.gain, 0.0)) : conad;
 }
 
-double ron_of(const In& f, const soxs_gen::ArmDef& arm) {
-  bool soxs = std::string(arm.instrument) == "SOXS";
-  return get_num(f.hdr.get(), soxs ? "ESO DET CHIP RON" : "ESO DET OUT1 RON", arm.ron);
-}
+double ron_of(const In& f, const soxs_gen::ArmDef& arm) { return get_num(f.hdr.get(), det_keys(arm).ron, arm.ron); }
 
 void require(const Inputs& in, Kind k, const std::string& what) {
   auto it = in.by.find(k);

@@ -74,3 +74,13 @@ def test_sample_percentile_exact_and_nan():
     assert _core.sample_percentile(img, 2, 100) == 10.0
     img[0, 0] = np.nan
     assert np.isnan(_core.sample_percentile(img, 1, 50))       # as numpy.percentile
+
+
+def test_gain_from_the_header_per_instrument():
+    from astropy.io import fits
+
+    from soxs_mflat.keywords import gain_e_per_adu
+    h = fits.Header({"HIERARCH ESO DET OUT1 CONAD": 1.2, "HIERARCH ESO DET OUT1 GAIN": 1.5})
+    assert gain_e_per_adu(h, "SOXS", 9.0) == 1.5          # soxspipe: the larger of CONAD and GAIN
+    assert gain_e_per_adu(h, "XSHOOTER", 9.0) == 1.2      # X-shooter: CONAD only
+    assert gain_e_per_adu(fits.Header(), "SOXS", 9.0) == 9.0   # no CONAD: the arm's nominal gain

@@ -12,6 +12,7 @@ from astropy.io import fits
 
 from . import _core
 from .frames import Frame, VerificationError
+from .keywords import key
 from .prepare import binning_of, gain_of, prepare_raw
 from .verify import InputSet
 
@@ -45,8 +46,7 @@ def _check_shape(frame: Frame, shape, want, what: str) -> None:
 
 
 def _ron(frame: Frame, s: InputSet) -> float:
-    key = "HIERARCH ESO DET CHIP RON" if s.arm.instrument == "SOXS" else "HIERARCH ESO DET OUT1 RON"
-    return float(frame.get(key, s.arm.ron))
+    return float(frame.get(key(s.arm.instrument, "ron"), s.arm.ron))
 
 
 def _check_level(frame: Frame, raw_adu_max: float, detrended: np.ndarray, s: InputSet) -> None:

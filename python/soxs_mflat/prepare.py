@@ -9,6 +9,7 @@ from astropy.io import fits
 from . import _core
 from .errors import InputError
 from .frames import VerificationError
+from .keywords import gain_e_per_adu, key
 from .simulate.arms import Arm, get_arm
 
 
@@ -22,19 +23,12 @@ def arm_of(header: fits.Header) -> Arm:
 def binning_of(header: fits.Header, arm: Arm) -> tuple[int, int]:
     if arm.nir_like:
         return 1, 1
-    if arm.instrument == "SOXS":
-        return int(header["HIERARCH ESO DET BINX"]), int(header["HIERARCH ESO DET BINY"])
-    return int(header["HIERARCH ESO DET WIN1 BINX"]), int(header["HIERARCH ESO DET WIN1 BINY"])
+    return int(header[key(arm.instrument, "binx")]), int(header[key(arm.instrument, "biny")])
 
 
 def gain_of(header: fits.Header, arm: Arm) -> float:
     """e-/ADU from the header (X-shooter CONAD; SOXS max(CONAD, GAIN)), else the arm's nominal value."""
-    conad = header.get("HIERARCH ESO DET OUT1 CONAD")
-    if conad is None:
-        return arm.gain
-    if arm.instrument == "SOXS":
-        return max(float(conad), float(header.get("HIERARCH ESO DET OUT1 GAIN", 0.0)))
-    return float(conad)
+    return gain_e_per_adu(header, arm.instrument, arm.gain)
 
 
 def prepare_raw(path: str | Path) -> tuple[np.ndarray, fits.Header]:

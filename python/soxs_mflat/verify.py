@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .frames import Frame, VerificationError
+from .keywords import gain_e_per_adu, key
 from .simulate.arms import Arm, get_arm
 
 log = logging.getLogger("soxs_mflat")
@@ -41,17 +42,15 @@ def _unique(frames: list[Frame], key, rule: str, what: str) -> None:
 def _binning(f: Frame, arm: Arm):
     if arm.nir_like or f.kind in ("ORDER_TAB", "SPECTRAL_FORMAT_TAB"):
         return None
+    bx, by = key(arm.instrument, "binx"), key(arm.instrument, "biny")
     if arm.instrument == "SOXS":
-        return (f.get("HIERARCH ESO DET BINX"), f.get("HIERARCH ESO DET BINY"))
-    return (f.get("HIERARCH ESO DET WIN1 BINX", f.get("CDELT1")), f.get("HIERARCH ESO DET WIN1 BINY", f.get("CDELT2")))
+        return (f.get(bx), f.get(by))
+    return (f.get(bx, f.get("CDELT1")), f.get(by, f.get("CDELT2")))
 
 
 def _detector(f: Frame, arm: Arm):
-    if arm.instrument == "SOXS":
-        gain = max(float(f.get("HIERARCH ESO DET OUT1 CONAD", 0)), float(f.get("HIERARCH ESO DET OUT1 GAIN", 0)))
-        return f.get("HIERARCH ESO DET READ CURID"), round(gain, 4), f.get("HIERARCH ESO DET CHIP RON")
-    return (f.get("HIERARCH ESO DET READ SPEED"), round(float(f.get("HIERARCH ESO DET OUT1 CONAD", 0)), 4),
-            f.get("HIERARCH ESO DET OUT1 RON"))
+    gain = gain_e_per_adu(f.header, arm.instrument, 0.0)
+    return f.get(key(arm.instrument, "readout")), round(gain, 4), f.get(key(arm.instrument, "ron"))
 
 
 def _slit(f: Frame, arm: Arm):
