@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--arm", choices=["uvb", "vis", "nir"], default="vis")
     pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit")
     pp.add_argument("--markdown", action="store_true", help="print the parameter table of docs/recipe.md")
+    f = sub.add_parser("fix-datamd5", help="recompute DATAMD5 and the checksums of FITS products in place "
+                       "(esorex with CPL 7.2.3 / CFITSIO 4.2 writes a wrong DATAMD5; see docs/recipe.md)")
+    f.add_argument("files", nargs="+", help="FITS products")
     s = sub.add_parser("simulate", help="write a simulated raw flat set with calibrations, SOF and truth")
     s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
     s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
@@ -111,6 +114,19 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fix_datamd5(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .products import rewrite_with_datamd5
+    for path in args.files:
+        try:
+            old, new = rewrite_with_datamd5(path)
+        except (OSError, InputError) as exc:
+            print(f"soxs-mflat fix-datamd5: {path}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"{path}: DATAMD5 {old} -> {new}" if old != new else f"{path}: DATAMD5 {new} (unchanged)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -120,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "params":
         return _params(args)
+    if args.command == "fix-datamd5":
+        return _fix_datamd5(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 

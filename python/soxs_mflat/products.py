@@ -137,6 +137,23 @@ def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     return path
 
 
+def rewrite_with_datamd5(path: str | Path) -> tuple[str, str]:
+    """Recompute a product's DATAMD5 and its checksums, atomically (the data units are not changed).
+    Returns the old and the new DATAMD5."""
+    path = Path(path)
+    with fits.open(path, memmap=False) as hl:
+        if not path.is_file() or len(hl) == 0:
+            raise InputError("not a FITS file")
+        for h in hl:            # read everything before the file is replaced
+            _ = h.data
+        old = str(hl[0].header.get("DATAMD5", ""))
+        write_fits(hl, path, overwrite=True)
+    new = str(fits.getval(path, "DATAMD5"))
+    if new != file_datamd5(path):
+        raise InputError("the rewritten data units do not match the computed DATAMD5")
+    return old, new
+
+
 def write_atomic_bytes(data: bytes, path: Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
