@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "soxs/mflat.hpp"
 
@@ -32,5 +33,12 @@ inline void check_geometry(const ImageView& v, const Geometry& g, const char* wh
 inline bool good(const float* img, const uint8_t* mask, int64_t i) {
   return (!mask || !mask[i]) && std::isfinite(img[i]);
 }
+
+// Pixel indices of the order-centre windows (`window` px along A per B line), order by order.
+std::vector<int64_t> centre_window_pixels(int64_t ny, int64_t nx, const Poly2D& centre,
+                                          const std::vector<OrderSpan>& orders, const Geometry& g, int window);
+// inner_order_stats on a precomputed window (the same pixel order gives the same bits).
+InnerStats inner_stats_at(const float* img, const float* ref, const uint8_t* mask, const std::vector<int64_t>& idx,
+                          double clip_sigma, int clip_iters, bool want_percentiles);
 
 }  // namespace soxs::detail

@@ -12,17 +12,17 @@
 namespace soxs {
 namespace {
 
-// soxspipe's exposure normalisation: sigma-clipped mean of the inner-order window,
-// optionally of frame / first-pass master. Returns one level per frame.
+// soxspipe's exposure normalisation: sigma-clipped mean of the inner-order window (pixel list
+// `win`), optionally of frame / first-pass master. Returns one level per frame.
 std::vector<double> exposure_levels(const std::vector<const float*>& frames, const float* ref,
-                                    const MaskView& bpm, int64_t ny, int64_t nx, const Poly2D& centre,
-                                    const std::vector<OrderSpan>& orders, const Geometry& g,
+                                    const MaskView& bpm, const std::vector<int64_t>& win,
                                     const MasterFlatParams& p, std::vector<InnerStats>* stats) {
+  if (win.empty()) throw std::runtime_error("inner_order_stats: no good pixels inside the order-centre windows");
   std::vector<InnerStats> st(frames.size());
   detail::parallel_for(static_cast<int64_t>(frames.size()), p.threads, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k)
-      st[k] = inner_order_stats(ImageView{frames[k], ny, nx}, ref, bpm, centre, orders, g, p.centre_window,
-                                p.norm_clip_sigma, p.norm_clip_iters, stats != nullptr);
+      st[k] = detail::inner_stats_at(frames[k], ref, bpm.data, win, p.norm_clip_sigma, p.norm_clip_iters,
+                                     stats != nullptr);
   }, 1);
   std::vector<double> lv;
   for (size_t k = 0; k < st.size(); ++k) {
@@ -33,6 +33,26 @@ std::vector<double> exposure_levels(const std::vector<const float*>& frames, con
   }
   if (stats) *stats = st;
   return lv;
+}
+
+// The first-pass master is only read inside the windows (pass-2 levels): stack just those pixels,
+// gathered into compact frames, and leave NaN elsewhere (same values where it is read).
+std::vector<float> first_pass_master(const std::vector<const float*>& frames, const MaskView& bpm,
+                                     const std::vector<int64_t>& win, const std::vector<double>& scales,
+                                     int64_t npix, const MasterFlatParams& p) {
+  const size_t n = frames.size(), m = win.size();
+  std::vector<std::vector<float>> sub(n, std::vector<float>(m));
+  std::vector<uint8_t> sub_mask(bpm.data ? m : 0);
+  for (size_t k = 0; k < n; ++k)
+    for (size_t j = 0; j < m; ++j) sub[k][j] = frames[k][win[j]];
+  for (size_t j = 0; j < sub_mask.size(); ++j) sub_mask[j] = bpm.data[win[j]];
+  std::vector<const float*> fp;
+  for (auto& f : sub) fp.push_back(f.data());
+  std::vector<const uint8_t*> masks(n, sub_mask.empty() ? nullptr : sub_mask.data());
+  std::vector<float> stacked(m), full(npix, NAN);
+  clip_and_stack(fp, {}, masks, scales, int64_t(m), p.stack, stacked.data(), nullptr, nullptr, nullptr, p.threads);
+  for (size_t j = 0; j < m; ++j) full[win[j]] = stacked[j];
+  return full;
 }
 
 double median_of(std::vector<double> v) { return detail::median_inplace(v.data(), int64_t(v.size())); }
@@ -98,14 +118,17 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   std::vector<const uint8_t*> masks(frames.size(), bpm.data);
   MasterFlatResult r;
   // pass 1: each frame over its inner-order mean, stacked into a first-pass master
+  detail::check_poly(centre, "master_flat");
+  if (p.centre_window < 1) throw std::invalid_argument("inner_order_stats: window must be >= 1");
+  const auto win = detail::centre_window_pixels(ny, nx, centre, orders, g, p.centre_window);
   std::vector<InnerStats> first;
-  r.norm_first = exposure_levels(frames, nullptr, bpm, ny, nx, centre, orders, g, p, &first);
+  r.norm_first = exposure_levels(frames, nullptr, bpm, win, p, &first);
   std::vector<double> sc(frames.size());
   for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_first[k];
-  r.flux.resize(npix); r.error.resize(npix); r.quality.resize(npix);
-  clip_and_stack(frames, {}, masks, sc, npix, p.stack, r.flux.data(), nullptr, nullptr, nullptr, p.threads);
   // pass 2: level of frame / first-pass master, then the final stack
-  r.norm_second = exposure_levels(frames, r.flux.data(), bpm, ny, nx, centre, orders, g, p, nullptr);
+  r.norm_second = exposure_levels(frames, first_pass_master(frames, bpm, win, sc, npix, p).data(), bpm, win, p,
+                                  nullptr);
+  r.flux.resize(npix); r.error.resize(npix); r.quality.resize(npix);
   for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_second[k];
   ClipParams final_clip = p.stack;
   final_clip.error_floor = !errors.empty();

@@ -8,6 +8,24 @@
 
 namespace soxs {
 
+std::vector<int64_t> detail::centre_window_pixels(int64_t ny, int64_t nx, const Poly2D& centre,
+                                                  const std::vector<OrderSpan>& orders, const Geometry& g,
+                                                  int window) {
+  const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
+  std::vector<int64_t> idx;
+  for (const auto& o : orders) {
+    int64_t b0, b1;
+    detail::b_lines(o, g, lb, b0, b1);
+    for (int64_t b = b0; b <= b1; ++b) {
+      double c = detail::a_at(centre, o.order, b, g);
+      int64_t a0 = static_cast<int64_t>(std::floor(c - 0.5 * (window - 1) + 0.5));
+      for (int64_t a = std::max<int64_t>(0, a0); a < std::min<int64_t>(la, a0 + window); ++a)
+        idx.push_back(g.index(a, b, nx));
+    }
+  }
+  return idx;
+}
+
 InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskView& mask,
                              const Poly2D& centre, const std::vector<OrderSpan>& orders,
                              const Geometry& g, int window, double clip_sigma, int clip_iters,
@@ -15,25 +33,23 @@ InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskV
   detail::check_geometry(img, g, "inner_order_stats");
   detail::check_poly(centre, "inner_order_stats");
   if (window < 1) throw std::invalid_argument("inner_order_stats: window must be >= 1");
-  const int64_t la = g.len_a(img), lb = g.len_b(img);
+  return detail::inner_stats_at(img.data, ref, mask.data, detail::centre_window_pixels(img.ny, img.nx, centre, orders,
+                                g, window), clip_sigma, clip_iters, want_percentiles);
+}
+
+InnerStats detail::inner_stats_at(const float* img, const float* ref, const uint8_t* mask,
+                                  const std::vector<int64_t>& idx, double clip_sigma, int clip_iters,
+                                  bool want_percentiles) {
   std::vector<double> vals;
-  for (const auto& o : orders) {
-    int64_t b0, b1;
-    detail::b_lines(o, g, lb, b0, b1);
-    for (int64_t b = b0; b <= b1; ++b) {
-      double c = detail::a_at(centre, o.order, b, g);
-      int64_t a0 = static_cast<int64_t>(std::floor(c - 0.5 * (window - 1) + 0.5));
-      for (int64_t a = std::max<int64_t>(0, a0); a < std::min<int64_t>(la, a0 + window); ++a) {
-        int64_t i = g.index(a, b, img.nx);
-        if (!detail::good(img.data, mask.data, i)) continue;
-        double v = img.data[i];
-        if (ref) {
-          if (!(std::isfinite(ref[i]) && ref[i] != 0.0f)) continue;
-          v /= ref[i];
-        }
-        vals.push_back(v);
-      }
+  vals.reserve(idx.size());
+  for (int64_t i : idx) {
+    if (!detail::good(img, mask, i)) continue;
+    double v = img[i];
+    if (ref) {
+      if (!(std::isfinite(ref[i]) && ref[i] != 0.0f)) continue;
+      v /= ref[i];
     }
+    vals.push_back(v);
   }
   InnerStats s;
   s.n = static_cast<int64_t>(vals.size());
