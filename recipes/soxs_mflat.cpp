@@ -1,5 +1,6 @@
 // esorex plugin "soxs_mflat": the same C++ core as the Python front end, with CPL I/O and DFS saving.
 #include <cpl.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -282,6 +283,10 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
 
 int exec(cpl_plugin* plugin) {
   auto* recipe = reinterpret_cast<cpl_recipe*>(plugin);
+  // Frame-sized buffers (4-64 MB) freed by one step are reused by the next instead of being
+  // returned to the system: fresh pages cost a fault per 4 kB (~10 % of the run on SOXS NIR).
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     run(recipe->frames, recipe->parameters);
   } catch (const InputError& e) {
