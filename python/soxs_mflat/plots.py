@@ -17,17 +17,18 @@ MAX_DISPLAY = 800   # image pixels per axis embedded in the PDF (the page shows 
 
 
 def _reduce(data):
-    """Block-average to at most MAX_DISPLAY pixels per axis; returns the image and its extent."""
+    """Block-average to at most MAX_DISPLAY pixels per axis (float32 is plenty for a display);
+    returns the image and its extent."""
     fy = max(1, -(-data.shape[0] // MAX_DISPLAY))
     fx = max(1, -(-data.shape[1] // MAX_DISPLAY))
     ny, nx = data.shape[0] // fy * fy, data.shape[1] // fx * fx
-    small = data[:ny, :nx].reshape(ny // fy, fy, nx // fx, fx).mean(axis=(1, 3))
+    small = data[:ny, :nx].reshape(ny // fy, fy, nx // fx, fx).mean(axis=(1, 3), dtype=np.float32)
     return small, (-0.5, nx - 0.5, -0.5, ny - 0.5)
 
 
-def _show(ax, img, title, a_is_x, cmap="gray", stretch=(2, 98)):
+def _show(ax, img, title, a_is_x, cmap="gray", stretch=(2, 98), reduced=None):
     """Display with the dispersion axis horizontal (B along x of the plot)."""
-    data, extent = _reduce(img.T if a_is_x else img)
+    data, extent = reduced or _reduce(img.T if a_is_x else img)
     lo, hi = np.nanpercentile(data, stretch)
     im = ax.imshow(data, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest",
                    extent=extent)
@@ -43,14 +44,15 @@ def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str
     pts, lo_fit, up_fit = edges["points"], edges["lower"], edges["upper"]
     fig = Figure(figsize=(11, 12))
     axes = fig.subplots(3, 1, gridspec_kw={"height_ratios": [3, 3, 2]})
-    _show(axes[0], flat, f"{title}: detected edge points (green), clipped (red x)", layout.a_is_x)
+    small = _reduce(flat.T if layout.a_is_x else flat)   # shown twice
+    _show(axes[0], flat, f"{title}: detected edge points (green), clipped (red x)", layout.a_is_x, reduced=small)
     b = _to_binned(pts["b"], layout.bin_b)
     for key, fit in (("lower", lo_fit), ("upper", up_fit)):
         a = _to_binned(pts[key], layout.bin_a)
         clip = fit["clipped"].astype(bool)
         axes[0].plot(b[~clip], a[~clip], ".", ms=2, color="lime", rasterized=True)
         axes[0].plot(b[clip], a[clip], "x", ms=5, color="red")
-    _show(axes[1], flat, "global polynomial fits, orders filled and labelled", layout.a_is_x)
+    _show(axes[1], flat, "global polynomial fits, orders filled and labelled", layout.a_is_x, reduced=small)
     colors = colormaps["tab20"](np.linspace(0, 1, max(len(layout.orders), 2)))
     for k, (o, b0, b1) in enumerate(zip(layout.orders, layout.b_min, layout.b_max)):
         bb = np.linspace(b0, b1, 200)
