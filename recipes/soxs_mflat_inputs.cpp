@@ -1,16 +1,13 @@
 // Classification, verification, loading and detrending of the plugin's inputs (same arithmetic
 // as the Python front end: soxs::prepare_frame and soxs::detrend_frame from the core).
 #include "soxs_mflat_inputs.hpp"
+#include "parallel.hpp"   // the core's parallel loop (cpp/src)
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <exception>
 #include <functional>
-#include <mutex>
 #include <set>
-#include <thread>
 
 namespace soxs_cpl {
 namespace {
@@ -84,24 +81,13 @@ std::vector<float> prepared(const In& f, const Inputs& in) {
   return out;
 }
 
-// fn(k) for k in [0, n) on all cores (CPL is built with OpenMP and cfitsio reentrant, so frames
-// can be read concurrently); the first exception is re-thrown here.
+// fn(k) for k in [0, n) on `threads` cores (0: all), one item per chunk, with the core's loop: CPL
+// is built with OpenMP and CFITSIO is reentrant, so frames can be read concurrently.
 template <class F>
 void for_each_frame(size_t n, int threads, F&& fn) {
-  std::atomic<size_t> next{0};
-  std::exception_ptr err;
-  std::mutex m;
-  auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < n;) {
-      try { fn(k); } catch (...) { std::lock_guard<std::mutex> g(m); if (!err) err = std::current_exception(); }
-    }
-  };
-  unsigned hw = threads > 0 ? unsigned(threads) : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (size_t i = 1; i < std::min<size_t>(hw, n); ++i) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (err) std::rethrow_exception(err);
+  soxs::detail::parallel_for(static_cast<int64_t>(n), threads, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) fn(static_cast<size_t>(k));
+  }, 1);
 }
 
 std::string fmt0(double v, int decimals = 0) {
@@ -110,7 +96,7 @@ std::string fmt0(double v, int decimals = 0) {
   return buf;
 }
 
-// Scale of a dark / lamp-off frame to the flat's exposure time (1 when equal to 5 ms).
+// Scale of a dark / lamp-off frame to the flat's exposure time (1 when they agree to 5 ms).
 double exptime_ratio(const In& flat, const In& cal) {
   double tf = get_num(flat.hdr.get(), "EXPTIME", 0), td = get_num(cal.hdr.get(), "EXPTIME", 0);
   if (!(td > 0) || std::fabs(tf - td) <= 0.005) return 1.0;
@@ -247,16 +233,15 @@ void pick_darks(Inputs& in, const std::vector<In*>& flats, bool have_dark, Lamp&
 }
 
 // The Python front end's saturation and empty-flat rules, on the same sample (core's sample_percentile).
-void check_level(const In& f, const std::vector<float>& img, const Lamp& L, bool detrended, double gain,
-                 double saturation) {
-  if (!detrended) {
-    const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain;
-    if (raw_max >= saturation)
-      throw InputError(f.file + ": 0.1 % of the science pixels are at or above the saturation level (" +
-                       fmt0(raw_max) + " >= " + fmt0(saturation) + " ADU)");
-    return;
-  }
-  const double p99 = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99);
+void check_saturation(const In& f, const std::vector<float>& img, const Lamp& L, double gain, double saturation) {
+  const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain;
+  if (raw_max >= saturation)
+    throw InputError(f.file + ": 0.1 % of the science pixels are at or above the saturation level (" +
+                     fmt0(raw_max) + " >= " + fmt0(saturation) + " ADU)");
+}
+
+void check_not_empty(const In& f, const std::vector<float>& detrended, const Lamp& L) {
+  const double p99 = soxs::sample_percentile({detrended.data(), L.ny, L.nx}, 3, 99);
   if (p99 < soxs_gen::EMPTY_E)
     throw InputError(f.file + ": no lamp light (99th percentile " + fmt0(p99, 1) + " e- after detrending, need >= " +
                      fmt0(soxs_gen::EMPTY_E) + ")");
@@ -282,7 +267,7 @@ Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
   for_each_frame(flats.size(), threads, [&](size_t k) {
     const In& f = *flats[k];
     std::vector<float> img = prepared(f, in), err(npix);
-    check_level(f, img, L, false, gain_of(f, arm), arm.saturation);
+    check_saturation(f, img, L, gain_of(f, arm), arm.saturation);
     const double ron = ron_of(f, arm);
     if (cal[k] && !c.have_dark) {   // lamp-off frame: prepared and given its own error map
       std::vector<float> d = prepared(*cal[k], in), de(npix);
@@ -292,7 +277,7 @@ Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
       const Product& p = cal[k] ? c.dark : c.bias;
       soxs::detrend_frame(img.data(), npix, p.flux.data(), p.err.data(), ratio[k], ron, err.data());
     }
-    check_level(f, img, L, true, 1.0, 0.0);
+    check_not_empty(f, img, L);
     L.data[k] = std::move(img);
     L.error[k] = std::move(err);
   });

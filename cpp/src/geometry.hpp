@@ -34,7 +34,7 @@ inline bool good(const float* img, const uint8_t* mask, int64_t i) {
   return (!mask || !mask[i]) && std::isfinite(img[i]);
 }
 
-// Pixel indices of the order-centre windows (`window` px along A per B line), order by order.
+// Pixel indices of the order-centre windows (`window` >= 1 px along A per B line), order by order.
 std::vector<int64_t> centre_window_pixels(int64_t ny, int64_t nx, const Poly2D& centre,
                                           const std::vector<OrderSpan>& orders, const Geometry& g, int window);
 // inner_order_stats on a precomputed window (the same pixel order gives the same bits).

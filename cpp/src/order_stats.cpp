@@ -11,6 +11,7 @@ namespace soxs {
 std::vector<int64_t> detail::centre_window_pixels(int64_t ny, int64_t nx, const Poly2D& centre,
                                                   const std::vector<OrderSpan>& orders, const Geometry& g,
                                                   int window) {
+  if (window < 1) throw std::invalid_argument("inner_order_stats: window must be >= 1");
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
   std::vector<int64_t> idx;
   for (const auto& o : orders) {
@@ -32,7 +33,6 @@ InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskV
                              bool want_percentiles) {
   detail::check_geometry(img, g, "inner_order_stats");
   detail::check_poly(centre, "inner_order_stats");
-  if (window < 1) throw std::invalid_argument("inner_order_stats: window must be >= 1");
   return detail::inner_stats_at(img.data, ref, mask.data, detail::centre_window_pixels(img.ny, img.nx, centre, orders,
                                 g, window), clip_sigma, clip_iters, want_percentiles);
 }

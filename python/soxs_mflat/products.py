@@ -105,10 +105,14 @@ def _image_datamd5(hl: fits.HDUList) -> str | None:
     bytes, as written); None when an HDU is a table, whose bytes are hashed from the file instead."""
     md5 = hashlib.md5()
     for h in hl:
-        if not isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) or h._bzero or h._bscale not in (None, 1):
+        if not isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)):
             return None
         if h.data is None:
             continue
+        # written as they are in memory: no BZERO/BSCALE, and no unsigned type wider than a byte
+        scaled = h.header.get("BZERO", 0) != 0 or h.header.get("BSCALE", 1) != 1
+        if scaled or not (h.data.dtype.kind in "fi" or h.data.dtype == np.uint8):
+            return None
         buf = np.ascontiguousarray(h.data, dtype=h.data.dtype.newbyteorder(">")).data
         md5.update(buf)
         md5.update(bytes(-buf.nbytes % 2880))
@@ -141,9 +145,7 @@ def rewrite_with_datamd5(path: str | Path) -> tuple[str, str]:
     """Recompute a product's DATAMD5 and its checksums, atomically (the data units are not changed).
     Returns the old and the new DATAMD5."""
     path = Path(path)
-    with fits.open(path, memmap=False) as hl:
-        if not path.is_file() or len(hl) == 0:
-            raise InputError("not a FITS file")
+    with fits.open(path, memmap=False) as hl:   # a missing or non-FITS file raises OSError here
         for h in hl:            # read everything before the file is replaced
             _ = h.data
         old = str(hl[0].header.get("DATAMD5", ""))
