@@ -10,7 +10,7 @@ from . import _core
 from .errors import InputError
 from .frames import VerificationError
 from .keywords import gain_e_per_adu, key
-from .simulate.arms import Arm, get_arm
+from .instruments import Arm, get_arm
 
 
 def arm_of(header: fits.Header) -> Arm:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .frames import Frame, VerificationError
 from .keywords import gain_e_per_adu, key
-from .simulate.arms import Arm, get_arm
+from .instruments import Arm, get_arm
 
 log = logging.getLogger("soxs_mflat")
 MIN_FLATS_WARN = 3
