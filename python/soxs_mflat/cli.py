@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 
-EXIT_BAD_INPUT = 2
-EXIT_PROCESSING = 3
+EXIT_INTERNAL = 1    # a bug: one line on stderr instead of a traceback (SOXS_MFLAT_TRACEBACK=1 shows it)
+EXIT_BAD_INPUT = 2   # bad input or output directory: nothing was written
+EXIT_PROCESSING = 3  # processing or writing failed: nothing was written
 EXIT_QC_FAILED = 4   # --strict-qc: products written, but a QC value is outside its acceptable range
+EXIT_BUSY = 5        # another run holds the lock of the output directory: nothing was written
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}   # 128 + signal number: nothing was written
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,9 +130,36 @@ def _log_result(res) -> None:
     log.info("finished in %.2f s", res.seconds)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _in_worker(fn, *args):
+    """Run ``fn`` in a thread and wait in the main thread, which so takes SIGINT/SIGTERM within 0.2 s
+    even while the C++ core holds the worker for seconds; the worker's exception is re-raised here."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:   # re-raised in the main thread
+            box["error"] = exc
+    th = threading.Thread(target=target, name="soxs-mflat-run", daemon=True)
+    th.start()
+    while th.is_alive():
+        th.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def _run(args: argparse.Namespace) -> int:
     from .errors import InputError, ProcessingError
-    from .qc import failure_text, failures, format_table
+    from .output import OutputBusy
     from .recipe import run_mflat
     try:
         _setup_logging(args)
@@ -136,7 +169,11 @@ def _run(args: argparse.Namespace) -> int:
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     progress = _Progress(not args.quiet, args.verbose)
     try:
-        res = run_mflat(inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
+        res = _in_worker(run_mflat, inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
+    except OutputBusy as exc:
+        progress.done()
+        print(f"soxs-mflat run: output directory busy: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except InputError as exc:
         progress.done()
         print(f"soxs-mflat run: input error: {exc}", file=sys.stderr)
@@ -147,6 +184,15 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_PROCESSING
     progress.done()
     _log_result(res)
+    try:
+        return _report(args, res)
+    except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _report(args: argparse.Namespace, res) -> int:
+    from .qc import failure_text, failures, format_table
     bad = failures(res.qc)
     if args.quiet:   # the recipe's QC warnings were not shown at this level
         for r in bad:
@@ -158,6 +204,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{label:18s} {path}")
         print(f"\nsoxs_mflat {res.arm} finished in {res.seconds:.1f} s" + (f"; {len(bad)} QC value(s) out of range"
                                                                          if bad else ""))
+        sys.stdout.flush()
     return EXIT_QC_FAILED if bad and args.strict_qc else 0
 
 
@@ -200,19 +247,53 @@ def _fix_datamd5(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"simulate": _simulate, "run": _run, "params": _params, "fix-datamd5": _fix_datamd5}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "simulate":
-        return _simulate(args)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "params":
-        return _params(args)
-    if args.command == "fix-datamd5":
-        return _fix_datamd5(args)
-    parser.print_help()
-    return EXIT_BAD_INPUT
+    command = COMMANDS.get(args.command)
+    if command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    try:
+        return command(args)
+    except (KeyboardInterrupt, _Terminated) as exc:
+        return _interrupted(args.command, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+    except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
+        if os.environ.get("SOXS_MFLAT_TRACEBACK"):
+            raise
+        print(f"soxs-mflat {args.command}: internal error: {type(exc).__name__}: {exc} (please report it; "
+              f"SOXS_MFLAT_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _interrupted(command: str, sig: signal.Signals) -> int:
+    """Remove the temporaries of the run and exit with 128 + the signal number; the recipe thread may
+    still be inside the C++ core, so the process ends here (os._exit) rather than waiting for it."""
+    from .output import abort_all
+    for s in EXIT_SIGNAL:
+        signal.signal(s, signal.SIG_IGN)     # a second Ctrl-C does not interrupt the clean-up
+    abort_all()
+    code = EXIT_SIGNAL[sig]
+    what = "; nothing was written" if command == "run" else ""
+    try:
+        sys.stdout.flush()
+        print(f"\nsoxs-mflat {command}: interrupted by {sig.name}{what}", file=sys.stderr)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    if any(t.name == "soxs-mflat-run" and t.is_alive() for t in threading.enumerate()):
+        os._exit(code)
+    for s in EXIT_SIGNAL:
+        signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+    return code
 
 
 if __name__ == "__main__":

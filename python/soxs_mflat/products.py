@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -94,12 +94,6 @@ def file_datamd5(path: Path) -> str:
     return md5.hexdigest()
 
 
-def check_writable(paths: Iterable[Path], overwrite: bool) -> None:
-    existing = [str(p) for p in paths if Path(p).exists()]
-    if existing and not overwrite:
-        raise InputError(f"products already exist (use --overwrite to replace them): {', '.join(existing)}")
-
-
 def _image_datamd5(hl: fits.HDUList) -> str | None:
     """DATAMD5 computed from memory for image-only products (big-endian data + zero padding to 2880
     bytes, as written); None when an HDU is a table, whose bytes are hashed from the file instead."""
@@ -119,14 +113,19 @@ def _image_datamd5(hl: fits.HDUList) -> str | None:
     return md5.hexdigest()
 
 
+def _temp_beside(path: Path) -> Path:
+    """A temporary name in the target's directory; created by open(), so the umask applies (mkstemp's
+    files are 0600)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     """Atomic write: temp file in the target directory, DATAMD5 + CHECKSUM/DATASUM, then rename."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists (use --overwrite to replace it)")
     hl[0].header["PIPEFILE"] = path.name
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
         md5 = _image_datamd5(hl)
         if md5 is None:   # tables: write once to learn the bytes
@@ -160,8 +159,12 @@ def write_atomic_bytes(data: bytes, path: Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists (use --overwrite to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path

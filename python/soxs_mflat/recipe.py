@@ -20,7 +20,8 @@ from .frames import expected_tag, load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import ProcessingError
 from .prepare import binning_of
-from .products import base_header, check_writable, product_header, write_atomic_bytes, write_fits
+from .output import Staging, product_bytes
+from .products import base_header, product_header, write_atomic_bytes, write_fits
 from .qc import QCRow, log_failures, qc_json_bytes, qc_record, qc_table
 from .verify import InputSet, verify
 
@@ -62,27 +63,50 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
-    qc_path = outdir / QC_JSON
-    check_writable([qc_path], overwrite)
-    per_lamp: dict[str, list[QCRow]] = {}
-    if s.arm.arm == "UVB":
-        from .uvb import run_uvb
-        products, qc, per_lamp = run_uvb(s, p, ranges, outdir, overwrite, say)
-    else:
-        paths = product_paths(outdir, s.arm.arm)
-        if not p["subtract_background"]:
-            paths = {k: v for k, v in paths.items() if "BKGROUND" not in k}
-        check_writable(paths.values(), overwrite)
-        lamp = next(iter(s.flats))
-        res, ct, layout, flats = process_lamp(s, lamp, p, say)
-        qc = qc_table(res["qc"], ranges)
-        log_failures(qc)
-        say("writing products")
-        outdir.mkdir(parents=True, exist_ok=True)
-        products = write_lamp_products(s, lamp, p, res, ct, layout, flats, qc, paths, overwrite, "")
-    record = qc_record(qc, run_description(s, products), {k.strip(): v for k, v in per_lamp.items()})
-    products[QC_LABEL] = write_atomic_bytes(qc_json_bytes(record), qc_path, overwrite)
+    paths = planned_paths(s, p, outdir)
+    ny, nx = frame_shape(next(iter(s.flats.values()))[0])
+    with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx)) as st:
+        per_lamp: dict[str, list[QCRow]] = {}
+        if s.arm.arm == "UVB":
+            from .uvb import run_uvb
+            products, qc, per_lamp = run_uvb(s, p, ranges, paths, st, say)
+        else:
+            lamp = next(iter(s.flats))
+            res, ct, layout, flats = process_lamp(s, lamp, p, say)
+            qc = qc_table(res["qc"], ranges)
+            log_failures(qc)
+            say("writing products")
+            products = write_lamp_products(s, lamp, p, res, ct, layout, flats, qc, paths, st, "")
+        record = qc_record(qc, run_description(s, products), {k.strip(): v for k, v in per_lamp.items()})
+        try:
+            write_atomic_bytes(qc_json_bytes(record), st.path(paths[QC_LABEL]), False)
+        except OSError as exc:
+            raise ProcessingError(f"{paths[QC_LABEL]}: cannot write the product ({exc})") from None
+        products[QC_LABEL] = paths[QC_LABEL]
+        products = st.commit(products)
     return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings), per_lamp)
+
+
+def planned_paths(s: InputSet, p: dict, outdir: Path) -> dict[str, Path]:
+    """Every product of the run (label -> path), known before processing."""
+    tags = ("", " DLAMP", " QLAMP") if s.arm.arm == "UVB" else ("",)
+    paths: dict[str, Path] = {}
+    for tag in tags:
+        paths.update(product_paths(outdir, s.arm.arm, tag))
+    if not p["subtract_background"]:
+        paths = {k: v for k, v in paths.items() if "BKGROUND" not in k}
+    elif s.arm.arm == "UVB":   # the stitched UVB flat has the per-lamp backgrounds only
+        paths = {k: v for k, v in paths.items() if k not in ("BKGROUND", "BKGROUND FITS")}
+    paths[QC_LABEL] = outdir / QC_JSON
+    return paths
+
+
+def frame_shape(f) -> tuple[int, int]:
+    """(ny, nx) of a frame from its header (an estimate of the products' size before reading pixels)."""
+    try:
+        return int(f.header.get("NAXIS2", 0)), int(f.header.get("NAXIS1", 0))
+    except (TypeError, ValueError):
+        return 0, 0
 
 
 def _log_run(s: InputSet, p: dict, ranges: dict, settings_file) -> None:
@@ -134,26 +158,28 @@ def per_order_meta(edges: dict) -> dict[str, list]:
 
 
 def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, flats: list,
-                        qc: list[QCRow], paths: dict[str, Path], overwrite: bool, tag: str,
+                        qc: list[QCRow], paths: dict[str, Path], st: Staging, tag: str,
                         cals_extra=()) -> dict[str, Path]:
+    """One lamp's (or the final) products, written into the staging directory; returns label -> final path."""
     title = f"{s.arm.instrument} {s.arm.arm} {tag.strip() or lamp}"
-    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, title), paths[f"ORDER LOC RES{tag}"])]
+    plots = {f"ORDER LOC RES{tag}": ("order_loc_pdf", (res["stacked"], res["edges"], layout, title))}
     if res["background"] is not None:
-        plots.append(("background_pdf", (res["stacked"], res["background"], layout, title), paths[f"BKGROUND{tag}"]))
-    workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
+        plots[f"BKGROUND{tag}"] = ("background_pdf", (res["stacked"], res["background"], layout, title))
+    workers = start_plots([(n, a, st.path(paths[label])) for label, (n, a) in plots.items()], st)   # in parallel
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
     base = base_header(flats[0], list(flats) + offs, cals, p)
     hdus = product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)
     # written concurrently: checksums, MD5 and file writes release the GIL
     with ThreadPoolExecutor(max_workers=len(hdus)) as pool:
-        jobs = {label: pool.submit(write_fits, hl, paths[label], overwrite) for label, hl in hdus.items()}
-        out = {label: job.result() for label, job in jobs.items()}
+        jobs = {label: pool.submit(write_fits, hl, st.path(paths[label]), False) for label, hl in hdus.items()}
+        for label, job in jobs.items():
+            try:
+                job.result()
+            except OSError as exc:   # e.g. the disk filled up after the check
+                raise ProcessingError(f"{paths[label]}: cannot write the product ({exc})") from None
     finish_plots(workers)
-    out[f"ORDER LOC RES{tag}"] = paths[f"ORDER LOC RES{tag}"]
-    if res["background"] is not None:
-        out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
-    return out
+    return {label: paths[label] for label in (*hdus, *plots)}
 
 
 def _big_endian(a):
@@ -181,9 +207,24 @@ def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc
     return out
 
 
-def _render(name: str, args: tuple, path: Path, overwrite: bool) -> None:
+def _render(name: str, args: tuple, path: Path) -> None:
+    """A QC PDF, in a forked worker: it dies with its parent (PR_SET_PDEATHSIG) and leaves Ctrl-C and
+    SIGTERM to the parent, which removes the unfinished products."""
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
+    _die_with_parent()
     from . import plots
-    write_atomic_bytes(getattr(plots, name)(*args), path, overwrite)
+    write_atomic_bytes(getattr(plots, name)(*args), path, False)
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
 
 
 _PRELOAD: list[threading.Thread] = []
@@ -201,15 +242,16 @@ def _preload_plots() -> None:
         _PRELOAD.append(th)
 
 
-def start_plots(jobs, overwrite: bool) -> list:
+def start_plots(jobs, st: Staging) -> list:
     """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores)."""
     for th in _PRELOAD:   # no fork while the import thread runs
         th.join()
     ctx = mp.get_context("fork")
     workers = []
     for name, args, path in jobs:
-        proc = ctx.Process(target=_render, args=(name, args, path, overwrite), daemon=True)
+        proc = ctx.Process(target=_render, args=(name, args, path), daemon=True)
         proc.start()
+        st.workers.append(proc)
         workers.append((proc, path))
     return workers
 

@@ -3,12 +3,11 @@ crossover order, scaling, stitch line, edges re-fitted on the stitched stack, QC
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from . import _core
 from .errors import convert_cpp_errors
 from .qc import log_failures, qc_table
-from .recipe import check_writable, process_lamp, product_paths, write_lamp_products
+from .recipe import process_lamp, write_lamp_products
 
 log = logging.getLogger("soxs_mflat")
 
@@ -27,16 +26,9 @@ def combine(d: dict, q: dict, centre_q, layout, p: dict) -> dict:
         return _core.combine_uvb(d, q, centre_q, *layout.args(), dict(p))
 
 
-def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
-    """Products, the final QC table and the per-lamp QC tables."""
-    arm = s.arm.arm
+def run_uvb(s, p: dict, ranges: dict, paths: dict, st, say):
+    """Products (written into the staging area ``st``), the final QC table and the per-lamp QC tables."""
     tags = {"DFLAT": " DLAMP", "QFLAT": " QLAMP"}
-    paths = {}
-    for tag in ("", *tags.values()):
-        paths.update(product_paths(outdir, arm, tag))
-    drop = ("BKGROUND", "BKGROUND FITS") if p["subtract_background"] else tuple(k for k in paths if "BKGROUND" in k)
-    paths = {k: v for k, v in paths.items() if k not in drop}
-    check_writable(paths.values(), overwrite)
     runs = {lamp: process_lamp(s, lamp, p, say) for lamp in ("DFLAT", "QFLAT")}
     (d, _, layout, flats_d), (q, ct_q, _, flats_q) = runs["DFLAT"], runs["QFLAT"]
     say("stitching the D2 and QTH masters; re-detecting edges")
@@ -48,11 +40,10 @@ def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
     per_lamp = {tag: qc_table(runs[lamp][0]["qc"], {}) for lamp, tag in tags.items()}
     log_failures(qc)
     say("writing products")
-    outdir.mkdir(parents=True, exist_ok=True)
     products = {}
     for lamp, tag in tags.items():
         res, ct, lay, flats = runs[lamp]
-        products.update(write_lamp_products(s, lamp, p, res, ct, lay, flats, per_lamp[tag], paths, overwrite, tag))
-    products.update(write_lamp_products(s, "QFLAT", p, final, ct_q, layout, flats_d + flats_q, qc, paths, overwrite, "",
+        products.update(write_lamp_products(s, lamp, p, res, ct, lay, flats, per_lamp[tag], paths, st, tag))
+    products.update(write_lamp_products(s, "QFLAT", p, final, ct_q, layout, flats_d + flats_q, qc, paths, st, "",
                                         cals_extra=[s.order_tabs["DFLAT"]]))
     return products, qc, per_lamp
