@@ -1,10 +1,19 @@
 // esorex plugin "soxs_mflat": the same C++ core as the Python front end, with CPL I/O and DFS saving.
 #include <cpl.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -37,6 +46,114 @@ const char* DESCRIPTION =
     "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
     "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
     "Parameters set to -1 take the instrument/arm default.";
+
+// Output safety. Products are saved into a staging directory in the working directory and renamed to
+// their final names only when every one is complete; esorex then signs them and moves them to
+// --output-dir. A failure, a full disk or a kill so never leaves a truncated product under its final
+// name. The working directory is locked (the Python front end's lock file) against a second run, and
+// its free space is checked against the products' size before any processing.
+struct OutputError : std::runtime_error {
+  cpl_error_code code;
+  OutputError(cpl_error_code c, const std::string& m) : std::runtime_error(m), code(c) {}
+};
+
+const char* LOCK_NAME = ".soxs-mflat.lock";
+
+struct Staging {
+  std::string dir;          // "<name>/" once created
+  int lock_fd = -1;
+
+  void lock() {
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      int fd = ::open(LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+      if (fd < 0) throw OutputError(CPL_ERROR_FILE_NOT_CREATED, std::string("the working directory is not writable (") +
+                                    std::strerror(errno) + ")");
+      if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ::close(fd);
+        throw OutputError(CPL_ERROR_FILE_ALREADY_OPEN, std::string("another soxs_mflat run is writing into the "
+                          "working directory (lock file ") + LOCK_NAME + "); wait for it or run elsewhere");
+      }
+      struct stat a, b;   // the holder removes the file when done: lock the file that is still there
+      if (fstat(fd, &a) == 0 && ::stat(LOCK_NAME, &b) == 0 && a.st_ino == b.st_ino) {
+        std::string pid = std::to_string(getpid()) + "\n";
+        if (ftruncate(fd, 0) != 0 || write(fd, pid.data(), pid.size()) < 0) { /* the pid is informative only */ }
+        lock_fd = fd;
+        return;
+      }
+      ::close(fd);
+    }
+    throw OutputError(CPL_ERROR_FILE_ALREADY_OPEN, std::string("could not take the lock ") + LOCK_NAME);
+  }
+
+  void check_space(double need) const {
+    struct statvfs v;
+    if (statvfs(".", &v) != 0) return;
+    double free_b = double(v.f_bavail) * double(v.f_frsize);
+    if (need > free_b)
+      throw OutputError(CPL_ERROR_FILE_NOT_CREATED, "not enough free space in the working directory for the "
+                        "products (need about " + std::to_string(need / 1e6) + " MB, " +
+                        std::to_string(free_b / 1e6) + " MB free)");
+  }
+
+  void open(double need) {
+    lock();
+    check_space(need);
+    char tmpl[] = ".soxs-mflat-staging-XXXXXX";
+    if (!mkdtemp(tmpl)) throw OutputError(CPL_ERROR_FILE_NOT_CREATED, std::string("cannot create a staging "
+                                          "directory in the working directory (") + std::strerror(errno) + ")");
+    dir = std::string(tmpl) + "/";
+  }
+
+  std::vector<cpl_frame*> staged(cpl_frameset* frames) const {
+    std::vector<cpl_frame*> out;
+    for (cpl_size i = 0; i < cpl_frameset_get_size(frames); ++i) {
+      cpl_frame* f = cpl_frameset_get_position(frames, i);
+      const char* fn = cpl_frame_get_filename(f);
+      if (!dir.empty() && fn && std::string(fn).rfind(dir, 0) == 0) out.push_back(f);
+    }
+    return out;
+  }
+
+  void commit(cpl_frameset* frames) {
+    std::vector<cpl_frame*> fs = staged(frames);
+    for (cpl_frame* f : fs) {
+      std::string from = cpl_frame_get_filename(f), to = from.substr(dir.size());
+      if (std::rename(from.c_str(), to.c_str()) != 0)
+        throw OutputError(CPL_ERROR_FILE_NOT_CREATED, "cannot write the product " + to + " (" + std::strerror(errno) + ")");
+      cpl_frame_set_filename(f, to.c_str());
+    }
+    release();
+  }
+
+  // Everything in the staging directory goes, and the product frames pointing into it.
+  void release(cpl_frameset* frames = nullptr) {
+    if (frames)
+      for (cpl_frame* f : staged(frames)) cpl_frameset_erase_frame(frames, f);
+    if (!dir.empty()) {
+      if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d))
+          if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") ::unlink((dir + e->d_name).c_str());
+        closedir(d);
+      }
+      ::rmdir(dir.c_str());
+      dir.clear();
+    }
+    if (lock_fd >= 0) {
+      ::unlink(LOCK_NAME);
+      ::close(lock_fd);
+      lock_fd = -1;
+    }
+  }
+};
+
+Staging g_stage;   // one run at a time per process (esorex runs one recipe)
+
+// Bytes of the products: per set FLUX+ERRS float32 and QUAL uint8, a float32 background, tables.
+double product_bytes(const Inputs& in, int sets, bool background) {
+  const In& ref = *in.by.at(in.by.count(Kind::FLAT) && !in.by.at(Kind::FLAT).empty() ? Kind::FLAT : Kind::QFLAT)[0];
+  double pix = get_num(ref.hdr.get(), "NAXIS1", 0) * get_num(ref.hdr.get(), "NAXIS2", 0);
+  return 1.1 * sets * (pix * (9.0 + (background ? 4.0 : 0.0)) + 512.0 * 1024.0);
+}
 
 std::string kebab(std::string s) { std::replace(s.begin(), s.end(), '_', '-'); return s; }
 std::string full_name(const char* n) { return std::string("soxs.mflat.") + kebab(n); }
@@ -202,7 +319,7 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
   Stopwatch sw;
   cpl_frameset* used = used_frames(L);
-  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
+  std::string mf = g_stage.dir + "master_flat_" + lower_arm + suffix + ".fits";
   Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true, *L.raws[0]);
   cpl_propertylist_append_string(app.get(), "BUNIT", "");
   add_qc(app.get(), o.qc, o.extra_qc);
@@ -210,12 +327,12 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
   save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
   sw.lap("write " + mf);
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits",
+  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, g_stage.dir + "order_tab_" + lower_arm + suffix + ".fits",
                    *L.raws[0]);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(),
-                       "mflat_bkground_" + lower_arm + suffix + ".fits");
+                       g_stage.dir + "mflat_bkground_" + lower_arm + suffix + ".fits");
   sw.lap("write order table and background");
   cpl_frameset_delete(used);
 }
@@ -260,9 +377,12 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
   sw.lap("classify and check the inputs");
-  if (std::string(in.arm->arm) != "UVB") {
+  const bool uvb = std::string(in.arm->arm) == "UVB";
+  g_stage.open(product_bytes(in, uvb ? 3 : 1, prm.at("subtract_background") != 0));
+  if (!uvb) {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
     save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "");
+    g_stage.commit(frames);
     return;
   }
   LampRun d = run_lamp(in, Kind::DFLAT, prm), q = run_lamp(in, Kind::QFLAT, prm);
@@ -279,6 +399,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
         {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
   save_set(frames, parlist, in, both, q.ct, o, "");
+  g_stage.commit(frames);
 }
 
 int exec(cpl_plugin* plugin) {
@@ -289,10 +410,16 @@ int exec(cpl_plugin* plugin) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     run(recipe->frames, recipe->parameters);
+  } catch (const OutputError& e) {
+    g_stage.release(recipe->frames);
+    cpl_msg_error(RECIPE, "output error: %s", e.what());
+    return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
   } catch (const InputError& e) {
+    g_stage.release(recipe->frames);
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
   } catch (const std::exception& e) {
+    g_stage.release(recipe->frames);
     cpl_msg_error(RECIPE, "processing failed: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_ILLEGAL_OUTPUT, "%s", e.what()));
   }

@@ -40,20 +40,53 @@ def read_centre_table(frame: Frame) -> CentreTable:
             coeffs, meta = np.array(hl[1].data), np.array(hl[2].data)
         if coeffs.dtype.names is None or meta.dtype.names is None:
             raise TypeError("extensions 1 and 2 are not tables")
-    except (IndexError, TypeError) as exc:
+    except (IndexError, TypeError, ValueError, KeyError, OSError) as exc:   # astropy's errors for broken tables
         raise rule_error("order-table", file=frame.path, detail=f"not an order table (need coefficient and meta "
                          f"table extensions: {exc})") from None
     a_is_x = "degy_cent" in coeffs.dtype.names
     axis_b = "y" if a_is_x else "x"
     try:
+        if len(coeffs) != 1 or len(meta) == 0:
+            raise ValueError(f"need one coefficient row and at least one order (has {len(coeffs)} coefficient "
+                             f"rows, {len(meta)} orders)")
         row = coeffs[0]
-        dn, db = int(row["degorder_cent"]), int(row[f"deg{axis_b}_cent"])
+        dn, db = _degree(row, "degorder_cent"), _degree(row, f"deg{axis_b}_cent")
         centre = _coeffs(row, "cent_", dn, db)
-        orders = [int(o) for o in meta["order"]]
-        bmin, bmax = [float(v) for v in meta[f"{axis_b}min"]], [float(v) for v in meta[f"{axis_b}max"]]
+        orders = [_whole(o, "order") for o in meta["order"]]
+        bmin, bmax = _finite(meta[f"{axis_b}min"], f"{axis_b}min"), _finite(meta[f"{axis_b}max"], f"{axis_b}max")
+        if not np.isfinite(centre).all():
+            raise ValueError("a centre coefficient is not finite")
+        if any(lo >= hi for lo, hi in zip(bmin, bmax)):
+            raise ValueError(f"an order has {axis_b}min >= {axis_b}max")
     except KeyError as exc:
         raise rule_error("order-table", file=frame.path, detail=f"order table lacks column {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise rule_error("order-table", file=frame.path, detail=f"bad order table: {exc}") from None
     return CentreTable(centre, orders, bmin, bmax, a_is_x, coeffs, meta)
+
+
+MAX_DEGREE = 9   # soxspipe's column names cent_<i><j> have one digit per degree
+
+
+def _whole(v, what: str) -> int:
+    f = float(v)    # a string order number raises ValueError here
+    if not np.isfinite(f) or f != int(f):
+        raise ValueError(f"{what} {v!r} is not a whole number")
+    return int(f)
+
+
+def _degree(row, col: str) -> int:
+    d = _whole(row[col], col)
+    if not 0 <= d <= MAX_DEGREE:
+        raise ValueError(f"{col} = {d} is outside [0, {MAX_DEGREE}]")
+    return d
+
+
+def _finite(col, what: str) -> list[float]:
+    vals = [float(v) for v in col]
+    if not all(np.isfinite(vals)):
+        raise ValueError(f"{what} is not finite")
+    return vals
 
 
 def edge_columns(lower: np.ndarray, upper: np.ndarray, axis_b: str) -> dict:

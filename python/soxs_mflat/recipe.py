@@ -136,9 +136,9 @@ def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]
 
 
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
+    ct = read_centre_table(s.order_tabs[lamp])   # a bad table is refused before the frames are detrended
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
     d = detrend(s, lamp, int(p["threads"]))
-    ct = read_centre_table(s.order_tabs[lamp])
     bx, by = binning_of(d.frames[0].header, s.arm)
     layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
     say("normalising, stacking, tracing edges, background, low-sensitivity pixels (C++ core)")
