@@ -172,7 +172,10 @@ class Staging:
                 w.join(5)
             self.workers = []
             if self.dir is not None:
-                shutil.rmtree(self.dir, ignore_errors=True)
+                for _ in range(10):   # the recipe thread may still be writing into it (a signal's clean-up)
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                    if not self.dir.exists():
+                        break
                 self.dir = None
             if self._lock_fd is not None:
                 try:
