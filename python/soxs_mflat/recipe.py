@@ -103,11 +103,13 @@ def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]
     """What qc.json says about the run besides the QC values."""
     from . import __version__
     flats = [f for lamp in s.flats.values() for f in lamp]
-    cals = [f for f in (s.bias, s.dark, *s.order_tabs.values(), s.bpm, *s.lampoff) if f is not None]
+    offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames are raw inputs when used (as in the headers)
+    cals = [f for f in (s.bias, s.dark, *s.order_tabs.values(), s.bpm) if f is not None]
+    first = min(flats, key=lambda f: f.get("MJD-OBS", 0.0))   # the earliest flat dates the set (its night)
     return {"front_end": "python", "pipeline": f"soxs-mflat/{__version__}", "instrument": s.arm.instrument,
-            "arm": s.arm.arm, "date_obs": flats[0].get("DATE-OBS"), "n_flats": len(flats),
+            "arm": s.arm.arm, "date_obs": first.get("DATE-OBS"), "n_flats": len(flats),
             "inputs": [{"name": f.name, "catg": f.tag or expected_tag(f), "group": group}
-                       for group, fs in (("raw", flats), ("calib", cals)) for f in fs],
+                       for group, fs in (("raw", flats + offs), ("calib", cals)) for f in fs],
             "products": {label: Path(path).name for label, path in products.items()}}
 
 
