@@ -1,13 +1,30 @@
 // Recipe parameter names (data/parameters.yaml) to the core's parameter structs.
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
 #include "soxs/mflat.hpp"
 
 namespace soxs {
 namespace {
 
+// Integers must be exact (no silent truncation of 3.5, no undefined cast of 1e300), reals finite.
 template <class T>
 void get(const NamedParams& m, const char* key, T& out) {
   auto it = m.find(key);
-  if (it != m.end()) out = static_cast<T>(it->second);
+  if (it == m.end()) return;
+  const double v = it->second;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  if constexpr (std::is_integral_v<T>) {
+    if (!(v == std::floor(v) && std::fabs(v) <= 2147483647.0))
+      throw std::invalid_argument("parameter " + std::string(key) + " must be an integer, got " + buf);
+  } else if (!std::isfinite(v)) {
+    throw std::invalid_argument("parameter " + std::string(key) + " must be finite, got " + buf);
+  }
+  out = static_cast<T>(v);
 }
 
 void edge_params(const NamedParams& m, EdgeParams& e) {
