@@ -116,3 +116,103 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- parameters, both front ends
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+ROOT = HERE.parent
+PLUGIN_DIR = Path(os.environ.get("SOXS_ESOREX_PLUGIN_DIR", ROOT / "build" / "esorex" / "recipes"))
+HAVE_ESOREX = shutil.which("esorex") is not None and (PLUGIN_DIR / "soxs_mflat.so").exists()
+
+# parameter, value: the rule and text both front ends give (ranges of data/parameters.yaml)
+BAD_PARAMS = [
+    ("order_deg", "0", "[parameter-range] parameter order_deg must be >= 1, got 0"),
+    ("order_deg", "3.5", "[parameter-range] parameter order_deg must be an integer, got 3.5"),
+    ("order_deg", "-3", "[parameter-range] parameter order_deg must be >= 1, got -3"),
+    ("threads", "-2", "[parameter-range] parameter threads must be >= 0, got -2"),
+    ("slice_length_for_edge_detection", "2000000000",
+     "[parameter-range] parameter slice_length_for_edge_detection must be <= 1000, got 2e+09"),
+    ("slice_width_for_edge_detection", "4", "[parameter-range] parameter slice_width_for_edge_detection must be odd, got 4"),
+    ("gaussian_blur_sigma", "1e9", "[parameter-range] parameter gaussian_blur_sigma must be <= 10000, got 1e+09"),
+    ("low_sensitivity_half_window", "10000",
+     "[parameter-range] parameter low_sensitivity_half_window must be <= 25, got 10000"),
+    ("centre_order_window", "1000", "[parameter-range] parameter centre_order_window must be <= 200, got 1000"),
+    ("stacked_clipping_sigma", "0", "[parameter-range] parameter stacked_clipping_sigma must be > 0, got 0"),
+    # derived limits (the core's check_recipe_params, once the order table is read): SOXS VIS has 4 orders
+    ("order_deg", "4", "[parameter-limit] order_deg = 4 needs more orders than the 4 in the order table"),
+    ("centre_order_window", "80",
+     "[parameter-limit] centre_order_window = 80 must be below slice_length_for_edge_detection = 70"),
+]
+
+
+@pytest.fixture(scope="module")
+def vis_set(tmp_path_factory):
+    from soxs_mflat.simulate.run import simulate_set
+    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vis"), nflats=2, seed=5)
+
+
+@pytest.mark.parametrize("name,value,text", BAD_PARAMS)
+def test_cli_refuses_bad_parameter_before_reading_frames(vis_set, tmp_path, monkeypatch, name, value, text):
+    from soxs_mflat import recipe
+    from soxs_mflat.frames import VerificationError
+
+    def no_frames(*a, **k):
+        raise AssertionError("frames were read before the parameters were checked")
+    monkeypatch.setattr(recipe, "detrend", no_frames)
+    with pytest.raises(VerificationError) as exc:
+        recipe.run_mflat(vis_set["sof"], tmp_path / "out", params=[f"{name}={value}"])
+    assert text in str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not HAVE_ESOREX, reason="esorex or the plugin is missing (scripts/setup.sh builds it)")
+@pytest.mark.parametrize("name,value,text", BAD_PARAMS)
+def test_esorex_refuses_bad_parameter_with_the_cli_text(vis_set, tmp_path, name, value, text):
+    r = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={tmp_path}", f"--log-dir={tmp_path}",
+                        "soxs_mflat", f"--{name.replace('_', '-')}={value}", str(vis_set["sof"])],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0 and text in out, out[-2000:]
+    assert "C++ core" not in out and not list(tmp_path.glob("*.fits"))   # refused before the frames were read
+
+
+def test_settings_ranges_come_from_parameters_yaml():
+    """Every numeric parameter declares a range; defaults lie inside it (for every instrument and arm)."""
+    from soxs_mflat import settings
+    for name, d in settings.definitions().items():
+        if d["type"] == "bool":
+            continue
+        assert any(k in d for k in ("min", "above")) and "max" in d, name
+        for inst, arm in [("soxs", "vis"), ("soxs", "nir"), ("xshooter", "uvb"), ("xshooter", "vis"),
+                          ("xshooter", "nir")]:
+            assert settings.range_error(name, settings.default(name, inst, arm)) is None, (name, inst, arm)
+
+
+@pytest.mark.parametrize("ext", ["ERRS", "QUAL"])
+def test_master_bias_extension_of_another_shape_is_refused_by_both(vis_set, tmp_path, ext):
+    """The plugin read ny * nx values of the bias ERRS/QUAL whatever their shape (out of bounds, exit 0 with
+    products); the CLI raised a broadcast ValueError. Both now refuse it by the rule "shape"."""
+    import numpy as np
+    from astropy.io import fits
+    sof = Path(vis_set["sof"])
+    lines = sof.read_text().splitlines()
+    bias = next(line.split()[0] for line in lines if "MASTER_BIAS" in line)
+    bad = tmp_path / "bad_bias.fits"
+    with fits.open(bias) as hl:
+        hl[ext].data = np.ascontiguousarray(hl[ext].data[:-7, :-3])
+        hl.writeto(bad)
+    bad_sof = tmp_path / "bad.sof"
+    bad_sof.write_text("\n".join(f"{bad} {line.split()[1]}" if "MASTER_BIAS" in line else line for line in lines) + "\n")
+    cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(bad_sof), "-o", str(tmp_path / "py")],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "[shape]" in cli.stderr and f"its {ext} extension" in cli.stderr, cli.stderr
+    if HAVE_ESOREX:
+        es = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={tmp_path}",
+                             f"--log-dir={tmp_path}", "soxs_mflat", str(bad_sof)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        out = " ".join((es.stdout + es.stderr).split())
+        assert es.returncode != 0 and "[shape]" in out and f"its {ext} extension" in out, out[-2000:]
+        assert not list(tmp_path.glob("*.fits")) or list(tmp_path.glob("*.fits")) == [bad]

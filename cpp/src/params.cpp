@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "soxs/mflat.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 namespace {
@@ -73,6 +74,12 @@ UvbParams uvb_params_from(const NamedParams& m) {
   get(m, "poly_clipping_iteration_limit", p.fit_clip_iters);
   get(m, "threads", p.threads);
   return p;
+}
+
+void check_recipe_params(const NamedParams& named, size_t n_orders) {
+  // image-size limits are checked again once the frames are known; here the largest detector
+  detail::check_master_params(master_params_from(named), n_orders, detail::MAX_SIDE, detail::MAX_SIDE);
+  detail::check_uvb_params(uvb_params_from(named), n_orders, detail::MAX_SIDE, detail::MAX_SIDE);
 }
 
 }  // namespace soxs

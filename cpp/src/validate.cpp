@@ -32,7 +32,10 @@ void check_edges(const EdgeParams& e, int64_t la, int64_t lb) {
   in_range("slice_length_for_edge_detection", e.slice_length, 8, double(la));
   in_range("slice_width_for_edge_detection", e.slice_width, 1, double(lb));
   in_range("min_percentage_threshold_for_edge_detection", e.min_pct, 1e-9, 99.999999);
-  in_range("max_percentage_threshold_for_edge_detection", e.max_pct, e.min_pct, 99.999999);
+  if (!(e.min_pct <= e.max_pct))   // the Python front end's text (settings._check)
+    throw std::invalid_argument("parameter min_percentage_threshold_for_edge_detection = " + num(e.min_pct) +
+                                " must not exceed max_percentage_threshold_for_edge_detection = " + num(e.max_pct));
+  in_range("max_percentage_threshold_for_edge_detection", e.max_pct, 1e-9, 99.999999);
   in_range("edge_min_snr", e.min_snr, 0, 1e12);
   if (!(e.step_unbinned >= 1 && e.step_unbinned <= 1e6) || !(e.min_width >= 0 && e.min_width <= double(la)) ||
       e.median_filter < 1 || e.median_filter > 99)

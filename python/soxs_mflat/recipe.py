@@ -57,6 +57,8 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
+        settings.check_limits(p, len(read_centre_table(table).layout_orders))
     outdir = Path(outdir)
     if s.arm.arm == "UVB":
         from .uvb import run_uvb
