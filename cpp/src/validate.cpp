@@ -86,7 +86,7 @@ void check_order_list(const std::vector<OrderSpan>& orders, const std::string& w
     if (o.order < -MAX_ORDER_NUMBER || o.order > MAX_ORDER_NUMBER)
       throw std::invalid_argument(on + ": order number out of range");
     if (!seen.insert(o.order).second) throw std::invalid_argument(on + " is listed twice");
-    if (!(std::isfinite(o.b_min) && std::isfinite(o.b_max) && o.b_min <= o.b_max))
+    if (!(std::fabs(o.b_min) <= 1e9 && std::fabs(o.b_max) <= 1e9 && o.b_min <= o.b_max))   // finite, castable
       throw std::invalid_argument(on + ": its range along the order (" + num(o.b_min) + " to " + num(o.b_max) +
                                   ") is not finite or empty");
   }
