@@ -517,16 +517,12 @@ int exec(cpl_plugin* plugin) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     run(recipe->frames, recipe->parameters);
-<<<<<<< HEAD
   } catch (const OutputError& e) {
     g_stage.release(recipe->frames);
     cpl_msg_error(RECIPE, "output error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
-  } catch (const InputError& e) {
-    g_stage.release(recipe->frames);
-=======
   } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
->>>>>>> main
+    g_stage.release(recipe->frames);
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
   } catch (const std::exception& e) {
