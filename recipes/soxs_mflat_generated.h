@@ -30,6 +30,31 @@ static const ParamDef PARAMS[] = {
 };
 static const int N_PARAMS = 20;
 
+// declared ranges (data/parameters.yaml): min / max inclusive, above exclusive; has_* = declared
+struct ParamRange { const char* name; bool has_min; double min; bool has_above; double above;
+                    bool has_max; double max; bool odd; };
+static const ParamRange RANGES[] = {
+  {"stacked_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"stacked_clipping_iterations", true, 0.0, false, 0.0, true, 100.0, false},
+  {"centre_order_window", true, 1.0, false, 0.0, true, 200.0, false},
+  {"slice_length_for_edge_detection", true, 8.0, false, 0.0, true, 1000.0, false},
+  {"slice_width_for_edge_detection", true, 1.0, false, 0.0, true, 101.0, true},
+  {"min_percentage_threshold_for_edge_detection", true, 1.0, false, 0.0, true, 99.0, false},
+  {"max_percentage_threshold_for_edge_detection", true, 1.0, false, 0.0, true, 99.0, false},
+  {"disp_axis_deg", true, 1.0, false, 0.0, true, 10.0, false},
+  {"order_deg", true, 1.0, false, 0.0, true, 10.0, false},
+  {"poly_fitting_residual_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"poly_clipping_iteration_limit", true, 0.0, false, 0.0, true, 100.0, false},
+  {"low_sensitivity_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"bspline_deg", true, 1.0, false, 0.0, true, 5.0, false},
+  {"gaussian_blur_sigma", true, 0.0, false, 0.0, true, 10000.0, false},
+  {"background_margin", true, 0.0, false, 0.0, true, 100.0, false},
+  {"edge_min_snr", true, 0.0, false, 0.0, true, 1000000000.0, false},
+  {"low_sensitivity_half_window", true, 1.0, false, 0.0, true, 25.0, false},
+  {"threads", true, 0.0, false, 0.0, true, 1024.0, false},
+};
+static const int N_RANGES = 18;
+
 struct ArmDef { const char* instrument; const char* arm; int rot90; int row0, row1, col0, col1;
                 double gain, ron, saturation; bool nir_like; int column; };
 static const ArmDef ARMS[] = {

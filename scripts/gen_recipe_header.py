@@ -34,7 +34,8 @@ def render() -> str:
         varies = "true" if len(set(vals)) > 1 else "false"
         desc = d["description"].replace('"', "'")
         lines.append(f'  {{"{name}", \'{d["type"][0]}\', "{desc}", {varies}, {{{nums}}}}},')
-    lines += ["};", f"static const int N_PARAMS = {len(settings.definitions())};", "",
+    lines += ["};", f"static const int N_PARAMS = {len(settings.definitions())};", ""] + range_lines(settings)
+    lines += ["",
               "struct ArmDef { const char* instrument; const char* arm; int rot90; int row0, row1, col0, col1;",
               "                double gain, ron, saturation; bool nir_like; int column; };",
               "static const ArmDef ARMS[] = {"]
@@ -56,6 +57,25 @@ def render() -> str:
     lines += ["};", f"static const int N_DET_KEYS = {len(DETECTOR_KEYS)};", ""]
     lines += render_qc() + render_products() + ["}  // namespace soxs_gen", ""]
     return "\n".join(lines)
+
+
+def range_lines(settings) -> list[str]:
+    """The declared ranges of data/parameters.yaml (rule parameter-range; settings.range_error has
+    the Python side of the same rule)."""
+    out = ["// declared ranges (data/parameters.yaml): min / max inclusive, above exclusive; has_* = declared",
+           "struct ParamRange { const char* name; bool has_min; double min; bool has_above; double above;",
+           "                    bool has_max; double max; bool odd; };",
+           "static const ParamRange RANGES[] = {"]
+    n = 0
+    for name, d in settings.definitions().items():
+        if not any(k in d for k in ("min", "above", "max", "odd")):
+            continue
+        cells = []
+        for k in ("min", "above", "max"):
+            cells += ["true" if k in d else "false", repr(float(d.get(k, 0)))]
+        out.append(f'  {{"{name}", {", ".join(cells)}, {"true" if d.get("odd") else "false"}}},')
+        n += 1
+    return out + ["};", f"static const int N_RANGES = {n};"]
 
 
 def _c(text: str) -> str:
