@@ -89,7 +89,11 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
 
 def planned_paths(s: InputSet, p: dict, outdir: Path) -> dict[str, Path]:
     """Every product of the run (label -> path), known before processing."""
-    tags = ("", " DLAMP", " QLAMP") if s.arm.arm == "UVB" else ("",)
+    if s.arm.arm == "UVB":
+        from .uvb import lamp_tags
+        tags = ("", *lamp_tags())
+    else:
+        tags = ("",)
     paths: dict[str, Path] = {}
     for tag in tags:
         paths.update(product_paths(outdir, s.arm.arm, tag))

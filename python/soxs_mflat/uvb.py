@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import _core
+from .contract import section
 from .errors import convert_cpp_errors
 from .qc import log_failures, qc_table
 from .recipe import process_lamp, write_lamp_products
@@ -26,9 +27,14 @@ def combine(d: dict, q: dict, centre_q, layout, p: dict) -> dict:
         return _core.combine_uvb(d, q, centre_q, *layout.args(), dict(p))
 
 
+def lamp_tags() -> list[str]:
+    """The per-lamp product label suffixes (" DLAMP", " QLAMP"; data/contract/products.yaml)."""
+    return [f" {t}" for t in section("products")["uvb_lamp_tags"]]
+
+
 def run_uvb(s, p: dict, ranges: dict, paths: dict, st, say):
     """Products (written into the staging area ``st``), the final QC table and the per-lamp QC tables."""
-    tags = {"DFLAT": " DLAMP", "QFLAT": " QLAMP"}
+    tags = dict(zip(("DFLAT", "QFLAT"), lamp_tags()))   # D2, QTH
     runs = {lamp: process_lamp(s, lamp, p, say) for lamp in ("DFLAT", "QFLAT")}
     (d, _, layout, flats_d), (q, ct_q, _, flats_q) = runs["DFLAT"], runs["QFLAT"]
     say("stitching the D2 and QTH masters; re-detecting edges")
