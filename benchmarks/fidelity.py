@@ -30,7 +30,7 @@ COLS = ["resp/limit", "block z rms", "block z max", "CR max sigma", "CR > 5 sigm
 
 
 def score(ev: dict) -> list:
-    return [ev["response_ratio"], ev["block_z_rms"], ev["block_z_max"], ev["max_abs_z_cosmics"],
+    return [ev["response_ratio"], ev["block_z_rms"], ev["block_z_max"], ev["max_z_cosmics_truth"],
             ev["n_cosmics_over_5"], ev["errs_z_std"], ev.get("background_rms_pct", float("nan")),
             max(max(v) for v in ev["edge_rms"].values()), ev["low_recall"], ev["false_rate"]]
 

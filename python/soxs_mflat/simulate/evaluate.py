@@ -182,7 +182,7 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
         if sel.sum() > 100:
             out["response_rms_per_order"][o] = (float(np.std(resid[sel])),
                                                 float(np.sqrt(np.mean(noise[core][sel] ** 2))))
-    out.update(_flags_and_cosmics(flux, qual, t, lamps, part, inside, core, expect, noise, any_flag))
+    out.update(_flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, noise, any_flag))
     out["inter_order_values"] = np.unique(flux[~fitted_inside]).tolist()[:5]
     if background is not None:
         lamp_name = next(iter(set(lamps.values())))
@@ -190,14 +190,16 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
     return out
 
 
-def _flags_and_cosmics(flux, qual, t, lamps, part, inside, core, expect, noise, any_flag) -> dict:
+def _flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, noise, any_flag) -> dict:
     flagged = (qual != 0) if any_flag else (qual & 3).astype(bool)   # static map or low-sensitivity flag
     low = (t["defects"] & 1).astype(bool) & (t["response"] <= 0.5) & inside
     false = ((qual != 0) if any_flag else (qual & 2).astype(bool)) & (t["defects"] == 0)
     hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
     hit = core & hits.astype(bool)
-    z_cr = (flux[hit] - expect[hit]) / (noise[hit] * expect[hit])
+    z_cr = (flux[hit] - expect[hit]) / (noise[hit] * expect[hit])      # truth sigma
+    z_errs = (flux[hit] - expect[hit]) / err[hit]                          # the product's own ERRS
     return {"low_recall": float((flagged & low).sum() / max(low.sum(), 1)), "n_low": int(low.sum()),
             "false_rate": float(false[inside].sum() / inside.sum()), "n_cosmic_pixels": int(hit.sum()),
-            "max_abs_z_cosmics": float(np.abs(z_cr).max()) if hit.any() else 0.0,
+            "max_z_cosmics_truth": float(np.abs(z_cr).max()) if hit.any() else 0.0,
+            "max_abs_z_cosmics": float(np.abs(z_errs).max()) if hit.any() else 0.0,
             "n_cosmics_over_5": int((np.abs(z_cr) > 5).sum())}
