@@ -7,7 +7,7 @@ from astropy.io import fits
 from soxs_mflat.cli import main as cli_main
 from soxs_mflat.core import OrderLayout, in_order_mask, poly_eval
 from soxs_mflat.prepare import prepare_raw
-from soxs_mflat.simulate.arms import get_arm
+from soxs_mflat.instruments import get_arm
 from soxs_mflat.simulate.evaluate import block_z, in_order_numpy
 from soxs_mflat.simulate.run import simulate_set
 from soxs_mflat.simulate.scene import make_geometry

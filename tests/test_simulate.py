@@ -122,5 +122,5 @@ def test_sof_lists_existing_files(xsh_uvb):
 def test_bad_options():
     with pytest.raises(ValueError, match="not binned"):
         simulate_set("soxs", "nir", "/nonexistent", binning="2x2")
-    with pytest.raises(ValueError, match="no simulator configuration"):
+    with pytest.raises(ValueError, match="unknown instrument/arm"):
         simulate_set("soxs", "uvb", "/nonexistent")

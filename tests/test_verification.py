@@ -131,7 +131,7 @@ def test_wrong_shapes(vis, tmp_path):
     _run_bad(tmp_path, _replace(_entries(vis), bias, str(small)), "shape", r"MASTER_BIAS_VIS.fits: master bias has shape")
     raw = str(Path(vis["raw"][0]).resolve())
     crop = _with_data(tmp_path, raw, lambda d: d[:1000], "crop.fits")
-    _run_bad(tmp_path, _replace(_entries(vis), raw, crop), "shape", "crop.fits: image of shape")
+    _run_bad(tmp_path, _replace(_entries(vis), raw, crop), "mixed-shape", r"one image shape .*crop.fits")
 
 
 def test_uvb_needs_both_lamps(tmp_path):

@@ -11,15 +11,17 @@ import numpy as np
 from astropy.io import fits
 
 from . import _core
-from .frames import Frame, VerificationError
-from .keywords import key
+from .contract import section
+from .frames import Frame
+from .keywords import detector_value, number
 from .prepare import binning_of, gain_of, prepare_raw
+from .rules import rule_error
 from .verify import InputSet
 
 log = logging.getLogger("soxs_mflat")
-SATURATION_ADU = {("SOXS", "VIS"): 65535, ("SOXS", "NIR"): 65535, ("XSHOOTER", "UVB"): 65000,
-                  ("XSHOOTER", "VIS"): 65535, ("XSHOOTER", "NIR"): 2.0e5}
-EMPTY_E = 100.0       # a flat whose 99th percentile is below this (e-) has no lamp light
+_TOL = section("inputs")["tolerances"]
+SATURATION_ADU = {tuple(k.split()): float(v) for k, v in _TOL["saturation_adu"].items()}
+EMPTY_E = float(_TOL["empty_e"])      # a flat whose 99th percentile is below this (e-) has no lamp light
 
 
 @dataclass
@@ -41,23 +43,21 @@ def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _check_shape(frame: Frame, shape, want, what: str) -> None:
     if tuple(shape) != tuple(want):
-        raise VerificationError("shape", f"{frame.name}: {what} has shape {tuple(shape)}, expected {tuple(want)} "
-                                "(same binning and science region as the flats)")
+        raise rule_error("shape", file=frame.path, detail=f"{what} has shape {tuple(shape)}, expected {tuple(want)} "
+                         "(same binning and science region as the flats)")
 
 
 def _ron(frame: Frame, s: InputSet) -> float:
-    return float(frame.get(key(s.arm.instrument, "ron"), s.arm.ron))
+    return float(detector_value(frame.header, s.arm.instrument, "ron", str(frame.path), s.arm.ron))
 
 
 def _check_level(frame: Frame, raw_adu_max: float, detrended: np.ndarray, s: InputSet) -> None:
     sat = SATURATION_ADU[(s.arm.instrument, s.arm.arm)]
     if raw_adu_max >= sat:
-        raise VerificationError("saturated", f"{frame.name}: 0.1 % of the science pixels are at or above the "
-                                f"saturation level ({raw_adu_max:.0f} >= {sat:.0f} ADU)")
-    p99 = _core.sample_percentile(detrended, 3, 99)   # the plugin checks the same sample
+        raise rule_error("saturated", file=frame.path, level=f"{raw_adu_max:.0f}", limit=f"{sat:.0f}")
+    p99 = _core.sample_percentile(detrended, _TOL["sample_stride"], _TOL["empty_percentile"])   # as the plugin
     if p99 < EMPTY_E:
-        raise VerificationError("empty-flat", f"{frame.name}: no lamp light (99th percentile {p99:.1f} e- after "
-                                f"detrending, need >= {EMPTY_E:.0f})")
+        raise rule_error("empty-flat", file=frame.path, p99=f"{p99:.1f}", limit=f"{EMPTY_E:.0f}")
 
 
 def _pair_offs(flats: list[Frame], offs: list[Frame]) -> list[Frame]:
@@ -86,7 +86,8 @@ def detrend(s: InputSet, lamp: str, threads: int = 0) -> Detrended:
             f = flats[k]
             img = raw_f[f.path].result()[0]
             _check_shape(f, img.shape, shape, "prepared flat")
-            raw_max = _core.sample_percentile(img, 3, 99.9) / gain_of(f.header, s.arm)
+            raw_max = _core.sample_percentile(img, _TOL["sample_stride"], _TOL["saturation_percentile"]) \
+                / gain_of(f.header, s.arm, str(f.path))
             dq = None
             if dark is not None or offs:
                 off = offs[k] if offs else None
@@ -129,9 +130,10 @@ def _dark_for(flat: Frame, dark, off: Frame | None, off_img: np.ndarray | None, 
     else:
         d, err, qual = dark
         frame = s.dark
-    t_flat, t_dark = float(flat.get("EXPTIME", 0)), float(frame.get("EXPTIME", 0))
+    t_flat = number(flat.header, "EXPTIME", str(flat.path), default=0.0)
+    t_dark = number(frame.header, "EXPTIME", str(frame.path), default=0.0)
     ratio = 1.0
-    if t_dark > 0 and abs(t_flat - t_dark) > 0.005:
+    if t_dark > 0 and abs(t_flat - t_dark) > _TOL["exptime_s"]:
         ratio = t_flat / t_dark
         log.warning("%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f", frame.name, t_dark,
                     flat.name, t_flat, ratio)

@@ -1,7 +1,10 @@
-"""Input frames: SOF parsing, reading headers safely, classification by header keywords
-(cross-checked against SOF tags when given)."""
+"""Input frames: SOF parsing (esorex's dialect), reading headers safely (plain, gzip, unix-compress
+and tile-compressed FITS), classification by header keywords cross-checked against SOF tags. The
+rules are those of the input contract (data/contract/inputs.yaml)."""
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,26 +12,23 @@ from typing import Iterable
 
 from astropy.io import fits
 
-from .errors import InputError
+from .contract import section
+from .keywords import number, text
+from .rules import VerificationError, rule_error
 
-RAW_FLAT_TYPES = {"LAMP,FLAT": "FLAT", "FLAT,LAMP": "FLAT", "LAMP,DFLAT": "DFLAT", "LAMP,QFLAT": "QFLAT"}
-PRODUCT_KINDS = ("MASTER_BIAS", "MASTER_DARK", "ORDER_TAB", "BP_MAP_RP", "SPECTRAL_FORMAT_TAB")
-
-
-class VerificationError(InputError):
-    """An input set breaks a rule; ``rule`` names it, the message names the files."""
-
-    def __init__(self, rule: str, message: str):
-        super().__init__(f"[{rule}] {message}")
-        self.rule = rule
+__all__ = ["Frame", "VerificationError", "load_frames", "parse_sof", "read_header", "classify", "accepted_tags",
+           "expected_tag", "image_hdu"]
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x1f\x9d", b"BZ")     # gzip, unix compress (LZW), bzip2
 
 
 @dataclass
 class Frame:
     path: Path
     header: fits.Header
-    kind: str          # FLAT, DFLAT, QFLAT, LAMPOFF, DARK, MASTER_BIAS, MASTER_DARK, ORDER_TAB, BP_MAP_RP, ...
+    kind: str          # a kind of the contract (FLAT, LAMPOFF, MASTER_BIAS, ...) or UNKNOWN
     tag: str | None = None
+    hdu: int = 0       # the image HDU: 0, or 1 in a tile-compressed (fpack) file
+    digest: str = ""   # MD5 of the file's bytes (duplicate inputs)
 
     @property
     def name(self) -> str:
@@ -39,107 +39,183 @@ class Frame:
 
     @property
     def arm(self) -> str | None:
-        v = self.header.get("HIERARCH ESO SEQ ARM")
-        return str(v).upper() if v is not None else None
+        return text(self.header, "ESO SEQ ARM")
 
     @property
     def instrument(self) -> str | None:
-        v = self.header.get("INSTRUME")
-        return str(v).upper() if v is not None else None
+        return text(self.header, "INSTRUME")
 
     @property
     def mjd(self) -> float:
-        return float(self.header.get("MJD-OBS", 0.0))
+        return number(self.header, "MJD-OBS", str(self.path), default=0.0)
 
     @property
     def is_raw_flat(self) -> bool:
         return self.kind in ("FLAT", "DFLAT", "QFLAT")
 
 
-def read_header(path: Path) -> fits.Header:
-    """Primary header, with a clear error for missing, unreadable or truncated files."""
+def is_compressed(path: Path) -> bool:
+    """Compressed as a whole (.fits.gz, .fits.Z, .fits.bz2), told by the magic bytes."""
+    with open(path, "rb") as f:
+        return f.read(2) in _COMPRESSED_MAGIC
+
+
+def image_hdu(hl: fits.HDUList) -> int:
+    """The HDU holding the frame's image: the primary, or HDU 1 of a tile-compressed file whose
+    primary is empty (fpack's layout, .fits.fz)."""
+    if hl[0].header.get("NAXIS", 0) == 0 and len(hl) > 1 and isinstance(hl[1], fits.CompImageHDU):
+        return 1
+    return 0
+
+
+def _frame_header(hl: fits.HDUList, hdu: int) -> fits.Header:
+    if hdu == 0:
+        return hl[0].header.copy()
+    h = hl[hdu].header.copy()    # fpack moves the primary's cards here; keep any it left behind
+    for card in hl[0].header.cards:
+        if card.keyword not in h and card.keyword not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", ""):
+            h.append(card)
+    return h
+
+
+def read_header(path: Path) -> tuple[fits.Header, int]:
+    """The frame's header and image HDU, with a clear error for missing, unreadable or truncated files."""
     if not path.exists():
-        raise VerificationError("missing-file", f"{path}: no such file")
+        raise rule_error("missing-file", file=path, hint="")
     try:
+        compressed = is_compressed(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hl:
                 hl.verify("silentfix")
-                header = hl[0].header.copy()
+                hdu = image_hdu(hl)
+                header = _frame_header(hl, hdu)
                 size = path.stat().st_size
-                for hdu in hl:  # data units must be complete (padding may be missing)
-                    if hdu.fileinfo()["datLoc"] + hdu.size > size:
-                        raise VerificationError("unreadable-fits", f"{path}: FITS file is truncated "
-                                                f"({size} bytes, header promises {hdu.fileinfo()['datLoc'] + hdu.size})")
+                for h in hl if not compressed else ():   # data units complete (padding may be missing)
+                    end = h.fileinfo()["datLoc"] + h.size
+                    if end > size:
+                        raise rule_error("unreadable-fits", file=path,
+                                         detail=f"FITS file is truncated ({size} bytes, header promises {end})")
         for w in caught:
             if "truncated" in str(w.message).lower():
-                raise VerificationError("unreadable-fits", f"{path}: FITS file is truncated")
+                raise rule_error("unreadable-fits", file=path, detail="FITS file is truncated")
     except VerificationError:
         raise
-    except Exception as exc:  # astropy raises many types for broken files
-        raise VerificationError("unreadable-fits", f"{path}: not a readable FITS file ({exc})") from None
-    return header
+    except Exception as exc:  # astropy (and gzip, uncompresspy) raise many types for broken files
+        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file ({exc})") from None
+    return header, hdu
 
 
 def classify(header: fits.Header) -> str:
-    catg = str(header.get("HIERARCH ESO PRO CATG", "")).upper()
-    for kind in PRODUCT_KINDS:
-        if catg.startswith(kind):
-            return kind
-    dtype = str(header.get("HIERARCH ESO DPR TYPE", "")).upper().replace(" ", "")
-    tech = str(header.get("HIERARCH ESO DPR TECH", "")).upper().replace(" ", "")
-    if dtype in RAW_FLAT_TYPES and tech == "ECHELLE,SLIT":
-        return RAW_FLAT_TYPES[dtype]
-    if dtype in ("LAMP,FLAT", "FLAT,LAMP") and tech == "IMAGE":
-        return "LAMPOFF"
-    if dtype == "DARK":
-        return "DARK"
+    """The frame's kind from its header (PRO CATG, else DPR TYPE and TECH), per the contract."""
+    c = section("inputs")["classification"]
+    catg = text(header, "ESO PRO CATG") or ""
+    for prefix in c["products"]:
+        if catg == prefix or catg.startswith(prefix + "_"):
+            return prefix
+    dtype = (text(header, "ESO DPR TYPE") or "").replace(" ", "")
+    tech = (text(header, "ESO DPR TECH") or "").replace(" ", "")
+    for row in c["raw"]:
+        if dtype == row["type"] and tech == row["tech"]:
+            return row["kind"]
     return "UNKNOWN"
 
 
+def accepted_tags(frame: Frame) -> list[str]:
+    """The SOF tags accepted for this frame (the first is canonical), from the contract's patterns."""
+    fields = {"type": (text(frame.header, "ESO DPR TYPE") or "").replace(" ", ""),
+              "catg": text(frame.header, "ESO PRO CATG") or "", "arm": frame.arm or ""}
+    return [p.format(**fields) for p in section("inputs")["tags"].get(frame.kind, [])]
+
+
 def expected_tag(frame: Frame) -> str:
-    catg = frame.get("HIERARCH ESO PRO CATG")
-    if catg:
-        return str(catg).upper()
-    dtype = str(frame.get("HIERARCH ESO DPR TYPE", "")).upper()
-    return f"{dtype}{'_OFF' if frame.kind == 'LAMPOFF' else ''}_{frame.arm}"
+    tags = accepted_tags(frame)
+    return tags[0] if tags else f"{(text(frame.header, 'ESO DPR TYPE') or '')}_{frame.arm}"
+
+
+def _sof_path(token: str, sof: Path, lineno: int) -> Path:
+    """A SOF path: '~' expanded; relative paths against the working directory (esorex's rule)."""
+    p = Path(token).expanduser()
+    if p.is_absolute():
+        return p
+    if not p.exists() and (sof.parent / p).exists():
+        raise rule_error("missing-file", file=p, hint=f" in the working directory {Path.cwd()} ({sof}:{lineno}; "
+                         f"relative SOF paths are resolved against the working directory, as esorex does; "
+                         f"it exists relative to the SOF's folder {sof.parent})")
+    return p
 
 
 def parse_sof(path: Path) -> list[tuple[Path, str | None]]:
+    """Lines 'PATH TAG' or 'PATH TAG GROUP' (esorex's dialect); '#' comments and blank lines skipped."""
     if not path.exists():
-        raise VerificationError("missing-file", f"{path}: SOF file not found")
+        raise rule_error("missing-file", file=path, hint=" (SOF file)")
+    sof = section("inputs")["sof"]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise rule_error("sof-format", file=path, line=1, detail="not a text SOF (a binary file?)") from None
     entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) > 2:
-            raise VerificationError("sof-format", f"{path}:{lineno}: expected 'PATH TAG', got {line!r}")
-        p = Path(parts[0]).expanduser()
-        if not p.is_absolute():
-            p = (path.parent / p) if (path.parent / p).exists() else p
-        entries.append((p, parts[1] if len(parts) == 2 else None))
+        if len(parts) not in (2, 3):
+            raise rule_error("sof-format", file=path, line=lineno, detail=f"expected 'PATH TAG [GROUP]', got {line!r}")
+        if len(parts) == 3 and parts[2].upper() not in sof["groups"]:
+            raise rule_error("sof-format", file=path, line=lineno,
+                             detail=f"unknown frame group {parts[2]!r} (expected one of {', '.join(sof['groups'])})")
+        entries.append((_sof_path(parts[0], path, lineno), parts[1]))
     return entries
 
 
+def _looks_like_fits(path: Path) -> bool:
+    if path.name.endswith(tuple(section("inputs")["sof"]["suffixes"])):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return head.startswith(b"SIMPLE  =") or head[:2] in _COMPRESSED_MAGIC
+
+
+def _entries(inputs) -> tuple[list[tuple[Path, str | None]], str]:
+    if not isinstance(inputs, (str, Path)):
+        return [(Path(f).expanduser(), None) for f in inputs], "the given files"
+    p = Path(inputs).expanduser()
+    if p.is_dir():
+        suffixes = tuple(section("inputs")["sof"]["suffixes"])
+        return [(f, None) for f in sorted(p.iterdir()) if f.name.endswith(suffixes) and f.is_file()], str(p)
+    if p.exists() and _looks_like_fits(p):     # one FITS file given in place of a SOF
+        return [(p, None)], str(p)
+    return parse_sof(p), str(p)
+
+
+def _refuse_duplicates(frames: list[Frame]) -> None:
+    seen: dict[tuple, Frame] = {}
+    for f in frames:
+        for key, how in ((("path", os.path.realpath(f.path)), "the same file"), (("md5", f.digest), "identical bytes")):
+            if key in seen:
+                raise rule_error("duplicate-input", file=f.path, how=how, other=seen[key].path)
+            seen[key] = f
+
+
 def load_frames(inputs: str | Path | Iterable[str | Path]) -> list[Frame]:
-    """Frames from a SOF file, a directory of FITS files, or a list of paths."""
-    if isinstance(inputs, (str, Path)):
-        p = Path(inputs)
-        if p.is_dir():
-            entries = [(f, None) for f in sorted(p.glob("*.fits"))]
-        else:
-            entries = parse_sof(p)
-    else:
-        entries = [(Path(f), None) for f in inputs]
+    """Frames from a SOF file, a directory of FITS files, one FITS file or a list of paths."""
+    entries, where = _entries(inputs)
     if not entries:
-        raise VerificationError("no-input", f"no input frames found in {inputs}")
+        raise rule_error("no-input", where=where)
+    limit = section("inputs")["sof"]["max_frames"]
+    if len(entries) > limit:
+        raise rule_error("too-many-frames", where=where, n=len(entries), max=limit)
     frames = []
     for path, tag in entries:
-        h = read_header(path)
-        f = Frame(path, h, classify(h), tag)
-        if tag is not None and tag.upper() != expected_tag(f):
-            raise VerificationError("tag-mismatch", f"{path}: SOF tag {tag} but its header says {expected_tag(f)}")
+        header, hdu = read_header(path)
+        f = Frame(path, header, classify(header), tag, hdu, hashlib.md5(path.read_bytes()).hexdigest())
+        tags = accepted_tags(f)
+        if tag is not None and tags and tag.upper() not in tags:
+            raise rule_error("tag-mismatch", file=path, tag=tag, expected=tags[0], accepted=", ".join(tags))
         frames.append(f)
+    _refuse_duplicates(frames)
     return frames

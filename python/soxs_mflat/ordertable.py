@@ -8,7 +8,8 @@ import numpy as np
 from astropy.io import fits
 
 from .core import OrderLayout
-from .frames import Frame, VerificationError
+from .frames import Frame
+from .rules import rule_error
 
 
 @dataclass
@@ -40,8 +41,8 @@ def read_centre_table(frame: Frame) -> CentreTable:
         if coeffs.dtype.names is None or meta.dtype.names is None:
             raise TypeError("extensions 1 and 2 are not tables")
     except (IndexError, TypeError) as exc:
-        raise VerificationError("order-table", f"{frame.name}: not an order table (need coefficient and meta "
-                                f"table extensions: {exc})") from None
+        raise rule_error("order-table", file=frame.path, detail=f"not an order table (need coefficient and meta "
+                         f"table extensions: {exc})") from None
     a_is_x = "degy_cent" in coeffs.dtype.names
     axis_b = "y" if a_is_x else "x"
     try:
@@ -51,7 +52,7 @@ def read_centre_table(frame: Frame) -> CentreTable:
         orders = [int(o) for o in meta["order"]]
         bmin, bmax = [float(v) for v in meta[f"{axis_b}min"]], [float(v) for v in meta[f"{axis_b}max"]]
     except KeyError as exc:
-        raise VerificationError("order-table", f"{frame.name}: order table lacks column {exc}") from None
+        raise rule_error("order-table", file=frame.path, detail=f"order table lacks column {exc}") from None
     return CentreTable(centre, orders, bmin, bmax, a_is_x, coeffs, meta)
 
 

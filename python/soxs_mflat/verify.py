@@ -1,17 +1,25 @@
-"""Verification of an input set: every rule raises VerificationError naming the files and the
-rule, before anything is computed or written."""
+"""Verification of an input set: every rule of the input contract (data/contract/inputs.yaml)
+raises VerificationError naming the files and the rule, before anything is computed or written."""
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .frames import Frame, VerificationError
-from .keywords import gain_e_per_adu, key
-from .simulate.arms import Arm, get_arm
+from .contract import section
+from .frames import Frame
+from .instruments import ARMS, Arm, get_arm
+from .keywords import binning, detector_value, gain_e_per_adu, number, text
+from .rules import rule_error
 
 log = logging.getLogger("soxs_mflat")
-MIN_FLATS_WARN = 3
+
+
+def _tol(name: str):
+    return section("inputs")["tolerances"][name]
+
+
+MIN_FLATS_WARN = _tol("min_flats_warn")
 
 
 @dataclass
@@ -30,66 +38,92 @@ def _names(frames) -> str:
     return ", ".join(f.name for f in frames)
 
 
-def _unique(frames: list[Frame], key, rule: str, what: str) -> None:
+def _unique(frames: list[Frame], key, rule: str, **fields) -> None:
     groups = defaultdict(list)
     for f in frames:
         groups[key(f)].append(f)
     if len(groups) > 1:
         detail = "; ".join(f"{k}: {_names(v)}" for k, v in groups.items())
-        raise VerificationError(rule, f"input frames are a mix of {what} ({detail})")
+        raise rule_error(rule, detail=detail, **fields)
 
 
 def _binning(f: Frame, arm: Arm):
-    if arm.nir_like or f.kind in ("ORDER_TAB", "SPECTRAL_FORMAT_TAB"):
+    if f.kind in ("ORDER_TAB", "SPECTRAL_FORMAT_TAB"):
         return None
-    bx, by = key(arm.instrument, "binx"), key(arm.instrument, "biny")
-    if arm.instrument == "SOXS":
-        return (f.get(bx), f.get(by))
-    return (f.get(bx, f.get("CDELT1")), f.get(by, f.get("CDELT2")))
+    return binning(f.header, arm.instrument, arm.nir_like, str(f.path))
 
 
-def _detector(f: Frame, arm: Arm):
-    gain = gain_e_per_adu(f.header, arm.instrument, 0.0)
-    return f.get(key(arm.instrument, "readout")), round(gain, 4), f.get(key(arm.instrument, "ron"))
+def _detector(f: Frame, arm: Arm, what: str):
+    if what == "gain":
+        return round(gain_e_per_adu(f.header, arm.instrument, 0.0, str(f.path)), _tol("gain_decimals"))
+    if what == "ron":
+        return detector_value(f.header, arm.instrument, "ron", str(f.path))
+    return text(f.header, (section("inputs")["detector_keys"][arm.instrument]["readout"] or [""])[0])
 
 
 def _slit(f: Frame, arm: Arm):
-    key = ("HIERARCH ESO INS VISE NAME" if arm.arm == "VIS" else "HIERARCH ESO INS NISE NAME") \
-        if arm.instrument == "SOXS" else f"HIERARCH ESO INS OPTI{ {'UVB': 3, 'VIS': 4, 'NIR': 5}[arm.arm] } NAME"
-    return f.get(key)
+    key = ("ESO INS VISE NAME" if arm.arm == "VIS" else "ESO INS NISE NAME") \
+        if arm.instrument == "SOXS" else f"ESO INS OPTI{ {'UVB': 3, 'VIS': 4, 'NIR': 5}[arm.arm] } NAME"
+    return text(f.header, key)
+
+
+def _arm_of(first: Frame) -> Arm:
+    try:
+        return get_arm(first.instrument or "", first.arm or "")
+    except ValueError:
+        raise rule_error("unknown-arm", file=first.path, instrument=first.instrument, arm=first.arm,
+                         supported=", ".join(f"{i.upper()}/{a.upper()}" for i, a in ARMS)) from None
+
+
+def _check_values(frames: list[Frame]) -> None:
+    """Numeric keys typed and in range (EXPTIME required on raw frames): bad-keyword otherwise."""
+    required = section("inputs")["values"]["EXPTIME"]["required"]
+    for f in frames:
+        number(f.header, "EXPTIME", str(f.path), **({} if f.kind in required else {"default": None}))
+        f.mjd   # noqa: B018 (converted here so that a bad MJD-OBS is found before any work)
+
+
+def _image_shape(f: Frame):
+    """(NAXIS2, NAXIS1) of a raw frame's image, from its header: 2-D images only."""
+    n = f.header.get("NAXIS", 0)
+    if n != 2:
+        raise rule_error("shape", file=f.path, detail=f"the image has {n} axes; a 2-D image is needed")
+    return (f.header.get("NAXIS2"), f.header.get("NAXIS1"))
+
+
+def _exptime_groups(fl: list[Frame], kind: str) -> None:
+    times = [number(f.header, "EXPTIME", str(f.path)) for f in fl]
+    if max(times) - min(times) > _tol("exptime_s"):
+        _unique(fl, lambda f: round(number(f.header, "EXPTIME", str(f.path)), 3), "mixed-exptime", kind=kind)
 
 
 def verify(frames: list[Frame]) -> InputSet:
     unknown = [f for f in frames if f.kind == "UNKNOWN"]
     if unknown:
-        raise VerificationError("unknown-frame", f"cannot classify {_names(unknown)}: not a raw lamp flat, lamp-off "
-                                "frame, master bias/dark, order table or bad-pixel map (check ESO DPR/PRO keywords)")
-    _unique([f for f in frames if f.kind != "SPECTRAL_FORMAT_TAB"], lambda f: f.instrument, "mixed-instruments",
-            "instruments")
-    _unique([f for f in frames if f.kind != "SPECTRAL_FORMAT_TAB"], lambda f: f.arm, "mixed-arms", "arms")
-    first = frames[0]
-    try:
-        arm = get_arm(first.instrument or "", first.arm or "")
-    except ValueError as exc:
-        raise VerificationError("unknown-arm", f"{first.name}: {exc}") from None
+        raise rule_error("unknown-frame", files=_names(unknown))
+    _check_values(frames)
+    used = [f for f in frames if f.kind != "SPECTRAL_FORMAT_TAB"]
+    _unique(used, lambda f: f.instrument, "mixed-instruments")
+    _unique(used, lambda f: f.arm, "mixed-arms")
+    arm = _arm_of(frames[0])
     flats = defaultdict(list)
     for f in frames:
         if f.is_raw_flat:
             flats[f.kind].append(f)
     if not flats:
-        raise VerificationError("no-flats", f"no raw lamp flats among {_names(frames)} "
-                                "(need DPR TYPE LAMP,FLAT / FLAT,LAMP / LAMP,DFLAT / LAMP,QFLAT with TECH ECHELLE,SLIT)")
+        raise rule_error("no-flats", files=_names(frames))
     detector_frames = [f for f in frames if f.is_raw_flat or f.kind in ("MASTER_BIAS", "MASTER_DARK", "LAMPOFF")]
     _unique(detector_frames + [f for f in frames if f.kind == "BP_MAP_RP"], lambda f: _binning(f, arm),
-            "mixed-binning", "binnings")
-    _unique(detector_frames, lambda f: _detector(f, arm)[0], "mixed-readout", "readout speeds")
-    _unique(detector_frames, lambda f: _detector(f, arm)[1], "mixed-gain", "gains")
-    _unique(detector_frames, lambda f: _detector(f, arm)[2], "mixed-ron", "read noises")
+            "mixed-binning")
+    for what, rule in (("readout", "mixed-readout"), ("gain", "mixed-gain"), ("ron", "mixed-ron")):
+        _unique(detector_frames, lambda f: _detector(f, arm, what), rule)
     all_flats = [f for v in flats.values() for f in v]
-    _unique(all_flats, lambda f: _slit(f, arm), "mixed-slit", "slits")
-    for kind, fl in flats.items():
-        _unique(fl, lambda f: round(float(f.get("EXPTIME", -1)), 2), "mixed-exptime", f"exposure times ({kind})")
+    _unique(all_flats + [f for f in frames if f.kind == "LAMPOFF"], _image_shape, "mixed-shape")
+    _unique(all_flats, lambda f: _slit(f, arm), "mixed-slit")
     s = InputSet(arm, dict(flats))
+    _flat_types(s, arm)
+    for kind, fl in flats.items():
+        _exptime_groups(fl, kind)
     _calibrations(s, frames, arm)
     for kind, fl in flats.items():
         if len(fl) < MIN_FLATS_WARN:
@@ -99,35 +133,42 @@ def verify(frames: list[Frame]) -> InputSet:
     return s
 
 
+def _flat_types(s: InputSet, arm: Arm) -> None:
+    want = section("inputs")["arms"][arm.instrument][arm.arm]["flats"]
+    for kind, fl in s.flats.items():
+        if kind not in want:
+            raise rule_error("flat-type", file=fl[0].path, instrument=arm.instrument, arm=arm.arm,
+                             want=" and ".join(want), have=kind)
+    if set(s.flats) != set(want):
+        raise rule_error("uvb-lamps", have=", ".join(sorted(s.flats)), files=_names(sum(s.flats.values(), [])))
+
+
+def _order_tables(s: InputSet, tables: list[Frame], frames: list[Frame], arm: Arm) -> None:
+    if not tables:
+        raise rule_error("missing-order-table", arm=arm.arm, files=_names(frames))
+    objects = section("inputs")["order_objects"]
+    for lamp in s.flats:
+        want = objects.get(lamp) if len(s.flats) > 1 else None
+        match = [t for t in tables if want is None or text(t.header, "OBJECT") == want]
+        if not match:
+            raise rule_error("uvb-order-tables", lamp=lamp, files=_names(tables))
+        s.order_tabs[lamp] = match[0]
+
+
 def _calibrations(s: InputSet, frames: list[Frame], arm: Arm) -> None:
     by = defaultdict(list)
     for f in frames:
         by[f.kind].append(f)
-    if arm.arm == "UVB" and set(s.flats) != {"DFLAT", "QFLAT"}:
-        have = ", ".join(sorted(s.flats))
-        raise VerificationError("uvb-lamps", f"X-shooter UVB needs both D2 (LAMP,DFLAT) and QTH (LAMP,QFLAT) flats; "
-                                f"found only {have}")
-    if arm.arm != "UVB" and set(s.flats) - {"FLAT"}:
-        raise VerificationError("flat-type", f"{arm.arm} flats must be LAMP,FLAT (or FLAT,LAMP); found "
-                                f"{', '.join(sorted(s.flats))}")
     if not arm.nir_like:
         if not by["MASTER_BIAS"]:
-            raise VerificationError("missing-bias", f"{arm.instrument} {arm.arm} flats need a MASTER_BIAS_{arm.arm}; "
-                                    f"none among {_names(frames)}")
+            raise rule_error("missing-bias", instrument=arm.instrument, arm=arm.arm, files=_names(frames))
         s.bias = by["MASTER_BIAS"][0]
     else:
         if not by["MASTER_DARK"] and not by["LAMPOFF"]:
-            raise VerificationError("missing-dark", f"NIR flats need a MASTER_DARK_{arm.arm} or lamp-off frames "
-                                    f"(DPR TECH IMAGE); none among {_names(frames)}")
+            raise rule_error("missing-dark", arm=arm.arm, files=_names(frames))
         s.dark = by["MASTER_DARK"][0] if by["MASTER_DARK"] else None
         s.lampoff = by["LAMPOFF"]
-    if not by["ORDER_TAB"]:
-        raise VerificationError("missing-order-table", f"need an ORDER_TAB_{arm.arm} order-centre table; none among "
-                                f"{_names(frames)}")
-    for lamp in s.flats:
-        want = {"DFLAT": "LAMP,DORDERDEF", "QFLAT": "LAMP,QORDERDEF"}.get(lamp)
-        match = [t for t in by["ORDER_TAB"] if want is None or str(t.get("OBJECT", "")).upper() == want]
-        s.order_tabs[lamp] = (match or by["ORDER_TAB"])[0]
+    _order_tables(s, by["ORDER_TAB"], frames, arm)
     s.bpm = by["BP_MAP_RP"][0] if by["BP_MAP_RP"] else None
     if s.bpm is None:
         s.warnings.append("no static bad-pixel map (BP_MAP_RP) given: all pixels start as good")

@@ -10,7 +10,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from ..core import fit_global_poly, poly_eval
-from .arms import Arm
+from ..instruments import Arm
 from .headers import detector_cards, product_header
 from .scene import LEVELS, Geometry, edge_points
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from astropy.io import fits
 from astropy.time import Time
 
-from .arms import Arm
+from ..instruments import Arm
 
 
 def detector_cards(arm: Arm, binx: int, biny: int) -> dict:

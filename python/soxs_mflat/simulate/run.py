@@ -7,7 +7,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from .arms import Arm, get_arm
+from ..instruments import Arm, get_arm
 from .calibs import write_calibrations, write_sof, write_truth
 from .headers import raw_flat_header
 from .scene import illumination, lamp_levels, make_geometry, scattered

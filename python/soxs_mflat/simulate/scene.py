@@ -7,7 +7,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
 from ..core import poly_eval
-from .arms import Arm
+from ..instruments import Arm
 from .profile import edge_offset, pixel_profile
 
 LEVELS = (0.2, 0.3, 0.4, 0.5)

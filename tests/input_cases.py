@@ -1,0 +1,147 @@
+"""Bad input sets, each breaking one rule of the input contract: a builder writes a SOF from a good
+simulated set (dict from simulate_set) into a folder and says which rule must fire and which file
+the message must name. Shared by the CLI tests and the CLI/esorex parity test."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+
+def entries(w) -> list[list[str]]:
+    return [ln.split() for ln in Path(w["sof"]).read_text().splitlines() if ln.strip()]
+
+
+def write_sof(folder: Path, rows, name="bad.sof") -> Path:
+    sof = folder / name
+    sof.write_text("\n".join(" ".join(map(str, e)) for e in rows) + "\n")
+    return sof
+
+
+def copy_with(folder: Path, path, name=None, delete=(), **cards) -> str:
+    """A copy of a FITS file with primary-header cards set (key: '_' for ' ') or deleted."""
+    dst = folder / (name or Path(path).name)
+    shutil.copy(path, dst)
+    with fits.open(dst, mode="update") as hl:
+        for k, v in cards.items():
+            hl[0].header[k.replace("_", " ")] = v
+        for k in delete:
+            del hl[0].header[k]
+    return str(dst)
+
+
+def with_data(folder: Path, path, fn, name) -> str:
+    dst = folder / name
+    with fits.open(path) as hl:
+        hl[0].data = fn(hl[0].data)
+        hl.writeto(dst)
+    return str(dst)
+
+
+def replace(rows, old, new):
+    return [[new if e[0] == old else e[0], *e[1:]] for e in rows]
+
+
+def _raw(w, k=0):
+    return str(Path(w["raw"][k]).resolve())
+
+
+def _one_card(w, folder, key, value, rule):
+    bad = copy_with(folder, _raw(w, 1), f"{rule}.fits", **{key: value})
+    rows = replace(entries(w), _raw(w, 1), bad)
+    if rule == "mixed-arms":   # the tag follows the header so that the header rule is what fails
+        rows = [[p, "LAMP,FLAT_NIR" if p == bad else t] for p, t in rows]
+    return rows, rule, Path(bad).name
+
+
+MIXED = [("HIERARCH_ESO_SEQ_ARM", "NIR", "mixed-arms"), ("INSTRUME", "XSHOOTER", "mixed-instruments"),
+         ("HIERARCH_ESO_DET_BINX", 2, "mixed-binning"), ("HIERARCH_ESO_DET_READ_CURID", 3, "mixed-readout"),
+         ("HIERARCH_ESO_DET_OUT1_CONAD", 2.5, "mixed-gain"), ("HIERARCH_ESO_DET_CHIP_RON", 9.9, "mixed-ron"),
+         ("HIERARCH_ESO_INS_VISE_NAME", "SLIT5.0", "mixed-slit"), ("EXPTIME", 33.0, "mixed-exptime")]
+BAD_VALUES = [("EXPTIME", "twenty"), ("MJD-OBS", "yesterday"), ("HIERARCH_ESO_DET_OUT1_CONAD", "high"),
+              ("HIERARCH_ESO_DET_OUT1_CONAD", 0.0), ("HIERARCH_ESO_DET_OUT1_CONAD", 1e30),
+              ("HIERARCH_ESO_DET_BINX", 0), ("EXPTIME", -3.0), ("EXPTIME", True)]
+
+
+def vis_cases(w, folder: Path):
+    """(id, rows, rule, file name the message must name) on a SOXS VIS set."""
+    rows = entries(w)
+    out = []
+    for key, value, rule in MIXED:
+        out.append((rule, *_one_card(w, folder, key, value, rule)))
+    for i, (key, value) in enumerate(BAD_VALUES):
+        bad = copy_with(folder, _raw(w, 1), f"badval{i}.fits", **{key: value})
+        out.append((f"bad-keyword-{key}-{value}", replace(rows, _raw(w, 1), bad), "bad-keyword", Path(bad).name))
+    bad = copy_with(folder, _raw(w, 0), "noexp.fits", delete=["EXPTIME"])
+    out.append(("missing-exptime", replace(rows, _raw(w, 0), bad), "bad-keyword", "noexp.fits"))
+    for drop, rule, name in (("MASTER_BIAS_VIS", "missing-bias", "SOXS_VIS_FLAT_QTH_01.fits"),
+                             ("ORDER_TAB_VIS", "missing-order-table", "MASTER_BIAS_VIS.fits"),
+                             ("LAMP,FLAT_VIS", "no-flats", "MASTER_BIAS_VIS.fits")):
+        out.append((rule, [e for e in rows if e[1] != drop], rule, name))
+    out.append(("tag-mismatch", [[p, "ORDER_TAB_VIS" if t == "MASTER_BIAS_VIS" else t] for p, t in rows],
+                "tag-mismatch", "MASTER_BIAS_VIS.fits"))
+    # esorex segfaulted on VIS flats tagged LAMP,DFLAT_VIS
+    out.append(("dflat-tag", [[p, "LAMP,DFLAT_VIS" if t == "LAMP,FLAT_VIS" else t] for p, t in rows],
+                "tag-mismatch", "SOXS_VIS_FLAT_QTH_01.fits"))
+    dflat = copy_with(folder, _raw(w, 1), "dflat.fits", HIERARCH_ESO_DPR_TYPE="LAMP,DFLAT")
+    out.append(("flat-type", [[dflat, "LAMP,DFLAT_VIS"] if p == _raw(w, 1) else [p, t] for p, t in rows],
+                "flat-type", "dflat.fits"))
+    odd = copy_with(folder, _raw(w, 0), "odd.fits", HIERARCH_ESO_DPR_TYPE="OBJECT")
+    out.append(("unknown-frame", rows + [[odd, "OBJECT_VIS"]], "unknown-frame", "odd.fits"))
+    out.append(("missing-file", rows + [[str(folder / "nope.fits"), "LAMP,FLAT_VIS"]], "missing-file", "nope.fits"))
+    cut = folder / "cut.fits"
+    cut.write_bytes(Path(_raw(w, 0)).read_bytes()[:20000])
+    out.append(("truncated", rows + [[str(cut), "LAMP,FLAT_VIS"]], "unreadable-fits", "cut.fits"))
+    junk = folder / "junk.fits"
+    junk.write_bytes(b"this is not FITS" * 200)
+    out.append(("garbage", rows + [[str(junk), "LAMP,FLAT_VIS"]], "unreadable-fits", "junk.fits"))
+    out.append(("duplicate-path", rows + [rows[0]], "duplicate-input", Path(rows[0][0]).name))
+    twin = folder / "twin.fits"
+    shutil.copy(_raw(w, 0), twin)
+    out.append(("duplicate-bytes", rows + [[str(twin), "LAMP,FLAT_VIS"]], "duplicate-input", "twin.fits"))
+    out += _data_cases(w, folder, rows)
+    return out
+
+
+def _data_cases(w, folder, rows):
+    out = []
+    raw = _raw(w, 0)
+    sat = with_data(folder, raw, lambda d: np.full_like(d, 65535), "sat.fits")
+    out.append(("saturated", replace(rows, raw, sat), "saturated", "sat.fits"))
+    empty = with_data(folder, raw, lambda d: np.full_like(d, 1000), "empty.fits")
+    out.append(("empty-flat", replace(rows, raw, empty), "empty-flat", "empty.fits"))
+    crop = with_data(folder, raw, lambda d: d[:1000], "crop.fits")
+    out.append(("shape-crop", replace(rows, raw, crop), "mixed-shape", "crop.fits"))
+    wide = with_data(folder, raw, lambda d: np.hstack([d, d[:, :8]]), "wide.fits")
+    out.append(("shape-extra-columns", replace(rows, raw, wide), "mixed-shape", "wide.fits"))
+    cube = with_data(folder, raw, lambda d: np.stack([d, d]), "cube.fits")
+    out.append(("shape-3d", replace(rows, raw, cube), "shape", "cube.fits"))
+    bias = str(Path(w["bias"]).resolve())
+    small = folder / "MASTER_BIAS_VIS.fits"
+    with fits.open(bias) as hl:
+        for h in hl:
+            h.data = h.data[:100]
+        hl.writeto(small)
+    out.append(("shape-bias", replace(rows, bias, str(small)), "shape", "MASTER_BIAS_VIS.fits"))
+    return out
+
+
+def nir_cases(w, folder: Path):
+    rows = entries(w)
+    out = [("missing-dark", [e for e in rows if "OFF" not in e[1]], "missing-dark", Path(rows[0][0]).name)]
+    raw = _raw(w, 0)
+    nan = with_data(folder, raw, lambda d: np.where(np.arange(d.size).reshape(d.shape) % 997 == 0, np.nan, d)
+                    .astype(d.dtype), "nan.fits")
+    out.append(("non-finite", replace(rows, raw, nan), "non-finite", "nan.fits"))
+    return out
+
+
+def uvb_cases(w, folder: Path):
+    rows = entries(w)
+    d_tab = [e for e in rows if e[1] == "ORDER_TAB_UVB" and fits.getval(e[0], "OBJECT") == "LAMP,DORDERDEF"]
+    qonly = [e for e in rows if e not in d_tab]
+    return [("uvb-lamps", [e for e in rows if e[1] != "LAMP,DFLAT_UVB"], "uvb-lamps", Path(w["raw"][-1]).name),
+            ("uvb-order-tables", qonly, "uvb-order-tables",
+             next(Path(e[0]).name for e in qonly if e[1] == "ORDER_TAB_UVB"))]

@@ -1,0 +1,140 @@
+"""The input contract through the Python CLI: every bad input of tests/input_cases.py gives exit 2,
+"[<rule>]" and the file's name, writes nothing and raises nothing; the dialects and forms of good
+input that the field produces (soxspipe-organised tags, esorex's three-column SOF, relative paths,
+CDELT-only binning, one FITS file in place of a SOF) are accepted."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import input_cases as ic
+from soxs_mflat.cli import main
+from soxs_mflat.frames import load_frames
+from soxs_mflat.prepare import prepare_raw
+from soxs_mflat.rules import VerificationError
+from soxs_mflat.simulate.run import simulate_set
+
+
+@pytest.fixture(scope="module")
+def vis(tmp_path_factory):
+    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vset"), nflats=2, seed=5)
+
+
+@pytest.fixture(scope="module")
+def nir(tmp_path_factory):
+    return simulate_set("xshooter", "nir", tmp_path_factory.mktemp("nset"), nflats=2, seed=6)
+
+
+@pytest.fixture(scope="module")
+def uvb(tmp_path_factory):
+    return simulate_set("xshooter", "uvb", tmp_path_factory.mktemp("uset"), nflats=1, binning="2x2", seed=7)
+
+
+def cli_refuses(sof: Path, out: Path, rule: str, name: str, capsys):
+    rc = main(["run", str(sof), "-o", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"[{rule}]" in err and name in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    return err
+
+
+def _cases(request, tmp_path_factory, which):
+    w = request.getfixturevalue(which)
+    folder = tmp_path_factory.mktemp(f"bad_{which}")
+    return {c[0]: c for c in getattr(ic, f"{which}_cases")(w, folder)}, folder
+
+
+@pytest.fixture(scope="module")
+def vis_bad(request, tmp_path_factory):
+    return _cases(request, tmp_path_factory, "vis")
+
+
+VIS_IDS = ["mixed-arms", "mixed-instruments", "mixed-binning", "mixed-readout", "mixed-gain", "mixed-ron", "mixed-slit",
+           "mixed-exptime"] + [f"bad-keyword-{k}-{v}" for k, v in ic.BAD_VALUES] + [
+    "missing-exptime", "missing-bias", "missing-order-table", "no-flats", "tag-mismatch", "dflat-tag", "flat-type",
+    "unknown-frame", "missing-file", "truncated", "garbage", "duplicate-path", "duplicate-bytes", "saturated",
+    "empty-flat", "shape-crop", "shape-extra-columns", "shape-3d", "shape-bias"]
+
+
+@pytest.mark.parametrize("case", VIS_IDS)
+def test_cli_refuses_bad_vis_input(vis_bad, case, tmp_path, capsys):
+    cases, folder = vis_bad
+    _, rows, rule, name = cases[case]
+    cli_refuses(ic.write_sof(tmp_path, rows), tmp_path / "out", rule, name, capsys)
+
+
+def test_cli_refuses_bad_nir_and_uvb_input(request, tmp_path_factory, tmp_path, capsys):
+    for which in ("nir", "uvb"):
+        cases, _ = _cases(request, tmp_path_factory, which)
+        for cid, rows, rule, name in cases.values():
+            cli_refuses(ic.write_sof(tmp_path, rows, f"{cid}.sof"), tmp_path / "out", rule, name, capsys)
+
+
+def test_too_many_frames_is_found_before_any_file_is_read(tmp_path, capsys):
+    rows = [[str(tmp_path / f"f{i}.fits"), "LAMP,FLAT_VIS"] for i in range(256)]   # none exists
+    cli_refuses(ic.write_sof(tmp_path, rows), tmp_path / "out", "too-many-frames", "bad.sof", capsys)
+
+
+def test_binary_sof_is_a_clean_error(tmp_path, capsys):
+    sof = tmp_path / "bin.sof"
+    sof.write_bytes(bytes(range(256)) * 4)
+    cli_refuses(sof, tmp_path / "out", "sof-format", "bin.sof", capsys)
+
+
+def test_soxspipe_organiser_tags_for_nir_lamp_off_frames(nir, tmp_path):
+    """soxspipe's organiser tags lamp-on and lamp-off NIR frames '<DPR TYPE>_<ARM>': both are read by
+    their DPR TECH, so the set classifies exactly like the esorex-tagged one."""
+    rows = [[p, t.replace("_OFF_", "_")] for p, t in ic.entries(nir)]
+    assert {t for _, t in rows} >= {"LAMP,FLAT_NIR"} and not any("OFF" in t for _, t in rows)
+    organised = load_frames(ic.write_sof(tmp_path, rows, "organised.sof"))
+    esorex = load_frames(nir["sof"])
+    assert [(f.path, f.kind) for f in organised] == [(f.path, f.kind) for f in esorex]
+    assert [f.kind for f in organised].count("LAMPOFF") == len(nir["off"]) == 2
+
+
+def test_esorex_three_column_sof_with_comments(vis, tmp_path):
+    rows = [[p, t, "CALIB" if t.startswith(("MASTER", "ORDER", "BP_")) else "RAW"] for p, t in ic.entries(vis)]
+    sof = tmp_path / "three.sof"
+    sof.write_text("# written for esorex\n\n" + "\n".join(" ".join(r) for r in rows) + "\n")
+    got = [(f.path, f.tag, f.kind) for f in load_frames(sof)]
+    assert got == [(f.path, f.tag, f.kind) for f in load_frames(vis["sof"])]
+    bad = tmp_path / "group.sof"
+    bad.write_text(f"{rows[0][0]} {rows[0][1]} SCIENCE\n")
+    with pytest.raises(VerificationError, match=r"group.sof:1: unknown frame group 'SCIENCE'") as e:
+        load_frames(bad)
+    assert e.value.rule == "sof-format"
+
+
+def test_relative_paths_resolve_against_the_working_directory(vis, tmp_path, monkeypatch):
+    """esorex's rule, for both front ends: relative to the working directory, not to the SOF."""
+    root = Path(vis["sof"]).parent
+    rows = [[os.path.relpath(p, root), t] for p, t in ic.entries(vis)]
+    sof = ic.write_sof(root, rows, "relative.sof")
+    monkeypatch.chdir(root)
+    assert [f.path.resolve() for f in load_frames(sof)] == [Path(p) for p, _ in ic.entries(vis)]
+    monkeypatch.chdir(tmp_path)     # the paths exist only relative to the SOF's folder now
+    with pytest.raises(VerificationError, match="relative SOF paths are resolved against the working directory") as e:
+        load_frames(sof)
+    assert e.value.rule == "missing-file" and str(rows[0][0]) in str(e.value)
+
+
+def test_one_fits_file_in_place_of_a_sof(vis):
+    frames = load_frames(vis["raw"][0])
+    assert [(f.path, f.kind) for f in frames] == [(Path(vis["raw"][0]), "FLAT")]
+
+
+def test_binning_from_cdelt_only(uvb, tmp_path):
+    """X-shooter headers with binning only as CDELT1/2: verification and preparation both use them."""
+    raw = str(uvb["raw"][0])
+    bare = ic.copy_with(tmp_path, raw, delete=["HIERARCH ESO DET WIN1 BINX", "HIERARCH ESO DET WIN1 BINY"])
+    assert "ESO DET WIN1 BINX" not in fits.getheader(bare) and fits.getval(bare, "CDELT2") == 2.0
+    np.testing.assert_array_equal(prepare_raw(bare)[0], prepare_raw(raw)[0])
+    rows = ic.replace(ic.entries(uvb), str(Path(raw).resolve()), bare)
+    from soxs_mflat.verify import verify
+    verify(load_frames(ic.write_sof(tmp_path, rows)))   # no mixed-binning: CDELT says 1x2 too
