@@ -63,7 +63,8 @@ double median_of(std::vector<double> v) { return detail::median_inplace(v.data()
 // that correcting by it leaves the stack at the frames' mean colour.
 std::vector<std::vector<double>> colour_ratios(const std::vector<const float*>& frames, const MaskView& bpm,
                                                const std::vector<int64_t>& win, const std::vector<double>& sc,
-                                               int64_t ny, int64_t nx, const Geometry& g, double& worst) {
+                                               int64_t ny, int64_t nx, const Geometry& g,
+                                               std::vector<double>& ua, std::vector<double>& ub) {
   const size_t n = frames.size();
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx, cell = 64, nca = (la + cell - 1) / cell;
   std::map<int64_t, std::vector<std::vector<float>>> cells;   // cell -> per frame ratios
@@ -79,7 +80,7 @@ std::vector<std::vector<double>> colour_ratios(const std::vector<const float*>& 
     if (c.empty()) c.resize(n);
     for (size_t k = 0; k < n; ++k) c[k].push_back(float(v[k] / ref));
   }
-  std::vector<double> ua, ub;
+  ua.clear(); ub.clear();
   std::vector<std::vector<double>> val(n);
   for (auto& [key, c] : cells) {
     if (c[0].size() < 100) continue;
@@ -88,7 +89,6 @@ std::vector<std::vector<double>> colour_ratios(const std::vector<const float*>& 
     for (size_t k = 0; k < n; ++k) val[k].push_back(detail::median_inplace(c[k].data(), int64_t(c[k].size())));
   }
   std::vector<std::vector<double>> out(n, std::vector<double>(ua.size(), 1.0));
-  worst = 0;
   if (ua.size() < 20) return out;   // too few cells for a colour model
   for (size_t k = 0; k < n; ++k) out[k] = fit_global_poly(ua, ub, val[k], 2, 2, 4.0, 3).poly.c;
   return out;
@@ -102,7 +102,8 @@ bool correct_colour(std::vector<const float*>& frames, std::vector<const float*>
                     const Geometry& g, std::vector<std::vector<float>>& store, int threads) {
   const double limit = 0.005;
   double worst = 0;
-  auto polys = colour_ratios(frames, bpm, win, sc, ny, nx, g, worst);
+  std::vector<double> cu, cw;
+  auto polys = colour_ratios(frames, bpm, win, sc, ny, nx, g, cu, cw);
   const size_t n = frames.size();
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
   auto eval = [&](const std::vector<double>& c, double u, double w) {
@@ -111,9 +112,8 @@ bool correct_colour(std::vector<const float*>& frames, std::vector<const float*>
     return acc;
   };
   if (polys[0].size() != 9) return false;
-  for (int64_t cb = 0; cb <= 16; ++cb)      // how far the colours depart, on a 17 x 17 grid
-    for (int64_t ca = 0; ca <= 16; ++ca) {
-      double u = ca / 8.0 - 1, w = cb / 8.0 - 1, mean = 0;
+  for (size_t c = 0; c < cu.size(); ++c) {   // how far the colours depart where they were measured
+      double u = cu[c], w = cw[c], mean = 0;
       for (size_t k = 0; k < n; ++k) mean += eval(polys[k], u, w) / double(n);
       for (size_t k = 0; k < n; ++k) worst = std::max(worst, std::abs(eval(polys[k], u, w) / mean - 1));
     }
