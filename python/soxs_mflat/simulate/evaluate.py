@@ -40,9 +40,13 @@ def _truth(path: Path) -> dict:
     return out
 
 
-def _binned_to_unbinned(i, binning):
-    """The simulator's pixel convention: binned pixel i is centred at bin * i + (bin - 1) / 2."""
-    return binning * np.asarray(i, float) + 0.5 * (binning - 1)
+def _lines(b0, b1, bin_b, lb):
+    """Binned lines of an order's B range [b0, b1] (unbinned; binned line i is unbinned bin_b * i,
+    soxspipe's convention). A range ending within max(3, bin_b) px of the detector edge runs off it."""
+    snap = max(3.0, bin_b)
+    first = 0 if b0 < snap else max(0, int(np.ceil(b0 / bin_b)))
+    last = lb - 1 if b1 > bin_b * (lb - 1) - snap else min(lb - 1, int(np.floor(b1 / bin_b)))
+    return np.arange(first, last + 1)
 
 
 def in_order_numpy(shape, lower, upper, orders, b_min, b_max, a_is_x=True, bin_a=1, bin_b=1) -> np.ndarray:
@@ -51,12 +55,9 @@ def in_order_numpy(shape, lower, upper, orders, b_min, b_max, a_is_x=True, bin_a
     m = np.zeros((lb, la), bool)
     a = np.arange(la)
     for n, b0, b1 in zip(orders, b_min, b_max):
-        lines = np.arange(lb)
-        ub = _binned_to_unbinned(lines, bin_b)
-        lines = lines[(ub >= b0 - 1e-9) & (ub <= b1 + 1e-9)]
-        ub = _binned_to_unbinned(lines, bin_b)
-        lo = (poly_eval(lower, n, ub) - 0.5 * (bin_a - 1)) / bin_a
-        up = (poly_eval(upper, n, ub) - 0.5 * (bin_a - 1)) / bin_a
+        lines = _lines(b0, b1, bin_b, lb)
+        ub = bin_b * lines.astype(float)
+        lo, up = poly_eval(lower, n, ub) / bin_a, poly_eval(upper, n, ub) / bin_a
         m[lines] |= (a[None, :] >= np.ceil(lo)[:, None]) & (a[None, :] <= np.floor(up)[:, None])
     return m if a_is_x else m.T
 
@@ -183,7 +184,7 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
             out["response_rms_per_order"][o] = (float(np.std(resid[sel])),
                                                 float(np.sqrt(np.mean(noise[core][sel] ** 2))))
     out.update(_flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, noise, any_flag))
-    out["inter_order_values"] = np.unique(flux[~fitted_inside]).tolist()[:5]
+    out["inter_order_values"] = np.unique(flux[~fitted_inside & ((qual & 8) == 0)]).tolist()[:5]   # 8: beyond range
     if background is not None:
         lamp_name = next(iter(set(lamps.values())))
         out["background_rms_pct"] = background_error(background, t, lamp_name, scale, inside)
