@@ -138,10 +138,11 @@ def per_order_meta(edges: dict) -> dict[str, list]:
 def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, flats: list,
                         qc: list[QCRow], paths: dict[str, Path], overwrite: bool, tag: str,
                         cals_extra=()) -> dict[str, Path]:
-    title = f"{s.arm.instrument} {s.arm.arm} {tag.strip() or lamp}"
-    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, title), paths[f"ORDER LOC RES{tag}"])]
+    info = plot_info(s, lamp, p, flats, qc, tag)
+    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, info), paths[f"ORDER LOC RES{tag}"])]
     if res["background"] is not None:
-        plots.append(("background_pdf", (res["stacked"], res["background"], layout, title), paths[f"BKGROUND{tag}"]))
+        plots.append(("background_pdf", (res["stacked"], res["background"], res["edges"], layout, info),
+                      paths[f"BKGROUND{tag}"]))
     workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
@@ -156,6 +157,25 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     if res["background"] is not None:
         out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
     return out
+
+
+LAMP_NAMES = {" DLAMP": "D2 lamp (DLAMP)", " QLAMP": "QTH lamp (QLAMP)"}
+
+
+def plot_info(s: InputSet, lamp: str, p: dict, flats: list, qc: list[QCRow], tag: str):
+    """The header block of the QC PDFs."""
+    from .plots import PlotInfo
+    from .qc import night_of
+    if tag:
+        name = LAMP_NAMES.get(tag, tag.strip())
+    elif s.arm.arm == "UVB":
+        cross = next((r.value for r in qc if r.name == "CROSSOVER ORDER"), "?")
+        name = f"D2 + QTH stitched (D2 from order {cross})"
+    else:
+        name = "lamp flats"
+    raws = [f for f in flats if f.kind in ("FLAT", "DFLAT", "QFLAT")] or list(flats)
+    date = min(raws, key=lambda f: f.get("MJD-OBS", 0.0)).get("DATE-OBS") if raws else None
+    return PlotInfo(s.arm.instrument, s.arm.arm, name, date, night_of(date), len(raws), list(qc), dict(p))
 
 
 def _big_endian(a):
