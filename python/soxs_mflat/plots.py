@@ -43,7 +43,8 @@ class PlotInfo:
 
 # ---------------------------------------------------------------------------------------------- geometry
 def _to_binned(x, binning):
-    return (np.asarray(x, float) - 0.5 * (binning - 1)) / binning
+    """Unbinned coordinate to binned pixel: soxspipe's convention (binned pixel i is unbinned bin * i)."""
+    return np.asarray(x, float) / binning
 
 
 def _reduce(data: np.ndarray):
