@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nflats", type=int, default=5)
     s.add_argument("--binning", default="1x1", help="1x1, 1x2, 2x1 or 2x2 (UVB/VIS only)")
     s.add_argument("--seed", type=int, default=0)
+    from .cli_archive import add_archive_commands
+    add_archive_commands(sub)
     return p
 
 
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         return _params(args)
     if args.command == "fix-datamd5":
         return _fix_datamd5(args)
+    if getattr(args, "archive_command", None):
+        return args.archive_command(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 
