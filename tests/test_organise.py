@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from soxs_mflat.organise import organise
-from soxs_mflat.simulate.archive import simulate_archive
-
-# two nights of SOXS VIS in two binnings (1x2 first: the 2x2 bias is nearer its flats than its own),
-# and on the first night X-shooter UVB (D2 15 s + QTH 4 s) and SOXS NIR (lamp-off frames)
-SETUPS = ["soxs/vis/1x2", "soxs/vis/2x2", "xshooter/uvb/2x2@0", "soxs/nir/1x1@0"]
-
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    out = tmp_path_factory.mktemp("arch")
-    truth = simulate_archive(out, 2, setups=SETUPS, nflats=2, compress=("", "gz"))
-    return out, truth
+def archive(sim_archive):
+    return sim_archive     # conftest.py: two nights, SOXS VIS 1x2 + 2x2, X-shooter UVB and NIR
 
 
 def _by_name(o):
@@ -59,7 +51,7 @@ def test_uvb_lamps_one_set_and_nir_lamp_off_with_lamp_on(archive):
     uvb = [s for s in sets if s.arm == "UVB"]
     assert len(uvb) == 1 and {f.kind for f in uvb[0].flats} == {"DFLAT", "QFLAT"}
     assert len(uvb[0].calibs["ORDER_TAB"]) == 2
-    nir = [s for s in sets if s.arm == "NIR"]
+    nir = [s for s in sets if s.arm == "NIR"]     # lamp-off frames join their lamp-on set
     assert len(nir) == 1 and len(nir[0].calibs["LAMPOFF"]) == 2 and "MASTER_DARK" not in nir[0].calibs
 
 

@@ -110,7 +110,8 @@ def _one_set(out: Path, spec: str, mjd0: float, seed: int, nflats: int, compress
     set_id = sof_name(replace(arm, exptime=D2_EXPTIME) if arm.arm == "UVB" else arm, bx, by, mjd0)[:-4]
     stage = out / "truth" / set_id
     w = simulate_set(inst, arm_name, stage, nflats, f"{bx}x{by}", seed, mjd0=mjd0)
-    for p in w["raw"]:
+    for p in w["raw"] + w["off"]:   # one template per set, as at the telescope
+        fits.setval(p, "HIERARCH ESO TPL START", value=Time(mjd0, format="mjd").isot[:19])
         if arm.arm == "UVB" and "_D2_" in p.name:
             fits.setval(p, "EXPTIME", value=D2_EXPTIME)
     night = _night(mjd0)
