@@ -1,5 +1,6 @@
-"""Generate recipes/soxs_mflat_generated.h (parameters, arm facts, detector keywords) from the Python
-single sources: data/parameters.yaml, soxs_mflat.instruments and soxs_mflat.keywords. A test keeps
+"""Generate recipes/soxs_mflat_generated.h (parameters, arm facts, detector keywords, QC metrics) from the
+Python single sources: data/parameters.yaml, soxs_mflat.instruments, soxs_mflat.keywords and
+data/contract/qc.yaml. A test keeps
 it in sync.
 
     python scripts/gen_recipe_header.py [--check]
@@ -52,8 +53,35 @@ def render() -> str:
     for inst, k in DETECTOR_KEYS.items():
         vals = ", ".join(f'"{k[n]}"' for n in ("binx", "biny", "conad", "gain", "ron", "readout"))
         lines.append(f'  {{"{inst}", {vals}}},')
-    lines += ["};", f"static const int N_DET_KEYS = {len(DETECTOR_KEYS)};", "", "}  // namespace soxs_gen", ""]
+    lines += ["};", f"static const int N_DET_KEYS = {len(DETECTOR_KEYS)};", ""]
+    lines += render_qc() + ["}  // namespace soxs_gen", ""]
     return "\n".join(lines)
+
+
+def _c(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_qc() -> list[str]:
+    """QC names, units, comments and default ranges per column, and the qc.json facts (data/contract/qc.yaml)."""
+    from soxs_mflat import contract
+    from soxs_mflat.qc import default_ranges, definitions
+    q = contract.section("qc")
+    lines = ["// QC metrics from data/contract/qc.yaml, in table order",
+             "struct QcDef { const char* name; const char* unit; const char* comment; };",
+             "static const QcDef QC_DEFS[] = {"]
+    lines += [f'  {{"{_c(n)}", "{_c(u)}", "{_c(c)}"}},' for n, (u, c) in definitions().items()]
+    lines += ["};", f"static const int N_QC_DEFS = {len(definitions())};", "",
+              "// default acceptable ranges (inclusive) per column of ARMS",
+              "struct QcRange { int column; const char* name; double lo, hi; };", "static const QcRange QC_RANGES[] = {"]
+    ranges = [(col, n, lo, hi) for col, (i, a) in enumerate(COLUMNS) for n, (lo, hi) in default_ranges(i, a).items()]
+    lines += [f'  {{{col}, "{_c(n)}", {lo!r}, {hi!r}}},' for col, n, lo, hi in ranges]
+    j = q["json"]
+    lines += ["};", f"static const int N_QC_RANGES = {len(ranges)};",
+              f'static const char* QC_JSON_FILE = "{_c(j["file"])}";',
+              f'static const char* QC_JSON_FORMAT = "{_c(j["format"])}";',
+              f"static const double NIGHT_START_OFFSET_HRS = {float(j['night_start_offset_hrs'])!r};", ""]
+    return lines
 
 
 def main() -> int:

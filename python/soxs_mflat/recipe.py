@@ -105,11 +105,13 @@ def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]
     """What qc.json says about the run besides the QC values."""
     from . import __version__
     flats = [f for lamp in s.flats.values() for f in lamp]
-    cals = [f for f in (s.bias, s.dark, *s.order_tabs.values(), s.bpm, *s.lampoff) if f is not None]
+    offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames are raw inputs when used (as in the headers)
+    cals = [f for f in (s.bias, s.dark, *s.order_tabs.values(), s.bpm) if f is not None]
+    first = min(flats, key=lambda f: f.get("MJD-OBS", 0.0))   # the earliest flat dates the set (its night)
     return {"front_end": "python", "pipeline": f"soxs-mflat/{__version__}", "instrument": s.arm.instrument,
-            "arm": s.arm.arm, "date_obs": flats[0].get("DATE-OBS"), "n_flats": len(flats),
+            "arm": s.arm.arm, "date_obs": first.get("DATE-OBS"), "n_flats": len(flats),
             "inputs": [{"name": f.name, "catg": f.tag or expected_tag(f), "group": group}
-                       for group, fs in (("raw", flats), ("calib", cals)) for f in fs],
+                       for group, fs in (("raw", flats + offs), ("calib", cals)) for f in fs],
             "products": {label: Path(path).name for label, path in products.items()}}
 
 
@@ -174,7 +176,8 @@ def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc
     errs = fits.ImageHDU(_big_endian(res["error"]), name="ERRS")
     errs.header["UTYPE"] = "StdDevUncertainty"
     qual = fits.ImageHDU(res["quality"], name="QUAL")
-    qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
+    qual.header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
+                              "8 order light beyond its traced range")
     out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(_big_endian(res["flux"]), h), qual, errs])}
     th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
     out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
