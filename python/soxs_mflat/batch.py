@@ -32,7 +32,7 @@ class Job:
     reason: str = ""
     products: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-    qc: list[dict] = field(default_factory=list)
+    peak_rss_mib: float | None = None   # of the worker process, when the set ran
 
 
 def _product_dir(out: Path, night: str, name: str) -> Path:
@@ -168,7 +168,7 @@ def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, ov
         except Exception as exc:   # noqa: BLE001 - a worker died: that set failed, the others go on
             r = {"status": "failed", "reason": f"worker lost: {type(exc).__name__}: {exc}", "seconds": 0.0}
         j.status, j.reason, j.seconds = r["status"], r["reason"], r["seconds"]
-        j.products = r.get("products", {})
+        j.products, j.peak_rss_mib = r.get("products", {}), r.get("peak_rss_mib")
         n += 1
         if progress:
             _bar(n, len(todo), time.perf_counter() - t0, j)

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-BASE_COLUMNS = ["night", "instrument", "arm", "setup", "set", "status", "reason", "products", "seconds", "qc_passed"]
+BASE_COLUMNS = ["night", "instrument", "arm", "setup", "set", "status", "reason", "products", "seconds",
+                "worker_peak_rss_mib", "qc_passed"]
 
 
 def _qc_record(outdir: Path) -> dict | None:
@@ -27,7 +28,7 @@ def rows(jobs: Iterable) -> list[dict]:
     for j in jobs:
         row = {"night": j.night, "instrument": j.instrument, "arm": j.arm, "setup": j.setup, "set": j.name,
                "status": j.status, "reason": j.reason, "products": "", "seconds": round(j.seconds, 3),
-               "qc_passed": ""}
+               "worker_peak_rss_mib": None if j.peak_rss_mib is None else round(j.peak_rss_mib, 1), "qc_passed": ""}
         rec = _qc_record(j.outdir) if j.status in ("done", "skipped") else None
         if rec is not None:
             row["products"] = ";".join(str(Path(j.outdir, n)) for n in rec["products"].values())
@@ -88,26 +89,26 @@ def write_parquet(table: list[dict], path: Path) -> Path | None:
 
 
 def trends_pdf(table: list[dict], path: Path) -> Path:
-    """One page per QC value: per instrument/arm panel, value against night, range shaded, fails red."""
+    """One page per QC value: a panel per instrument/arm, value against night, one colour per setup,
+    the acceptable range shaded green, values outside it as red crosses."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
     done = [r for r in table if r["qc_passed"] != ""]
     names = [c[:-5] for c in _columns(done) if c.endswith(" flag")]
-    groups = sorted({(r["instrument"], r["arm"]) for r in done})
+    groups = sorted({(r["instrument"], r["arm"]) for r in done}) or [("", "")]
     nights = sorted({r["night"] for r in done})
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
-        for name in names or ["(no reduced sets)"]:
-            fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(3.2 * max(1, len(groups)) + 1, 3.6),
-                                     squeeze=False, sharex=True)
+        for name in names or ["no reduced sets"]:
+            fig, axes = plt.subplots(1, len(groups), figsize=(max(6.5, 3.8 * len(groups) + 1), 4.2), squeeze=False)
             for ax, (inst, arm) in zip(axes[0], groups):
                 _trend_panel(ax, [r for r in done if (r["instrument"], r["arm"]) == (inst, arm)], name, nights)
                 ax.set_title(f"{inst} {arm}", fontsize=10)
             axes[0][0].set_ylabel(name)
-            fig.suptitle(f"{name} against night ({len(done)} sets; shaded: acceptable range; red: outside)",
-                         fontsize=10)
+            fig.suptitle(f"{name} per night: {len(done)} reduced sets (green: acceptable range; red x: outside)",
+                         fontsize=9)
             fig.tight_layout()
             pdf.savefig(fig)
             plt.close(fig)
@@ -116,20 +117,26 @@ def trends_pdf(table: list[dict], path: Path) -> Path:
 
 def _trend_panel(ax, rs: list[dict], name: str, nights: list[str]) -> None:
     xs = {n: i for i, n in enumerate(nights)}
-    pts = [(xs[r["night"]], r[name], r.get(f"{name} flag")) for r in rs if r.get(name) is not None]
-    ranges = {tuple(r[f"{name} range"]) for r in rs if r.get(f"{name} range")}
-    for lo, hi in ranges:
-        ax.axhspan(lo, hi, color="tab:green", alpha=0.15, lw=0)
-        ax.axhline(lo, color="tab:green", lw=0.8), ax.axhline(hi, color="tab:green", lw=0.8)
-    for flag, colour, marker in (("pass", "tab:blue", "o"), ("none", "0.3", "o"), ("fail", "tab:red", "X")):
-        sel = [(x, y) for x, y, f in pts if f == flag]
-        if sel:
-            ax.plot(*zip(*sel), marker, color=colour, ms=5, ls="none", label=flag)
+    for lo, hi in {tuple(r[f"{name} range"]) for r in rs if r.get(f"{name} range")}:
+        ax.axhspan(lo, hi, color="tab:green", alpha=0.12, lw=0)
+        ax.axhline(lo, color="tab:green", lw=0.8)
+        ax.axhline(hi, color="tab:green", lw=0.8)
+    setups = sorted({r["setup"] for r in rs})
+    for k, setup in enumerate(setups):
+        pts = [(xs[r["night"]], r[name], r.get(f"{name} flag")) for r in rs if r["setup"] == setup
+               and r.get(name) is not None]
+        colour = f"C{k % 10}"
+        ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "o-", color=colour, ms=4, lw=0.8, label=setup)
+        bad = [(x, y) for x, y, f in pts if f == "fail"]
+        if bad:
+            ax.plot(*zip(*bad), "x", color="tab:red", ms=9, mew=2)
     ax.set_xticks(range(len(nights)))
     ax.set_xticklabels(nights, rotation=45, ha="right", fontsize=7)
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
-    if not pts:
+    if setups:
+        ax.legend(fontsize=6, loc="best", title="setup", title_fontsize=6)
+    else:
         ax.text(0.5, 0.5, "no value", transform=ax.transAxes, ha="center", color="0.5")
 
 
