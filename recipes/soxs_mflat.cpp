@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -133,25 +134,50 @@ struct Out {                      // what one product set needs
   ExtraQc extra_qc;
 };
 
+// A product of the contract (data/contract/products.yaml, generated into soxs_mflat_generated.h).
+const soxs_gen::ProductDef& product(const std::string& label) {
+  for (const auto& d : soxs_gen::PRODUCTS)
+    if (label == d.label) return d;
+  throw std::logic_error("no product " + label + " in the contract");
+}
+
+// Its file name: {arm} lower-case arm, {tag} "" or "_dlamp"/"_qlamp".
+std::string product_file(const std::string& label, const std::string& lower_arm, const std::string& tag) {
+  std::string f = product(label).file;
+  for (auto [key, val] : {std::pair<std::string, std::string>{"{arm}", lower_arm}, {"{tag}", tag}})
+    for (size_t at; (at = f.find(key)) != std::string::npos;) f.replace(at, key.size(), val);
+  return f;
+}
+
+// The ESO data-product keys of one HDU (EXTNAME, HDUCLASS..., SCIDATA/ERRDATA/QUALDATA, BUNIT, UTYPE).
+void add_hdu_keys(cpl_propertylist* p, const char* hdu) {
+  for (const auto& k : soxs_gen::HDU_KEYS) {
+    if (std::string(k.hdu) != hdu) continue;
+    cpl_propertylist_append_string(p, k.key, k.value);
+    if (*k.comment) cpl_propertylist_set_comment(p, k.key, k.comment);
+  }
+}
+
 void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const char* file, const char* extname,
                     cpl_type type) {
   Image img(cpl_image_new(nx, ny, CPL_TYPE_FLOAT));
   std::copy(v.begin(), v.end(), cpl_image_get_data_float(img.get()));
   Plist h(cpl_propertylist_new());
-  cpl_propertylist_append_string(h.get(), "EXTNAME", extname);
-  if (std::string(extname) == "ERRS") cpl_propertylist_append_string(h.get(), "UTYPE", "StdDevUncertainty");
+  add_hdu_keys(h.get(), extname);
   cpl_image_save(img.get(), file, type, h.get(), CPL_IO_EXTEND);
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-// PRO keys, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the first flat).
-Plist pro_keys(const std::string& catg, const char* tech, bool flux_ext, const In& ref) {
+// PRO keys of a product, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the
+// first flat); `hdu`: the contract's keys for the primary HDU (nullptr: none).
+Plist pro_keys(const std::string& label, const std::string& arm, const char* hdu, const In& ref) {
+  const auto& d = product(label);
   Plist app(cpl_propertylist_new());
   if (has(ref.hdr.get(), "EXPTIME")) cpl_propertylist_append_double(app.get(), "EXPTIME", get_num(ref.hdr.get(), "EXPTIME", 0));
-  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", catg.c_str());
-  cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", "REDUCED");
-  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", tech);
-  if (flux_ext) cpl_propertylist_append_string(app.get(), "EXTNAME", "FLUX");
+  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", (std::string(d.catg) + "_" + arm).c_str());
+  cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", d.type);
+  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", d.tech);
+  if (hdu) add_hdu_keys(app.get(), hdu);
   return app;
 }
 
@@ -167,7 +193,7 @@ void save_primary_image(cpl_frameset* frames, const cpl_parameterlist* parlist, 
 
 // Input centre columns + edge columns (alphabetical, soxspipe layout); meta + per-order edge statistics.
 void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
-                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file,
+                      const CentreTable& ct, const Out& o, const std::string& arm, const std::string& file,
                       const In& ref) {
   Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
   const std::string b = ct.a_is_x ? "y" : "x";
@@ -198,12 +224,15 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
     cpl_table_set_long_long(meta.get(), "n_slices", r, E.points.n_slices_per_order[r]);
     cpl_table_set_long_long(meta.get(), "n_edges_used", r, E.n_used_per_order[r]);
   }
-  Plist app = pro_keys(catg, "ECHELLE,SLIT", false, ref);
+  Plist app = pro_keys("ORDER LOC", arm, nullptr, ref);
   add_qc(app.get(), o.qc, o.extra_qc);
-  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, app.get(), nullptr,
+  Plist poly_h(cpl_propertylist_new()), meta_h(cpl_propertylist_new());
+  cpl_propertylist_append_string(poly_h.get(), "EXTNAME", soxs_gen::ORDER_TABLE_EXTNAMES[0]);
+  cpl_propertylist_append_string(meta_h.get(), "EXTNAME", soxs_gen::ORDER_TABLE_EXTNAMES[1]);
+  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), poly_h.get(), RECIPE, app.get(), nullptr,
                      PIPE_ID, file.c_str());
   check("cannot save " + file);
-  cpl_table_save(meta.get(), nullptr, nullptr, file.c_str(), CPL_IO_EXTEND);
+  cpl_table_save(meta.get(), nullptr, meta_h.get(), file.c_str(), CPL_IO_EXTEND);
   check("cannot append the meta table to " + file);
 }
 
@@ -216,19 +245,21 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
   Stopwatch sw;
   cpl_frameset* used = used_frames(L);
-  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
-  Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true, *L.raws[0]);
-  cpl_propertylist_append_string(app.get(), "BUNIT", "");
+  const std::string mf = product_file("MFLAT", lower_arm, suffix);
+  Plist app = pro_keys("MFLAT", arm, soxs_gen::MASTER_FLAT_HDUS[0], *L.raws[0]);
   add_qc(app.get(), o.qc, o.extra_qc);
   save_primary_image(frames, parlist, used, *o.flux, L.ny, L.nx, app.get(), mf);
-  save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
-  save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
+  for (const char* ext : {soxs_gen::MASTER_FLAT_HDUS[1], soxs_gen::MASTER_FLAT_HDUS[2]}) {   // contract order
+    bool qual = std::string(ext) == "QUAL";
+    save_image_ext(qual ? std::vector<float>(o.quality->begin(), o.quality->end()) : *o.error, L.ny, L.nx,
+                   mf.c_str(), ext, qual ? CPL_TYPE_UCHAR : CPL_TYPE_FLOAT);
+  }
   sw.lap("write " + mf);
-  const std::string ot = "order_tab_" + lower_arm + suffix + ".fits", bk = "mflat_bkground_" + lower_arm + suffix + ".fits";
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, ot, *L.raws[0]);
+  const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
+  save_order_table(frames, parlist, used, ct, o, arm, ot, *L.raws[0]);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
-                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(), bk);
+                       pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), bk);
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
   products.push_back({"MFLAT" + tag, mf});

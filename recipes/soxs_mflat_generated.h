@@ -102,4 +102,53 @@ static const char* QC_JSON_FILE = "qc.json";
 static const char* QC_JSON_FORMAT = "soxs-mflat-qc/1";
 static const double NIGHT_START_OFFSET_HRS = 15.0;
 
+// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} "" or "_dlamp"/"_qlamp"
+struct ProductDef { const char* label; const char* file; const char* catg; const char* type;
+                    const char* tech; bool background; };
+static const ProductDef PRODUCTS[] = {
+  {"MFLAT", "master_flat_{arm}{tag}.fits", "MASTER_FLAT", "REDUCED", "IMAGE", false},
+  {"ORDER LOC", "order_tab_{arm}{tag}.fits", "ORDER_TAB", "REDUCED", "ECHELLE,SLIT", false},
+  {"BKGROUND FITS", "mflat_bkground_{arm}{tag}.fits", "MFLAT_BKGROUND", "REDUCED", "IMAGE", true},
+};
+static const int N_PRODUCTS = 3;
+
+// keys of each product HDU: the master flat's HDUs in file order, then the background image
+struct HduKey { const char* hdu; const char* key; const char* value; const char* comment; };
+static const HduKey HDU_KEYS[] = {
+  {"FLUX", "EXTNAME", "FLUX", ""},
+  {"FLUX", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"FLUX", "HDUDOC", "DICD", "document with class description"},
+  {"FLUX", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"FLUX", "HDUCLAS1", "IMAGE", "image data format"},
+  {"FLUX", "HDUCLAS2", "DATA", "DATA, ERROR or QUALITY"},
+  {"FLUX", "ERRDATA", "ERRS", "name of the error extension"},
+  {"FLUX", "QUALDATA", "QUAL", "name of the quality extension"},
+  {"FLUX", "BUNIT", "1", "dimensionless (normalised flat)"},
+  {"QUAL", "EXTNAME", "QUAL", ""},
+  {"QUAL", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"QUAL", "HDUDOC", "DICD", "document with class description"},
+  {"QUAL", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"QUAL", "HDUCLAS1", "IMAGE", "image data format"},
+  {"QUAL", "HDUCLAS2", "QUALITY", "DATA, ERROR or QUALITY"},
+  {"QUAL", "HDUCLAS3", "MASKZERO", "0 = good pixel, other = bad (bits)"},
+  {"QUAL", "SCIDATA", "FLUX", "name of the data extension"},
+  {"QUAL", "ERRDATA", "ERRS", "name of the error extension"},
+  {"ERRS", "EXTNAME", "ERRS", ""},
+  {"ERRS", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"ERRS", "HDUDOC", "DICD", "document with class description"},
+  {"ERRS", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"ERRS", "HDUCLAS1", "IMAGE", "image data format"},
+  {"ERRS", "HDUCLAS2", "ERROR", "DATA, ERROR or QUALITY"},
+  {"ERRS", "HDUCLAS3", "RMSE", "the extension holds 1-sigma errors"},
+  {"ERRS", "SCIDATA", "FLUX", "name of the data extension"},
+  {"ERRS", "QUALDATA", "QUAL", "name of the quality extension"},
+  {"ERRS", "BUNIT", "1", "dimensionless (normalised flat)"},
+  {"ERRS", "UTYPE", "StdDevUncertainty", "astropy uncertainty class"},
+  {"BKGROUND", "EXTNAME", "FLUX", ""},
+  {"BKGROUND", "BUNIT", "1", "dimensionless (normalised flat)"},
+};
+static const int N_HDU_KEYS = 31;
+static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
+static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
+
 }  // namespace soxs_gen

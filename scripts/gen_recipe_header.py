@@ -54,12 +54,42 @@ def render() -> str:
         vals = ", ".join(f'"{k[n]}"' for n in ("binx", "biny", "conad", "gain", "ron", "readout"))
         lines.append(f'  {{"{inst}", {vals}}},')
     lines += ["};", f"static const int N_DET_KEYS = {len(DETECTOR_KEYS)};", ""]
-    lines += render_qc() + ["}  // namespace soxs_gen", ""]
+    lines += render_qc() + render_products() + ["}  // namespace soxs_gen", ""]
     return "\n".join(lines)
 
 
 def _c(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_products() -> list[str]:
+    """Product files, PRO keys and ESO data-product keys per HDU (data/contract/products.yaml)."""
+    from soxs_mflat.contract import section
+    c = section("products")
+    esc = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
+    lines = ["// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} \"\" or \"_dlamp\"/\"_qlamp\"",
+             "struct ProductDef { const char* label; const char* file; const char* catg; const char* type;",
+             "                    const char* tech; bool background; };", "static const ProductDef PRODUCTS[] = {"]
+    for label, d in c["products"].items():
+        if "catg" in d:
+            lines.append(f'  {{"{label}", "{d["file"]}", "{d["catg"]}", "{d["type"]}", "{d["tech"]}", '
+                         f'{"true" if d.get("background") else "false"}}},')
+    lines += ["};", f"static const int N_PRODUCTS = {sum('catg' in d for d in c['products'].values())};", "",
+              "// keys of each product HDU: the master flat's HDUs in file order, then the background image",
+              "struct HduKey { const char* hdu; const char* key; const char* value; const char* comment; };",
+              "static const HduKey HDU_KEYS[] = {"]
+    from soxs_mflat.products import data_product_cards
+    hdus = [(h["extname"], [("EXTNAME", h["extname"], "")] + data_product_cards(h["keys"]))
+            for h in c["master_flat_hdus"]]
+    hdus.append(("BKGROUND", data_product_cards(c["background_keys"], classified=False)))
+    for hdu, cards in hdus:
+        lines += [f'  {{"{hdu}", "{k}", "{esc(v)}", "{esc(comment)}"}},' for k, v, comment in cards]
+    names = [h["extname"] for h in c["master_flat_hdus"]]
+    lines += ["};", f"static const int N_HDU_KEYS = {sum(len(k) for _, k in hdus)};",
+              "static const char* const MASTER_FLAT_HDUS[] = {" + ", ".join(f'"{n}"' for n in names) + "};",
+              "static const char* const ORDER_TABLE_EXTNAMES[] = {"
+              + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};", ""]
+    return lines
 
 
 def render_qc() -> list[str]:
