@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 from astropy.io import fits
-from dask.distributed import Client, LocalCluster
+from dask.distributed import LocalCluster
 
 from soxs_mflat.batch import batch, exit_code, report
 from soxs_mflat.simulate.archive import simulate_archive
@@ -38,10 +38,11 @@ def runs(tmp_path_factory):
         data, header = hl[0].data[:-2].copy(), hl[0].header.copy()
     fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
     out = root / "out"
-    # first run in this process, on a real LocalCluster of two thread workers
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        jobs, _ = batch([root / "archive"], out, client, plots=False, progress=False)
+    # first run in this process, on a real LocalCluster of two thread workers reached by its address
+    # (as --scheduler ADDRESS does; the cluster is left running for its owner)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        jobs, _ = batch([root / "archive"], out, scheduler=cluster.scheduler_address, plots=False, progress=False)
+        assert len(cluster.scheduler.workers) == 2
     first = types.SimpleNamespace(code=exit_code(jobs), report=report(jobs), rows=_rows(out))
     # second run through the CLI, on a LocalCluster of one worker process
     second = _batch(root / "archive", "-o", out, "--workers", "1", "--plots", "none")

@@ -111,9 +111,9 @@ def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) ->
 
 
 def make_client(workers: int | None, scheduler: str | None):
-    """A Dask client and the cluster to close: on the scheduler at ``scheduler`` (a cluster run by
-    someone else: None to close), else on a LocalCluster of ``workers`` single-threaded worker
-    processes (the recipe's core and writers use their own threads)."""
+    """A Dask client and what to close after: on the scheduler at ``scheduler`` (a cluster run by
+    someone else: only the client is closed), else on a LocalCluster of ``workers`` single-threaded
+    worker processes (the recipe's core and writers use their own threads)."""
     from dask.distributed import Client, LocalCluster
     if scheduler:
         client = Client(scheduler)
