@@ -6,6 +6,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -48,15 +49,12 @@ const char* DESCRIPTION =
     "  MASTER_DARK_<ARM> or LAMP,FLAT_OFF_<ARM> / FLAT,LAMP_OFF_NIR   NIR dark or lamp-off frames\n"
     "  ORDER_TAB_<ARM>                  order-centre table(s); UVB: OBJECT LAMP,DORDERDEF / LAMP,QORDERDEF\n"
     "  BP_MAP_RP_<ARM>                  static bad-pixel map (optional)\n\n"
-    "Products (PRO CATG):\n"
-    "  master_flat_<arm>.fits   MASTER_FLAT_<ARM>   FLUX, QUAL, ERRS\n"
-    "  order_tab_<arm>.fits     ORDER_TAB_<ARM>     centre and edge polynomials (soxspipe format)\n"
-    "  mflat_bkground_<arm>.fits MFLAT_BKGROUND_<ARM> scattered-light model\n"
-    "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
+    "Products (PRO CATG):\n" SOXS_GEN_PRODUCTS_TEXT   // data/contract/products.yaml
     "qc.json (QC values with units, ranges and flags; the run's instrument, arm, night, inputs) is written\n"
     "beside the products; the QC table and a warning per out-of-range value are logged.\n"
     "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
-    "Parameters set to -1 take the instrument/arm default.";
+    "Parameters set to -1 take the instrument/arm default; values outside the ranges of\n"
+    "data/parameters.yaml are refused (rule parameter-range) before any frame is read.";
 
 std::string kebab(std::string s) { std::replace(s.begin(), s.end(), '_', '-'); return s; }
 std::string full_name(const char* n) { return std::string("soxs.mflat.") + kebab(n); }
@@ -71,10 +69,7 @@ int create(cpl_plugin* plugin) {
     cpl_parameter* p = nullptr;
     if (d.type == 'b')
       p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_BOOL, desc.c_str(), "soxs.mflat", d.def[0] != 0.0 ? 1 : 0);
-    else if (d.type == 'i')
-      p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_INT, desc.c_str(), "soxs.mflat",
-                                  d.varies ? -1 : static_cast<int>(d.def[0]));
-    else
+    else   // integers too: esorex reads "3.5" for an INT parameter as 3; as a double it is refused below
       p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_DOUBLE, desc.c_str(), "soxs.mflat", d.varies ? -1.0 : d.def[0]);
     cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_CLI, kebab(d.name).c_str());
     cpl_parameter_disable(p, CPL_PARAMETER_MODE_ENV);
@@ -83,23 +78,65 @@ int create(cpl_plugin* plugin) {
   return 0;
 }
 
-// Parameter values with -1 resolved to the instrument/arm default, also written back into the list
-// so that the products' PRO REC1 PARAMi VALUE records what ran (as the Python front end does).
+std::string fmt_g(double v) {   // as the Python front end's :g
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The ranges declared in data/parameters.yaml (generated RANGES), with the rule id and text of the
+// Python front end (settings.range_error), before any frame is read.
+void check_ranges(const soxs::NamedParams& m) {
+  const std::string rule = "[parameter-range] parameter ";
+  for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
+    const auto& d = soxs_gen::PARAMS[i];
+    const double v = m.at(d.name);
+    if (d.type == 'i' && !(std::isfinite(v) && v == std::floor(v)))
+      throw InputError(rule + d.name + " must be an integer, got " + fmt_g(v));
+  }
+  for (int i = 0; i < soxs_gen::N_RANGES; ++i) {
+    const auto& r = soxs_gen::RANGES[i];
+    const double v = m.at(r.name);
+    auto fail = [&](const char* sign, double lim) {
+      throw InputError(rule + r.name + " must be " + sign + " " + fmt_g(lim) + ", got " + fmt_g(v));
+    };
+    if (r.has_min && !(v >= r.min)) fail(">=", r.min);
+    if (r.has_above && !(v > r.above)) fail(">", r.above);
+    if (r.has_max && !(v <= r.max)) fail("<=", r.max);
+    if (r.odd && std::fmod(std::fabs(v), 2.0) != 1.0) throw InputError(rule + r.name + " must be odd, got " + fmt_g(v));
+  }
+}
+
+// Parameter values with exactly -1 (the documented sentinel; any other negative value is checked
+// like any value) resolved to the instrument/arm default, also written back into the list so that
+// the products' PRO REC1 PARAMi VALUE records what ran (as the Python front end does).
 soxs::NamedParams resolve_params(cpl_parameterlist* list, int column) {
   soxs::NamedParams m;
   for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
     const auto& d = soxs_gen::PARAMS[i];
     cpl_parameter* p = cpl_parameterlist_find(list, full_name(d.name).c_str());
-    double v = d.type == 'b' ? cpl_parameter_get_bool(p) : d.type == 'i' ? cpl_parameter_get_int(p)
-                                                                          : cpl_parameter_get_double(p);
-    if (d.varies && v < 0) {
+    double v = d.type == 'b' ? cpl_parameter_get_bool(p) : cpl_parameter_get_double(p);
+    if (d.varies && v == -1.0) {
       v = d.def[column];
-      if (d.type == 'i') cpl_parameter_set_int(p, static_cast<int>(v));
-      else if (d.type != 'b') cpl_parameter_set_double(p, v);
+      if (d.type != 'b') cpl_parameter_set_double(p, v);
     }
     m[d.name] = v;
   }
+  check_ranges(m);
   return m;
+}
+
+// The core's limits that need the order tables (order_deg below the number of orders, ...), with
+// the rule id of the Python front end (settings.check_limits); before any frame is read.
+void check_limits(const Inputs& in, const soxs::NamedParams& prm) {
+  for (const auto& kv : in.order_tab) {
+    CentreTable ct = read_centre_table(*kv.second);
+    try {
+      soxs::check_recipe_params(prm, ct.orders.size());
+    } catch (const std::invalid_argument& e) {
+      throw InputError(std::string("[parameter-limit] ") + e.what());
+    }
+  }
 }
 
 // Elapsed wall time per step at debug level (esorex --msg-level=debug), for profiling runs.
@@ -147,6 +184,13 @@ std::string product_file(const std::string& label, const std::string& lower_arm,
   for (auto [key, val] : {std::pair<std::string, std::string>{"{arm}", lower_arm}, {"{tag}", tag}})
     for (size_t at; (at = f.find(key)) != std::string::npos;) f.replace(at, key.size(), val);
   return f;
+}
+
+// A UVB per-lamp product's {tag}: "DLAMP" -> "_dlamp".
+std::string lamp_suffix(const char* tag) {
+  std::string s = "_" + std::string(tag);
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
 }
 
 // The ESO data-product keys of one HDU (EXTNAME, HDUCLASS..., SCIDATA/ERRDATA/QUALDATA, BUNIT, UTYPE).
@@ -314,6 +358,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Stopwatch sw;
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
+  check_limits(in, prm);
   sw.lap("classify and check the inputs");
   Products products;
   if (std::string(in.arm->arm) != "UVB") {
@@ -332,8 +377,8 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   std::vector<std::pair<std::string, std::vector<QcRow>>> per_lamp = {
       {"DLAMP", qc_rows(qc_list(d.r.qc, {}), -1)}, {"QLAMP", qc_rows(qc_list(q.r.qc, {}), -1)}};
   for (const auto& kv : per_lamp) log_qc(kv.second, kv.first);
-  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", products);
-  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", products);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[0]), products);
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[1]), products);
   Lamp both;
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
@@ -355,7 +400,7 @@ int exec(cpl_plugin* plugin) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     run(recipe->frames, recipe->parameters);
-  } catch (const InputError& e) {
+  } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
   } catch (const std::exception& e) {

@@ -59,6 +59,8 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
+        settings.check_limits(p, len(read_centre_table(table).layout_orders))
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
