@@ -289,6 +289,9 @@ int exec(cpl_plugin* plugin) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     run(recipe->frames, recipe->parameters);
+  } catch (const RuleError& e) {   // a rule of the input contract: its outcome's CPL code (esorex's exit status)
+    cpl_msg_error(RECIPE, "input error: %s", e.what());
+    return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
   } catch (const InputError& e) {
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
