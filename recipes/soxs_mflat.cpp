@@ -9,9 +9,14 @@
 #include <vector>
 
 #include "soxs_mflat_inputs.hpp"
+#include "soxs_mflat_qc.hpp"
 
 #ifndef SOXS_VERSION
 #define SOXS_VERSION "0.0.0"
+#endif
+#ifndef SOXS_CONTACT   // both from pyproject.toml's [project] maintainers, via recipes/CMakeLists.txt
+#define SOXS_AUTHOR "soxs-mflat maintainers"
+#define SOXS_CONTACT "see pyproject.toml"
 #endif
 
 namespace {
@@ -19,6 +24,18 @@ namespace {
 using namespace soxs_cpl;
 const char* RECIPE = "soxs_mflat";
 const char* PIPE_ID = "soxs-mflat/" SOXS_VERSION;
+
+// CPL's plugin version, major * 10000 + minor * 100 + micro, from the project version (pyproject.toml via CMake)
+constexpr unsigned long version_number(const char* v) {
+  unsigned long part[3] = {0, 0, 0};
+  for (int i = 0; *v && i < 3; ++v) {
+    if (*v == '.') ++i;
+    else if (*v >= '0' && *v <= '9') part[i] = part[i] * 10 + static_cast<unsigned long>(*v - '0');
+    else break;   // "1.2.0rc1": the numeric part
+  }
+  return part[0] * 10000 + part[1] * 100 + part[2];
+}
+static_assert(version_number("0.1.0") == 100 && version_number("1.12.3") == 11203, "CPL version encoding");
 
 const char* DESCRIPTION =
     "Creates a normalised master flat for SOXS (VIS, NIR) and X-shooter (UVB, VIS, NIR) echelle frames,\n"
@@ -35,6 +52,8 @@ const char* DESCRIPTION =
     "  order_tab_<arm>.fits     ORDER_TAB_<ARM>     centre and edge polynomials (soxspipe format)\n"
     "  mflat_bkground_<arm>.fits MFLAT_BKGROUND_<ARM> scattered-light model\n"
     "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
+    "qc.json (QC values with units, ranges and flags; the run's instrument, arm, night, inputs) is written\n"
+    "beside the products; the QC table and a warning per out-of-range value are logged.\n"
     "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
     "Parameters set to -1 take the instrument/arm default.";
 
@@ -100,25 +119,18 @@ cpl_frameset* used_frames(const Lamp& L) {
   return used;
 }
 
-void add_qc(cpl_propertylist* a, const soxs::QCValues& q, const std::vector<std::pair<std::string, double>>& extra) {
-  cpl_propertylist_append_double(a, "ESO QC ORDEXP10", q.ordexp10);
-  cpl_propertylist_append_double(a, "ESO QC ORDEXP50", q.ordexp50);
-  cpl_propertylist_append_double(a, "ESO QC ORDEXP90", q.ordexp90);
-  cpl_propertylist_append_double(a, "ESO QC X RES MIN", q.x_res_min);
-  cpl_propertylist_append_double(a, "ESO QC X RES MAX", q.x_res_max);
-  cpl_propertylist_append_double(a, "ESO QC X RES SD", q.x_res_sd);
-  cpl_propertylist_append_long_long(a, "ESO QC N LOW SENS", q.n_low_sens);
-  cpl_propertylist_append_long_long(a, "ESO QC COLDPIX NUM", q.coldpix_num);
-  cpl_propertylist_append_double(a, "ESO QC COLDPIX FRAC", q.coldpix_frac);
-  cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX MEAN", q.inner_mean);
-  cpl_propertylist_append_double(a, "ESO QC INNER ORDER PIX SUM", q.inner_sum);
-  for (auto& kv : extra) cpl_propertylist_append_double(a, ("ESO QC " + kv.first).c_str(), kv.second);
+void add_qc(cpl_propertylist* a, const soxs::QCValues& q, const ExtraQc& extra) {
+  for (const QcVal& v : qc_list(q, extra)) {
+    const std::string key = "ESO QC " + v.name;
+    if (v.integer) cpl_propertylist_append_long_long(a, key.c_str(), static_cast<long long>(v.value));
+    else cpl_propertylist_append_double(a, key.c_str(), v.value);
+  }
 }
 
 struct Out {                      // what one product set needs
   const std::vector<float>* flux; const std::vector<float>* error; const std::vector<uint8_t>* quality;
   const std::vector<float>* background; const soxs::EdgeFit* edges; soxs::QCValues qc;
-  std::vector<std::pair<std::string, double>> extra_qc;
+  ExtraQc extra_qc;
 };
 
 void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const char* file, const char* extname,
@@ -195,8 +207,10 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
   check("cannot append the meta table to " + file);
 }
 
+using Products = std::vector<std::pair<std::string, std::string>>;   // label -> file name, for qc.json
+
 void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
-              const CentreTable& ct, const Out& o, const std::string& suffix) {
+              const CentreTable& ct, const Out& o, const std::string& suffix, Products& products) {
   const std::string arm = in.arm->arm;
   std::string lower_arm = arm;
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
@@ -210,12 +224,16 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
   save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
   sw.lap("write " + mf);
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, "order_tab_" + lower_arm + suffix + ".fits",
-                   *L.raws[0]);
+  const std::string ot = "order_tab_" + lower_arm + suffix + ".fits", bk = "mflat_bkground_" + lower_arm + suffix + ".fits";
+  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, ot, *L.raws[0]);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
-                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(),
-                       "mflat_bkground_" + lower_arm + suffix + ".fits");
+                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(), bk);
+  std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
+  std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
+  products.push_back({"MFLAT" + tag, mf});
+  products.push_back({"ORDER LOC" + tag, ot});
+  if (o.background) products.push_back({"BKGROUND FITS" + tag, bk});
   sw.lap("write order table and background");
   cpl_frameset_delete(used);
 }
@@ -255,22 +273,36 @@ soxs::LampMaster lamp_master(const LampRun& lr) {
   return m;
 }
 
+QcJsonRun json_run(const Inputs& in, const Lamp& L, Products products) {
+  QcJsonRun r{&in, {L.raws.begin(), L.raws.end()}, {L.cals.begin(), L.cals.end()}, std::move(products)};
+  if (L.bpm) r.cals.push_back(L.bpm);
+  return r;
+}
+
 void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Stopwatch sw;
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
   sw.lap("classify and check the inputs");
+  Products products;
   if (std::string(in.arm->arm) != "UVB") {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);
-    save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "");
+    auto rows = qc_rows(qc_list(lr.r.qc, {}), in.arm->column);
+    log_qc(rows, "");
+    save_set(frames, parlist, in, lr.L, lr.ct, out_of(lr.r), "", products);
+    write_qc_json(frames, json_run(in, lr.L, products), rows, {});
     return;
   }
   LampRun d = run_lamp(in, Kind::DFLAT, prm), q = run_lamp(in, Kind::QFLAT, prm);
   soxs::UvbResult u = soxs::combine_uvb(lamp_master(d), lamp_master(q), q.L.ny, q.L.nx, q.ct.centre, q.ct.orders,
                                         geometry(in, q.ct), soxs::uvb_params_from(prm));
   cpl_msg_info(RECIPE, "UVB crossover order %d, D2 scale %.6g", u.crossover, u.scale);
-  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp");
-  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp");
+  // the ranges describe the stitched flat; the per-lamp tables are reported without (as the Python front end)
+  std::vector<std::pair<std::string, std::vector<QcRow>>> per_lamp = {
+      {"DLAMP", qc_rows(qc_list(d.r.qc, {}), -1)}, {"QLAMP", qc_rows(qc_list(q.r.qc, {}), -1)}};
+  for (const auto& kv : per_lamp) log_qc(kv.second, kv.first);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", products);
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", products);
   Lamp both;
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
@@ -278,7 +310,10 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   both.bpm = q.L.bpm;
   Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
         {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
-  save_set(frames, parlist, in, both, q.ct, o, "");
+  auto rows = qc_rows(qc_list(u.qc, o.extra_qc), in.arm->column);
+  log_qc(rows, "");
+  save_set(frames, parlist, in, both, q.ct, o, "", products);
+  write_qc_json(frames, json_run(in, both, products), rows, per_lamp);
 }
 
 int exec(cpl_plugin* plugin) {
@@ -311,9 +346,9 @@ int destroy(cpl_plugin* plugin) {
 
 extern "C" int cpl_plugin_get_info(cpl_pluginlist* list) {
   auto* recipe = static_cast<cpl_recipe*>(cpl_calloc(1, sizeof(cpl_recipe)));
-  cpl_plugin_init(&recipe->interface, CPL_PLUGIN_API, 1, CPL_PLUGIN_TYPE_RECIPE, RECIPE,
-                  "Master flat and order edges for SOXS and X-shooter", DESCRIPTION, "soxs-mflat developers",
-                  "soxs-mflat@example.org", "GPL-3.0-or-later", create, exec, destroy);
+  cpl_plugin_init(&recipe->interface, CPL_PLUGIN_API, version_number(SOXS_VERSION), CPL_PLUGIN_TYPE_RECIPE, RECIPE,
+                  "Master flat and order edges for SOXS and X-shooter", DESCRIPTION, SOXS_AUTHOR, SOXS_CONTACT,
+                  "GPL-3.0-or-later", create, exec, destroy);
   cpl_pluginlist_append(list, &recipe->interface);
   return 0;
 }

@@ -185,4 +185,54 @@ static const RuleDef RULES[] = {
 };
 static const int N_RULES = 31;
 
+// QC metrics from data/contract/qc.yaml, in table order
+struct QcDef { const char* name; const char* unit; const char* comment; };
+static const QcDef QC_DEFS[] = {
+  {"ORDEXP10", "electrons", "10th percentile of inner-order flux of the raw flats (median over frames)"},
+  {"ORDEXP50", "electrons", "50th percentile of inner-order flux of the raw flats (median over frames)"},
+  {"ORDEXP90", "electrons", "90th percentile of inner-order flux of the raw flats (median over frames)"},
+  {"X RES MIN", "pixels", "minimum residual (fit - measured) of the order-edge fits"},
+  {"X RES MAX", "pixels", "maximum residual (fit - measured) of the order-edge fits"},
+  {"X RES SD", "pixels", "standard deviation of the order-edge fit residuals"},
+  {"N LOW SENS", "pixels", "low-sensitivity pixels added to the bad-pixel mask"},
+  {"COLDPIX NUM", "pixels", "pixels flagged in QUAL (static, low-sensitivity, no data)"},
+  {"COLDPIX FRAC", "", "fraction of pixels flagged in QUAL"},
+  {"INNER ORDER PIX MEAN", "", "mean master-flat value inside the orders (normalised units)"},
+  {"INNER ORDER PIX SUM", "", "sum of master-flat values inside the orders (normalised units)"},
+  {"CROSSOVER ORDER", "", "lowest order taken from the D2-lamp master"},
+  {"D2 SCALE", "", "factor applied to the D2 master at the crossover order"},
+};
+static const int N_QC_DEFS = 13;
+
+// default acceptable ranges (inclusive) per column of ARMS
+struct QcRange { int column; const char* name; double lo, hi; };
+static const QcRange QC_RANGES[] = {
+  {0, "INNER ORDER PIX MEAN", 0.9, 1.1},
+  {0, "INNER ORDER PIX SUM", 100000.0, 750000.0},
+  {0, "ORDEXP90", 10000.0, 150000.0},
+  {0, "X RES SD", 0.0, 0.37},
+  {0, "COLDPIX FRAC", -0.001, 0.01},
+  {1, "INNER ORDER PIX MEAN", 0.9, 1.1},
+  {1, "INNER ORDER PIX SUM", 1000000.0, 1200000.0},
+  {1, "ORDEXP90", 30000.0, 60000.0},
+  {1, "X RES SD", 0.0, 0.2},
+  {1, "COLDPIX FRAC", -0.001, 0.01},
+  {2, "INNER ORDER PIX MEAN", 0.9, 1.1},
+  {2, "ORDEXP90", 10000.0, 150000.0},
+  {2, "X RES SD", 0.0, 0.37},
+  {2, "COLDPIX FRAC", -0.001, 0.01},
+  {3, "INNER ORDER PIX MEAN", 0.9, 1.1},
+  {3, "ORDEXP90", 10000.0, 150000.0},
+  {3, "X RES SD", 0.0, 0.37},
+  {3, "COLDPIX FRAC", -0.001, 0.01},
+  {4, "INNER ORDER PIX MEAN", 0.9, 1.1},
+  {4, "ORDEXP90", 30000.0, 60000.0},
+  {4, "X RES SD", 0.0, 0.2},
+  {4, "COLDPIX FRAC", -0.001, 0.01},
+};
+static const int N_QC_RANGES = 22;
+static const char* QC_JSON_FILE = "qc.json";
+static const char* QC_JSON_FORMAT = "soxs-mflat-qc/1";
+static const double NIGHT_START_OFFSET_HRS = 15.0;
+
 }  // namespace soxs_gen

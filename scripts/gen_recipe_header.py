@@ -1,6 +1,7 @@
-"""Generate recipes/soxs_mflat_generated.h (parameters, arm facts, the input contract) and the EDPS
-classification workflows/soxs/soxs_classification.py from the Python single sources:
-data/parameters.yaml, soxs_mflat.instruments and data/contract/inputs.yaml. Tests keep them in sync.
+"""Generate recipes/soxs_mflat_generated.h (parameters, arm facts, the input contract, QC metrics) and the
+EDPS classification workflows/soxs/soxs_classification.py from the Python single sources:
+data/parameters.yaml, soxs_mflat.instruments, data/contract/inputs.yaml and data/contract/qc.yaml.
+Tests keep them in sync.
 
     python scripts/gen_recipe_header.py [--check]
 """
@@ -43,7 +44,7 @@ def render() -> str:
                      f'{a.ron!r}, {float(sat[f"{a.instrument} {a.arm}"])!r}, {"true" if a.nir_like else "false"}, '
                      f'{col}}},')
     lines += ["};", f"static const int N_ARMS = {len(ARMS)};", ""] + render_contract()
-    lines += ["}  // namespace soxs_gen", ""]
+    lines += render_qc() + ["}  // namespace soxs_gen", ""]
     return "\n".join(lines)
 
 
@@ -110,6 +111,32 @@ def render_contract() -> list[str]:
     out += _list("RULES", "RuleDef", [f'{_q(r)}, {d["outcome"] and c["outcomes"][d["outcome"]]["cpl_error"]}, '
                                       f'{_q(d["message"])}' for r, d in c["rules"].items()])
     return out
+
+
+def _c(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_qc() -> list[str]:
+    """QC names, units, comments and default ranges per column, and the qc.json facts (data/contract/qc.yaml)."""
+    from soxs_mflat import contract
+    from soxs_mflat.qc import default_ranges, definitions
+    q = contract.section("qc")
+    lines = ["// QC metrics from data/contract/qc.yaml, in table order",
+             "struct QcDef { const char* name; const char* unit; const char* comment; };",
+             "static const QcDef QC_DEFS[] = {"]
+    lines += [f'  {{"{_c(n)}", "{_c(u)}", "{_c(c)}"}},' for n, (u, c) in definitions().items()]
+    lines += ["};", f"static const int N_QC_DEFS = {len(definitions())};", "",
+              "// default acceptable ranges (inclusive) per column of ARMS",
+              "struct QcRange { int column; const char* name; double lo, hi; };", "static const QcRange QC_RANGES[] = {"]
+    ranges = [(col, n, lo, hi) for col, (i, a) in enumerate(COLUMNS) for n, (lo, hi) in default_ranges(i, a).items()]
+    lines += [f'  {{{col}, "{_c(n)}", {lo!r}, {hi!r}}},' for col, n, lo, hi in ranges]
+    j = q["json"]
+    lines += ["};", f"static const int N_QC_RANGES = {len(ranges)};",
+              f'static const char* QC_JSON_FILE = "{_c(j["file"])}";',
+              f'static const char* QC_JSON_FORMAT = "{_c(j["format"])}";',
+              f"static const double NIGHT_START_OFFSET_HRS = {float(j['night_start_offset_hrs'])!r};", ""]
+    return lines
 
 
 def render_classification() -> str:

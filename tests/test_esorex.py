@@ -137,6 +137,21 @@ def test_esorex_products_equal_python_cli(tmp_path, inst, arm, binning):
     fits_products = [p.name for p in res.products.values() if p.suffix == ".fits"]
     assert sorted(fits_products) == sorted(p.name for p in out.glob("*.fits"))
     _compare(tmp_path / "py", out, fits_products)
+    compare_qc_json(tmp_path / "py" / "qc.json", out / "qc.json")
+
+
+def compare_qc_json(py: Path, es: Path):
+    """qc.json: the same content from both front ends (the plugin writes no PDFs; input order may differ)."""
+    import json
+    a, b = json.loads(py.read_text()), json.loads(es.read_text())
+    assert list(a) == list(b) and (a["front_end"], b["front_end"]) == ("python", "esorex")
+    for k in a:
+        if k == "inputs":
+            assert sorted(map(str, a[k])) == sorted(map(str, b[k]))
+        elif k == "products":
+            assert {n: f for n, f in a[k].items() if f.endswith(".fits")} == b[k]
+        elif k != "front_end":
+            assert a[k] == b[k], k   # QC values bitwise: same core; %.17g and repr parse to the same double
 
 
 @needs_esorex

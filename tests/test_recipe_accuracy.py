@@ -71,3 +71,12 @@ def test_products_are_dfs_compliant(reduced):
         assert {"order", "maxvalue", "minThreshold", "maxThreshold"} <= set(hl[2].columns.names)
     pdfs = glob.glob(str(p["ORDER LOC RES"].parent / "*.pdf"))
     assert len(pdfs) == 2 and all(Path(f).read_bytes()[:5] == b"%PDF-" for f in pdfs)
+
+
+def test_nominal_set_passes_qc(reduced):
+    import json
+    from soxs_mflat.qc import failures
+    res = reduced["res"]
+    assert not failures(res.qc), [(r.name, r.value, r.low, r.high) for r in failures(res.qc)]
+    rec = json.loads(res.products["QC JSON"].read_text())
+    assert rec["passed"] and rec["arm"] == reduced["arm"] and len(rec["qc"]) == len(res.qc)

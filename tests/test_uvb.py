@@ -99,3 +99,17 @@ def test_reversed_orientation_gives_the_mirrored_stitch():
     assert uvb.choose_crossover([1, 2, 3, 4], [24] * 4, [24] * 4, [24] * 4, [50, 80, 1000, 900], [1000, 970, 50, 150]) == 3
     with pytest.raises(sm.ProcessingError, match="no UVB order"):
         uvb.choose_crossover([1, 2], [24, 24], [0, 0], [24, 24], [1, 1], [1, 1])
+
+
+def test_nominal_set_passes_qc_and_qc_json_has_each_lamp(run):
+    import json
+    from soxs_mflat.qc import failures
+    res = run["res"]
+    assert not failures(res.qc), [(r.name, r.value, r.low, r.high) for r in failures(res.qc)]
+    rec = json.loads(res.products["QC JSON"].read_text())
+    assert rec["passed"] and set(rec["per_lamp"]) == {"DLAMP", "QLAMP"}
+    crossover = next(r for r in rec["qc"] if r["name"] == "CROSSOVER ORDER")
+    assert crossover["value"] == run["c"]
+    for lamp in ("DLAMP", "QLAMP"):
+        h = fits.getheader(res.products[f"MFLAT {lamp}"])
+        assert all(r["value"] == pytest.approx(h[f"ESO QC {r['name']}"]) for r in rec["per_lamp"][lamp])

@@ -7,6 +7,7 @@ import time
 
 EXIT_BAD_INPUT = 2
 EXIT_PROCESSING = 3
+EXIT_QC_FAILED = 4   # --strict-qc: products written, but a QC value is outside its acceptable range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,11 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-s", "--settings", help="YAML settings file (see soxs-mflat params --yaml)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override one parameter")
     r.add_argument("--overwrite", action="store_true", help="replace existing products")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress display or log messages")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display, QC table or log messages; QC failures and errors still go to stderr")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="progress lines with timings and informational messages on stderr (also when not a terminal)")
+    r.add_argument("--log", metavar="FILE", help="write a log of the run (inputs, parameters, steps with timings, "
+                   "QC, products) to FILE")
+    r.add_argument("--strict-qc", action="store_true",
+                   help=f"exit with code {EXIT_QC_FAILED} when a QC value is outside its acceptable range")
     pp = sub.add_parser("params", help="list the recipe parameters and their defaults")
-    pp.add_argument("--instrument", choices=["soxs", "xshooter"], default="soxs")
-    pp.add_argument("--arm", choices=["uvb", "vis", "nir"], default="vis")
-    pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit")
+    pp.add_argument("--instrument", choices=["soxs", "xshooter"], help="default: soxs")
+    pp.add_argument("--arm", choices=["uvb", "vis", "nir"], help="default: vis")
+    pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit (with the values of "
+                    "--instrument/--arm when given)")
     pp.add_argument("--markdown", action="store_true", help="print the parameter table of docs/recipe.md")
     f = sub.add_parser("fix-datamd5", help="recompute DATAMD5 and the checksums of FITS products in place "
                        "(esorex with CPL 7.2.3 / CFITSIO 4.2 writes a wrong DATAMD5; see docs/recipe.md)")
@@ -54,32 +63,78 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """One status line on a terminal (stderr), silent otherwise."""
+    """Step messages: one status line on a terminal (stderr), or with -v one log line per step with the
+    elapsed time (to stderr whatever it is, and to the --log file); each step's duration is logged too."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.t0 = time.perf_counter()
-        self.n = 0
+    def __init__(self, enabled: bool, verbose: bool = False):
+        import logging
+        self.log = logging.getLogger("soxs_mflat")
+        self.line = enabled and not verbose and sys.stderr.isatty()
+        self.t0 = self.t_step = time.perf_counter()
+        self.n, self.step = 0, ""
 
     def __call__(self, msg: str) -> None:
-        if self.enabled:
-            self.n += 1
-            sys.stderr.write(f"\r\033[K[{time.perf_counter() - self.t0:6.1f} s] {self.n}. {msg}")
+        self._close_step()
+        self.n, self.step = self.n + 1, msg
+        now = time.perf_counter()
+        self.log.info("[%6.2f s] step %d: %s", now - self.t0, self.n, msg)
+        if self.line:
+            sys.stderr.write(f"\r\033[K[{now - self.t0:6.1f} s] {self.n}. {msg}")
             sys.stderr.flush()
 
+    def _close_step(self) -> None:
+        if self.step:
+            self.log.info("step %d took %.2f s", self.n, time.perf_counter() - self.t_step)
+        self.t_step, self.step = time.perf_counter(), ""
+
     def done(self) -> None:
-        if self.enabled and self.n:
+        self._close_step()
+        if self.line and self.n:
             sys.stderr.write("\r\033[K")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _setup_logging(args: argparse.Namespace) -> None:
+    """stderr: errors with -q, warnings by default, info with -v; --log FILE: everything at info level."""
     import logging
-    from .errors import InputError, ProcessingError
+    log = logging.getLogger("soxs_mflat")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
+    err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log.addHandler(err)
+    if args.log:
+        fh = logging.FileHandler(args.log, mode="w", encoding="utf-8")
+        fh.setLevel(logging.INFO)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(fh)
+
+
+def _log_result(res) -> None:
+    import logging
     from .qc import format_table
+    log = logging.getLogger("soxs_mflat")
+    log.info("QC:\n%s", format_table(res.qc))
+    for lamp, rows in res.qc_per_lamp.items():
+        log.info("QC%s:\n%s", lamp, format_table(rows))
+    for label, path in res.products.items():
+        log.info("product %-20s %s", label, path)
+    log.info("finished in %.2f s", res.seconds)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .errors import InputError, ProcessingError
+    from .qc import failure_text, failures, format_table
     from .recipe import run_mflat
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        _setup_logging(args)
+    except OSError as exc:
+        print(f"soxs-mflat run: input error: cannot write the log file: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
-    progress = _Progress(not args.quiet)
+    progress = _Progress(not args.quiet, args.verbose)
     try:
         res = run_mflat(inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
     except InputError as exc:
@@ -91,26 +146,44 @@ def _run(args: argparse.Namespace) -> int:
         print(f"soxs-mflat run: processing failed: {exc}", file=sys.stderr)
         return EXIT_PROCESSING
     progress.done()
-    if not args.quiet:
+    _log_result(res)
+    bad = failures(res.qc)
+    if args.quiet:   # the recipe's QC warnings were not shown at this level
+        for r in bad:
+            print(f"soxs-mflat run: {failure_text(r)}", file=sys.stderr)
+    else:
         print(format_table(res.qc))
         print()
         for label, path in res.products.items():
             print(f"{label:18s} {path}")
-        print(f"\nsoxs_mflat {res.arm} finished in {res.seconds:.1f} s")
-    return 0
+        print(f"\nsoxs_mflat {res.arm} finished in {res.seconds:.1f} s" + (f"; {len(bad)} QC value(s) out of range"
+                                                                         if bad else ""))
+    return EXIT_QC_FAILED if bad and args.strict_qc else 0
 
 
 def _params(args: argparse.Namespace) -> int:
     from . import settings
-    if args.yaml:
-        print(settings.example_yaml(), end="")
-        return 0
-    if args.markdown:
-        print(settings.markdown_table(), end="")
-        return 0
-    for name, d in settings.definitions().items():
-        val = settings.default(name, args.instrument, args.arm)
-        print(f"{name:46s} {d['type']:5s} {str(val):8s} {d['description']}")
+    if args.instrument == "soxs" and args.arm == "uvb":
+        print("soxs-mflat params: error: SOXS has no UVB arm (arms: vis, nir)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        if args.markdown:
+            print(settings.markdown_table(), end="")
+        elif args.yaml:
+            inst = args.instrument or ("xshooter" if args.arm == "uvb" else "soxs" if args.arm else None)
+            print(settings.example_yaml(inst, args.arm or ("vis" if inst else None)), end="")
+        else:
+            inst = args.instrument or ("xshooter" if args.arm == "uvb" else "soxs")
+            arm = args.arm or "vis"
+            chosen = "" if args.instrument and args.arm else " (choose with --instrument / --arm)"
+            print(f"# soxs_mflat parameters for {inst.upper()} {arm.upper()}{chosen}")
+            for name, d in settings.definitions().items():
+                val = settings.default(name, inst, arm)
+                print(f"{name:46s} {d['type']:5s} {str(val):8s} {d['description']}")
+        sys.stdout.flush()
+    except BrokenPipeError:   # e.g. `soxs-mflat params | head`: stop quietly, as other command-line tools do
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -1,27 +1,56 @@
-"""QC metrics of the spec's table: units, comments, inclusive acceptable ranges and flags."""
+"""QC metrics of the spec's table: names, units, comments and default ranges from the contract
+(``data/contract/qc.yaml``), inclusive range checks, the QC table and ``qc.json``."""
 from __future__ import annotations
 
+import json
+import math
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
 
-from . import settings
+from . import contract
+from .errors import InputError
 
 log = logging.getLogger("soxs_mflat")
+JSON_FORMAT = "soxs-mflat-qc/1"
 
-# name: (unit, comment)
-QC_DEFS = {
-    "ORDEXP10": ("electrons", "10th percentile of inner-order flux of the raw flats (median over frames)"),
-    "ORDEXP50": ("electrons", "50th percentile of inner-order flux of the raw flats (median over frames)"),
-    "ORDEXP90": ("electrons", "90th percentile of inner-order flux of the raw flats (median over frames)"),
-    "X RES MIN": ("pixels", "minimum residual (fit - measured) of the order-edge fits"),
-    "X RES MAX": ("pixels", "maximum residual (fit - measured) of the order-edge fits"),
-    "X RES SD": ("pixels", "standard deviation of the order-edge fit residuals"),
-    "N LOW SENS": ("pixels", "low-sensitivity pixels added to the bad-pixel mask"),
-    "COLDPIX NUM": ("pixels", "pixels flagged in QUAL (static, low-sensitivity, no data)"),
-    "COLDPIX FRAC": ("", "fraction of pixels flagged in QUAL"),
-    "INNER ORDER PIX MEAN": ("", "mean master-flat value inside the orders (normalised units)"),
-    "INNER ORDER PIX SUM": ("", "sum of master-flat values inside the orders (normalised units)"),
-}
+
+def definitions() -> dict[str, tuple[str, str]]:
+    """QC name -> (unit, comment), in table order."""
+    return {n: (d["unit"], d["comment"]) for n, d in contract.section("qc")["metrics"].items()}
+
+
+def default_ranges(instrument: str, arm: str) -> dict[str, tuple[float, float]]:
+    r = ((contract.section("qc")["ranges"].get(instrument.lower()) or {}).get(arm.lower())) or {}
+    return {k: (float(v[0]), float(v[1])) for k, v in r.items()}
+
+
+def qc_name(key: str) -> str:
+    """soxspipe's key normalisation: ``inner-order-pix-sum`` / ``inner_order_pix_sum`` -> ``INNER ORDER PIX SUM``."""
+    return str(key).replace("-", " ").replace("_", " ").strip().upper()
+
+
+def parse_ranges(block: Any, origin: str) -> dict[str, tuple[float, float]]:
+    """A ``qc-acceptable-ranges`` block (soxspipe's format: ``name: [low, high]``), checked."""
+    if not isinstance(block, Mapping):
+        raise InputError(f"{origin}: qc-acceptable-ranges must map QC names to [low, high]")
+    known, ignored = definitions(), set(contract.section("qc")["not_computed"])
+    out = {}
+    for key, val in block.items():
+        name = qc_name(key)
+        if name in ignored:
+            continue
+        if name not in known:
+            raise InputError(f"{origin}: qc-acceptable-ranges: unknown QC {key!r}; known: {', '.join(known)}")
+        try:
+            lo, hi = (float(v) for v in val)
+        except (TypeError, ValueError):
+            raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be [low, high], got {val!r}") from None
+        if not lo <= hi:
+            raise InputError(f"{origin}: qc-acceptable-ranges: {key} has low {lo:g} > high {hi:g}")
+        out[name] = (lo, hi)
+    return out
 
 
 @dataclass
@@ -40,20 +69,33 @@ class QCRow:
         return "pass" if self.low <= self.value <= self.high else "fail"
 
 
-def qc_table(values: dict[str, float], instrument: str, arm: str, extra: dict | None = None) -> list[QCRow]:
-    ranges = settings.qc_ranges(instrument, arm)
+def _number(v) -> float | int:
+    kind = getattr(getattr(v, "dtype", None), "kind", "")
+    return int(v) if isinstance(v, int) or (kind != "" and kind in "iu") else float(v)
+
+
+def qc_table(values: Mapping[str, float], ranges: Mapping[str, tuple[float, float]]) -> list[QCRow]:
+    """Rows in contract order for the QCs present in ``values``; ``ranges`` as from settings.qc_ranges."""
     rows = []
-    defs = dict(QC_DEFS, **(extra or {}))
-    for name, (unit, comment) in defs.items():
-        if name not in values:
-            continue
-        lo, hi = ranges.get(name, (None, None))
-        v = values[name]
-        v = int(v) if isinstance(v, (int,)) or getattr(v, "dtype", None) is not None and v.dtype.kind in "iu" else float(v)
-        rows.append(QCRow(name, v, unit, comment, lo, hi))
-        if rows[-1].flag == "fail":
-            log.warning("QC %s = %.6g is outside its acceptable range [%g, %g]", name, values[name], lo, hi)
+    for name, (unit, comment) in definitions().items():
+        if name in values:
+            lo, hi = ranges.get(name, (None, None))
+            rows.append(QCRow(name, _number(values[name]), unit, comment, lo, hi))
     return rows
+
+
+def failures(rows: Iterable[QCRow]) -> list[QCRow]:
+    return [r for r in rows if r.flag == "fail"]
+
+
+def failure_text(r: QCRow, what: str = "") -> str:
+    where = f" ({what})" if what else ""
+    return f"QC {r.name}{where} = {r.value:.6g} is outside its acceptable range [{r.low:g}, {r.high:g}]"
+
+
+def log_failures(rows: Iterable[QCRow], what: str = "") -> None:
+    for r in failures(rows):
+        log.warning("%s", failure_text(r, what))
 
 
 def format_table(rows: list[QCRow]) -> str:
@@ -63,3 +105,37 @@ def format_table(rows: list[QCRow]) -> str:
         rng = f"[{r.low:g}, {r.high:g}]" if r.low is not None else ""
         lines.append(f"{r.name:22s} {r.value:14.6g} {r.unit:10s} {rng:22s} {r.flag}")
     return "\n".join(lines)
+
+
+def night_of(date_obs: str | None) -> str | None:
+    """The observing night (soxspipe's convention): the date of DATE-OBS minus night_start_offset_hrs."""
+    if not date_obs:
+        return None
+    try:
+        t = datetime.fromisoformat(str(date_obs).strip())
+    except ValueError:
+        return None
+    hours = contract.section("qc")["json"]["night_start_offset_hrs"]
+    return (t - timedelta(hours=hours)).date().isoformat()
+
+
+def rows_json(rows: Iterable[QCRow]) -> list[dict]:
+    # JSON has no NaN: a value that could not be computed is null
+    return [{"name": r.name, "value": r.value if math.isfinite(r.value) else None, "unit": r.unit,
+             "range": None if r.low is None else [r.low, r.high],
+             "flag": "none" if r.low is None else r.flag, "comment": r.comment} for r in rows]
+
+
+def qc_record(rows: list[QCRow], run: Mapping[str, Any], per_lamp: Mapping[str, list[QCRow]] | None = None) -> dict:
+    """The content of qc.json (format in docs/recipe.md "qc.json"). ``run`` holds instrument, arm,
+    date_obs, inputs (list of {name, catg}), products (label -> file name), front_end, pipeline."""
+    all_rows = list(rows) + [r for rs in (per_lamp or {}).values() for r in rs]
+    rec = {"format": JSON_FORMAT, "recipe": "soxs_mflat", **run, "night": night_of(run.get("date_obs")),
+           "passed": not failures(all_rows), "n_failed": len(failures(all_rows)), "qc": rows_json(rows)}
+    if per_lamp:
+        rec["per_lamp"] = {lamp: rows_json(rs) for lamp, rs in per_lamp.items()}
+    return rec
+
+
+def qc_json_bytes(record: dict) -> bytes:
+    return (json.dumps(record, indent=1, allow_nan=False) + "\n").encode()

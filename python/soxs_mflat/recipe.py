@@ -16,17 +16,18 @@ from astropy.io import fits
 
 from . import core, settings
 from .detrend import detrend
-from .frames import load_frames
+from .frames import expected_tag, load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import ProcessingError
 from .prepare import binning_of
 from .products import base_header, check_writable, product_header, write_atomic_bytes, write_fits
-from .qc import QCRow, qc_table
+from .qc import QCRow, log_failures, qc_json_bytes, qc_record, qc_table
 from .verify import InputSet, verify
 
 log = logging.getLogger("soxs_mflat")
 Progress = Callable[[str], None]
 PRODUCT_CATGS = ("MASTER_FLAT", "ORDER_TAB", "MFLAT_BKGROUND")   # + "_<ARM>"; the EDPS workflow classifies these
+QC_JSON, QC_LABEL = "qc.json", "QC JSON"   # QC values and run description, machine-readable, beside the products
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RecipeResult:
     arm: str
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    qc_per_lamp: dict[str, list[QCRow]] = field(default_factory=dict)   # UVB: " DLAMP"/" QLAMP" tables
 
 
 def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
@@ -57,10 +59,15 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
+    _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
+    qc_path = outdir / QC_JSON
+    check_writable([qc_path], overwrite)
+    per_lamp: dict[str, list[QCRow]] = {}
     if s.arm.arm == "UVB":
         from .uvb import run_uvb
-        products, qc = run_uvb(s, p, outdir, overwrite, say)
+        products, qc, per_lamp = run_uvb(s, p, ranges, outdir, overwrite, say)
     else:
         paths = product_paths(outdir, s.arm.arm)
         if not p["subtract_background"]:
@@ -68,11 +75,42 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
         check_writable(paths.values(), overwrite)
         lamp = next(iter(s.flats))
         res, ct, layout, flats = process_lamp(s, lamp, p, say)
-        qc = qc_table(res["qc"], s.arm.instrument, s.arm.arm)
+        qc = qc_table(res["qc"], ranges)
+        log_failures(qc)
         say("writing products")
         outdir.mkdir(parents=True, exist_ok=True)
         products = write_lamp_products(s, lamp, p, res, ct, layout, flats, qc, paths, overwrite, "")
-    return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings))
+    record = qc_record(qc, run_description(s, products), {k.strip(): v for k, v in per_lamp.items()})
+    products[QC_LABEL] = write_atomic_bytes(qc_json_bytes(record), qc_path, overwrite)
+    return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings), per_lamp)
+
+
+def _log_run(s: InputSet, p: dict, ranges: dict, settings_file) -> None:
+    log.info("%s %s: %s", s.arm.instrument, s.arm.arm, "; ".join(f"{lamp} x{len(fs)}" for lamp, fs in s.flats.items()))
+    for group, frames in (("raw", [f for fs in s.flats.values() for f in fs] + list(s.lampoff)),
+                          ("calib", [s.bias, s.dark, *s.order_tabs.values(), s.bpm])):
+        for f in frames:
+            if f is not None:
+                log.info("input %-5s %-18s %s", group, f.tag or expected_tag(f), f.path)
+    log.info("settings file: %s", settings_file or "none (defaults)")
+    for k, v in p.items():
+        log.info("parameter %s = %s", k, v)
+    for k, (lo, hi) in ranges.items():
+        log.info("QC range %s = [%g, %g]", k, lo, hi)
+
+
+def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]:
+    """What qc.json says about the run besides the QC values."""
+    from . import __version__
+    flats = [f for lamp in s.flats.values() for f in lamp]
+    offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames are raw inputs when used (as in the headers)
+    cals = [f for f in (s.bias, s.dark, *s.order_tabs.values(), s.bpm) if f is not None]
+    first = min(flats, key=lambda f: f.get("MJD-OBS", 0.0))   # the earliest flat dates the set (its night)
+    return {"front_end": "python", "pipeline": f"soxs-mflat/{__version__}", "instrument": s.arm.instrument,
+            "arm": s.arm.arm, "date_obs": first.get("DATE-OBS"), "n_flats": len(flats),
+            "inputs": [{"name": f.name, "catg": f.tag or expected_tag(f), "group": group}
+                       for group, fs in (("raw", flats + offs), ("calib", cals)) for f in fs],
+            "products": {label: Path(path).name for label, path in products.items()}}
 
 
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):

@@ -2,6 +2,7 @@
 per-instrument / per-arm defaults, user settings files and ``NAME=VALUE`` overrides."""
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import InputError
 INSTRUMENTS = ("soxs", "xshooter")
 ARMS = ("uvb", "vis", "nir")
 _CASTS = {"bool": bool, "int": int, "float": float}
+log = logging.getLogger("soxs_mflat")
 
 
 @lru_cache(maxsize=None)
@@ -22,10 +24,17 @@ def definitions() -> dict[str, dict]:
     return yaml.safe_load(text)
 
 
-@lru_cache(maxsize=None)
-def qc_ranges(instrument: str, arm: str) -> dict[str, tuple[float, float]]:
-    data = yaml.safe_load(resources.files("soxs_mflat").joinpath("data/qc_ranges.yaml").read_text())
-    return {k: tuple(v) for k, v in ((data.get(instrument.lower()) or {}).get(arm.lower()) or {}).items()}
+def qc_ranges(instrument: str, arm: str, settings_file: str | Path | None = None) -> dict[str, tuple[float, float]]:
+    """Acceptable QC ranges: the contract's defaults (data/contract/qc.yaml), then the settings file's
+    ``qc-acceptable-ranges`` block (soxspipe's format; top level or per arm, later wins)."""
+    from .qc import default_ranges, parse_ranges
+    ranges = default_ranges(instrument, arm)
+    if settings_file:
+        path = Path(settings_file)
+        block = _arm_block(_load(path), arm, path, warn=False).get("qc_acceptable_ranges")
+        if block is not None:
+            ranges.update(parse_ranges(block, str(path)))
+    return ranges
 
 
 def default(name: str, instrument: str, arm: str) -> Any:
@@ -57,22 +66,52 @@ def cast(name: str, value: Any, origin: str = "") -> Any:
         raise InputError(f"parameter {name}{where} must be {kind}, got {value!r}") from None
 
 
-def _from_file(path: Path, instrument: str, arm: str) -> dict[str, Any]:
+# keys of a whole soxspipe settings file that soxs_mflat reads: its own block and the shared background settings
+SOXSPIPE_BLOCK, SOXSPIPE_SHARED = "soxs-mflat", "background-subtraction"
+
+
+def _load(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: cannot read settings: {exc}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: settings must be a mapping of parameter names to values")
-    data = data.get("soxs-mflat", data)
+    return data
+
+
+def _arm_block(data: dict, arm: str, path: Path, warn: bool = True) -> dict[str, Any]:
+    """The values for one arm: a ``soxs-mflat:`` block (a whole soxspipe settings file: other recipes'
+    keys ignored with one warning; its ``background-subtraction`` block read) or a bare mapping; top-level
+    values first, then the arm's sub-block."""
+    if SOXSPIPE_BLOCK in data:
+        other = [str(k) for k in data if k not in (SOXSPIPE_BLOCK, SOXSPIPE_SHARED)]
+        if other and warn:
+            log.warning("%s: ignoring %d settings that are not soxs-mflat's (%s)", path, len(other),
+                        ", ".join(other[:6]) + (", ..." if len(other) > 6 else ""))
+        shared = data.get(SOXSPIPE_SHARED) or {}
+        if not isinstance(shared, dict):
+            raise InputError(f"{path}: {SOXSPIPE_SHARED} must be a mapping")
+        block = data[SOXSPIPE_BLOCK] or {}
+        if not isinstance(block, dict):
+            raise InputError(f"{path}: {SOXSPIPE_BLOCK} must be a mapping of parameter names to values")
+        data = {**shared, **block}
     out: dict[str, Any] = {}
     for key, val in data.items():
         key = str(key).replace("-", "_")
         if key in ARMS:
             if key == arm.lower():
+                if not isinstance(val or {}, dict):
+                    raise InputError(f"{path}: {key} must be a mapping of parameter names to values")
                 out.update({str(k).replace("-", "_"): v for k, v in (val or {}).items()})
             continue
         out.setdefault(key, val)
+    return out
+
+
+def _from_file(path: Path, instrument: str, arm: str) -> dict[str, Any]:
+    out = _arm_block(_load(path), arm, path)
+    out.pop("qc_acceptable_ranges", None)   # read by qc_ranges
     return {k: cast(k, v, str(path)) for k, v in out.items()}
 
 
@@ -110,17 +149,27 @@ def _check(p: dict[str, Any]) -> None:
             raise InputError(f"{k} must be >= 0, got {p[k]}")
 
 
-def example_yaml() -> str:
-    """A user settings file with every parameter and its per-arm defaults (data/settings.yaml)."""
+def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
+    """A user settings file with every parameter: per-arm defaults described (data/settings.yaml), or, for
+    one instrument and arm, its default values and QC ranges."""
+    one = instrument is not None and arm is not None
     lines = ["# soxs-mflat settings: copy, edit and pass with `soxs-mflat run SOF -s FILE`.",
              "# Top-level values apply to every arm; an `uvb:`/`vis:`/`nir:` block overrides per arm.",
+             f"# Defaults of {instrument.upper()} {arm.upper()}, generated from data/parameters.yaml and "
+             "data/contract/qc.yaml." if one else
              "# Generated from data/parameters.yaml; defaults differ per instrument (see docs/recipe.md).",
              "soxs-mflat:"]
     for name, d in definitions().items():
-        val = d["default"]
+        val = default(name, instrument, arm) if one else d["default"]
         shown = val if not isinstance(val, dict) else "instrument/arm dependent, see docs/recipe.md"
         lines.append(f"  # {d['description']}")
         lines.append(f"  # {name}: {str(shown).lower() if isinstance(shown, bool) else shown}")
+    if one:
+        from .qc import default_ranges
+        lines += ["  # acceptable QC ranges [low, high], inclusive (soxspipe's block, accepted as is):",
+                  "  # qc-acceptable-ranges:"]
+        lines += [f"  #   {n.lower().replace(' ', '-')}: [{lo:g}, {hi:g}]"
+                  for n, (lo, hi) in default_ranges(instrument, arm).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -7,12 +7,10 @@ from pathlib import Path
 
 from . import _core
 from .errors import convert_cpp_errors
-from .qc import qc_table
+from .qc import log_failures, qc_table
 from .recipe import check_writable, process_lamp, product_paths, write_lamp_products
 
 log = logging.getLogger("soxs_mflat")
-UVB_QC = {"CROSSOVER ORDER": ("", "lowest order taken from the D2-lamp master"),
-          "D2 SCALE": ("", "factor applied to the D2 master at the crossover order")}
 
 
 def choose_crossover(orders, slices, used_d, used_q, elec_d, elec_q, min_frac: float = 0.5) -> int:
@@ -29,7 +27,8 @@ def combine(d: dict, q: dict, centre_q, layout, p: dict) -> dict:
         return _core.combine_uvb(d, q, centre_q, *layout.args(), dict(p))
 
 
-def run_uvb(s, p: dict, outdir: Path, overwrite: bool, say):
+def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
+    """Products, the final QC table and the per-lamp QC tables."""
     arm = s.arm.arm
     tags = {"DFLAT": " DLAMP", "QFLAT": " QLAMP"}
     paths = {}
@@ -44,14 +43,16 @@ def run_uvb(s, p: dict, outdir: Path, overwrite: bool, say):
     final = combine(d, q, ct_q.centre, layout, p)
     log.info("UVB crossover order %d, D2 scale %.5g", final["crossover"], final["scale"])
     values = dict(final["qc"], **{"CROSSOVER ORDER": final["crossover"], "D2 SCALE": final["scale"]})
-    qc = qc_table(values, s.arm.instrument, arm, UVB_QC)
+    qc = qc_table(values, ranges)
+    # the ranges describe the final flat: a D2 master alone is not normalised to 1 (mean ~48 on the D2 set)
+    per_lamp = {tag: qc_table(runs[lamp][0]["qc"], {}) for lamp, tag in tags.items()}
+    log_failures(qc)
     say("writing products")
     outdir.mkdir(parents=True, exist_ok=True)
     products = {}
     for lamp, tag in tags.items():
         res, ct, lay, flats = runs[lamp]
-        products.update(write_lamp_products(s, lamp, p, res, ct, lay, flats, qc_table(res["qc"], s.arm.instrument, arm),
-                                            paths, overwrite, tag))
+        products.update(write_lamp_products(s, lamp, p, res, ct, lay, flats, per_lamp[tag], paths, overwrite, tag))
     products.update(write_lamp_products(s, "QFLAT", p, final, ct_q, layout, flats_d + flats_q, qc, paths, overwrite, "",
                                         cals_extra=[s.order_tabs["DFLAT"]]))
-    return products, qc
+    return products, qc, per_lamp

@@ -1,0 +1,90 @@
+"""QC through the command line: -q still reports QC failures, --strict-qc exits 4, qc.json beside the
+products agrees with the FITS QC cards, -v / --log record the run; `params` says what it shows."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from astropy.io import fits
+
+from soxs_mflat.qc import definitions
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "soxs_mflat.cli", *map(str, args)], capture_output=True, text=True,
+                          **kw)
+
+
+@pytest.fixture(scope="module")
+def sof(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cliqc")
+    sim = _cli("simulate", "--instrument", "soxs", "--arm", "vis", "--out", root / "set", "--nflats", "3", "--seed", 3)
+    assert sim.returncode == 0, sim.stderr
+    return next((root / "set").glob("*.sof"))
+
+
+@pytest.fixture(scope="module")
+def nominal(sof):
+    out = sof.parent.parent / "nominal"
+    log = sof.parent.parent / "run.log"
+    r = _cli("run", sof, "-o", out, "-v", "--log", log, "--strict-qc")
+    assert r.returncode == 0, r.stderr           # a nominal set passes every QC range, even with --strict-qc
+    return dict(run=r, out=out, log=log.read_text(), qc=json.loads((out / "qc.json").read_text()))
+
+
+def test_qc_json_agrees_with_the_fits_cards(nominal, sof):
+    rec = nominal["qc"]
+    assert rec["format"] == "soxs-mflat-qc/1" and rec["passed"] is True and rec["n_failed"] == 0
+    assert (rec["instrument"], rec["arm"], rec["front_end"]) == ("SOXS", "VIS", "python")
+    h = fits.getheader(nominal["out"] / "master_flat_vis.fits")
+    assert rec["night"] is not None and h["DATE-OBS"].startswith(rec["date_obs"][:10])
+    raws = sorted(v for k, v in h.items() if k.startswith("ESO PRO REC1 RAW") and k.endswith("NAME"))
+    assert sorted(i["name"] for i in rec["inputs"] if i["group"] == "raw") == raws
+    assert {i["name"] for i in rec["inputs"]} <= {line.split()[0].split("/")[-1] for line in sof.read_text().splitlines()}
+    assert set(rec["products"].values()) | {"qc.json"} == {p.name for p in nominal["out"].iterdir()}
+    for row in rec["qc"]:
+        assert row["value"] == pytest.approx(h[f"ESO QC {row['name']}"], rel=1e-12, abs=1e-12)
+        assert row["unit"] == definitions()[row["name"]][0]
+        assert row["flag"] == ("none" if row["range"] is None else "pass")
+
+
+def test_verbose_log_records_inputs_parameters_steps_qc_products(nominal, sof):
+    log, err = nominal["log"], nominal["run"].stderr
+    for needle in ("input raw", "MASTER_BIAS_VIS", "parameter order_deg = 3", "QC range X RES SD = [0, 0.37]",
+                   "step 3 took", "INNER ORDER PIX SUM", "product MFLAT", "qc.json", "finished in"):
+        assert needle in log, needle
+    assert "step 1: reading and verifying input frames" in err     # progress lines without a terminal with -v
+    assert "\r" not in err
+
+
+@pytest.mark.parametrize("rng,side", [("x-res-sd: [0, 1.0e-4]", "high"), ("ordexp90: [1.0e+9, 2.0e+9]", "low")])
+def test_out_of_range_qc_quiet_and_strict(sof, tmp_path, rng, side):
+    s = tmp_path / "s.yaml"
+    s.write_text(f"soxs-mflat:\n  vis:\n    qc-acceptable-ranges:\n      {rng}\n")
+    name = {"high": "X RES SD", "low": "ORDEXP90"}[side]
+    strict = _cli("run", sof, "-o", tmp_path / "a", "-s", s, "-q", "--strict-qc")
+    assert strict.returncode == 4 and strict.stdout == ""
+    assert f"QC {name} =" in strict.stderr and "outside its acceptable range" in strict.stderr
+    rec = json.loads((tmp_path / "a" / "qc.json").read_text())
+    flagged = {r["name"]: r["flag"] for r in rec["qc"]}
+    assert flagged[name] == "fail" and rec["passed"] is False and rec["n_failed"] == 1
+    assert (tmp_path / "a" / "master_flat_vis.fits").exists()   # the products are still written
+    lax = _cli("run", sof, "-o", tmp_path / "b", "-s", s)
+    assert lax.returncode == 0 and f"WARNING: QC {name} =" in lax.stderr and "1 QC value(s) out of range" in lax.stdout
+
+
+def test_params_names_its_arm_refuses_soxs_uvb_and_survives_a_closed_pipe():
+    r = _cli("params", "--instrument", "xshooter", "--arm", "nir")
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "# soxs_mflat parameters for XSHOOTER NIR"
+    assert "order_deg" in r.stdout
+    bad = _cli("params", "--instrument", "soxs", "--arm", "uvb")
+    assert bad.returncode == 2 and "SOXS has no UVB arm" in bad.stderr
+    y = _cli("params", "--yaml", "--instrument", "soxs", "--arm", "nir")
+    assert "Defaults of SOXS NIR" in y.stdout and "#   inner-order-pix-sum: [1e+06, 1.2e+06]" in y.stdout
+    rd, wr = os.pipe()
+    os.close(rd)              # the reader is gone before anything is written, as after `| head` has exited
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "params"], stdout=wr, capture_output=False,
+                       stderr=subprocess.PIPE, text=True)
+    os.close(wr)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

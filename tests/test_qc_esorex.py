@@ -1,0 +1,43 @@
+"""QC in the esorex plugin: the QC table and one warning per out-of-range value in esorex's log, the same
+failures as the Python CLI, qc.json among the products; the man page's version and contact."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from soxs_mflat import __version__
+from soxs_mflat.simulate.run import simulate_set
+from test_esorex import esorex, needs_esorex
+
+BAD_FIT = ["--order-deg=0", "--disp-axis-deg=1"]   # a straight, order-independent edge model: X RES SD >> 0.37
+
+
+@needs_esorex
+def test_plugin_logs_qc_table_and_warns_like_the_cli(tmp_path):
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=3, seed=5)
+    out = tmp_path / "es"
+    out.mkdir()
+    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "soxs_mflat", *BAD_FIT, w["sof"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr            # out-of-range QC is not fatal
+    log = r.stdout + r.stderr
+    for name in ("ORDEXP90", "X RES SD", "COLDPIX FRAC", "INNER ORDER PIX SUM"):
+        assert re.search(rf"\[ INFO  \] soxs_mflat:\s+{name}\s+\S+", log), name   # one table row per QC
+    warned = re.findall(r"\[WARNING\] soxs_mflat: QC (.+?) = \S+ is outside its acceptable range", log)
+    cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(w["sof"]), "-o", str(tmp_path / "py"),
+                          "-q", "--strict-qc", "--param", "order_deg=0", "--param", "disp_axis_deg=1"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 4
+    failed = re.findall(r"QC (.+?) = \S+ is outside", cli.stderr)
+    assert "X RES SD" in warned and warned == failed
+    rec = json.loads((out / "qc.json").read_text())
+    assert rec["front_end"] == "esorex" and rec["passed"] is False and rec["n_failed"] == len(warned)
+    assert [q["name"] for q in rec["qc"] if q["flag"] == "fail"] == warned
+
+
+@needs_esorex
+def test_man_page_version_and_contact():
+    man = esorex("--man-page", "soxs_mflat").stdout
+    assert f"soxs_mflat -- version {__version__}" in man
+    assert "example.org" not in man and "soxs-mflat maintainers" in man

@@ -1,0 +1,113 @@
+"""QC ranges: the contract's defaults pushed both ways, soxspipe's qc-acceptable-ranges block and a whole
+soxspipe settings file, the night of an observation."""
+import logging
+
+import pytest
+import yaml
+
+from soxs_mflat import contract, settings
+from soxs_mflat.errors import InputError
+from soxs_mflat.qc import default_ranges, definitions, failures, night_of, parse_ranges, qc_record, qc_table
+
+ARMS = [("soxs", "vis"), ("soxs", "nir"), ("xshooter", "uvb"), ("xshooter", "vis"), ("xshooter", "nir")]
+
+
+def test_every_range_names_a_metric_and_is_ordered():
+    for inst, arms in contract.section("qc")["ranges"].items():
+        for arm, ranges in arms.items():
+            for name, (lo, hi) in ranges.items():
+                assert name in definitions(), (inst, arm, name)
+                assert lo <= hi
+
+
+@pytest.mark.parametrize("inst,arm", ARMS)
+def test_each_default_range_pushed_both_ways(inst, arm):
+    ranges = default_ranges(inst, arm)
+    assert ranges, "every arm has ranges (X-shooter's from the simulator's nominal sets)"
+    for name, (lo, hi) in ranges.items():
+        eps = max(abs(lo), abs(hi), 1.0) * 1e-9
+        flags = [qc_table({name: v}, ranges)[0].flag for v in (lo, hi, lo - eps, hi + eps)]
+        assert flags == ["pass", "pass", "fail", "fail"], (name, lo, hi)   # inclusive at both ends
+
+
+def test_qc_without_range_is_reported_not_flagged():
+    rows = qc_table({"N LOW SENS": 12, "X RES SD": 0.5}, {"X RES SD": (0.0, 0.37)})
+    assert [(r.name, r.value, r.flag) for r in rows] == [("X RES SD", 0.5, "fail"), ("N LOW SENS", 12, "-")]
+    assert [r.name for r in failures(rows)] == ["X RES SD"]
+    rec = qc_record(rows, {"instrument": "SOXS", "arm": "VIS", "date_obs": "2025-10-12T11:14:44.000"})
+    assert rec["passed"] is False and rec["n_failed"] == 1 and rec["night"] == "2025-10-11"
+    assert rec["qc"][1] == {"name": "N LOW SENS", "value": 12, "unit": "pixels", "range": None, "flag": "none",
+                            "comment": definitions()["N LOW SENS"][1]}
+
+
+def test_soxspipe_block_keys_and_errors():
+    got = parse_ranges({"inner-order-pix-sum": [1e5, 7e5], "X_RES_SD": [0, 0.3], "detector-temp": [0, 165]}, "f")
+    assert got == {"INNER ORDER PIX SUM": (1e5, 7e5), "X RES SD": (0.0, 0.3)}
+    for block, match in (({"nonsense": [0, 1]}, "unknown QC 'nonsense'"), ({"ordexp90": [2, 1]}, "low 2 > high 1"),
+                         ({"ordexp90": 5}, r"must be \[low, high\]"), ([1, 2], "must map")):
+        with pytest.raises(InputError, match=match):
+            parse_ranges(block, "f")
+
+
+SOXSPIPE_FILE = """
+version: 1
+instrument: soxs
+workspace-root-dir: ./
+soxs-mbias:
+  frame-clipping-sigma: 3
+soxs-mdark:
+  frame-clipping-sigma: 3
+soxs-mflat:
+  subtract_background: True
+  stacked-clipping-sigma: 15
+  stacked-clipping-iterations: 3
+  vis:
+    centre-order-window: 10
+    order-deg: 3
+    qc-acceptable-ranges:
+      detector-temp: [0, 165]
+      inner-order-pix-mean: [0.9, 1.1]
+      inner-order-pix-sum: [100000, 700000]
+      x-res-sd: [0, 0.37]
+  nir:
+    order-deg: 6
+    qc-acceptable-ranges:
+      x-res-sd: [0, 0.2]
+background-subtraction:
+  bspline-deg: 1
+  gaussian-blur-sigma: 40
+logging settings:
+  handlers:
+    file: {filename: /Users/Dave/.config/soxspipe/soxspipe.log}
+"""
+
+
+def test_whole_soxspipe_settings_file(tmp_path, caplog):
+    f = tmp_path / "soxspipe.yaml"
+    f.write_text(SOXSPIPE_FILE)
+    with caplog.at_level(logging.WARNING, logger="soxs_mflat"):
+        p = settings.resolve("soxs", "vis", f)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "ignoring 6 settings" in warned[0] and "soxs-mbias" in warned[0]
+    assert p["stacked_clipping_sigma"] == 15 and p["order_deg"] == 3
+    assert p["bspline_deg"] == 1 and p["gaussian_blur_sigma"] == 40     # the shared background block
+    assert "qc_acceptable_ranges" not in p                              # not a parameter (nor a PARAM card)
+    vis = settings.qc_ranges("soxs", "vis", f)
+    assert vis["INNER ORDER PIX SUM"] == (1e5, 7e5)                      # the file's, not the default 7.5e5
+    assert vis["ORDEXP90"] == default_ranges("soxs", "vis")["ORDEXP90"]  # defaults kept where not given
+    nir = settings.qc_ranges("soxs", "nir", f)
+    assert nir["X RES SD"] == (0.0, 0.2) and nir["INNER ORDER PIX SUM"] == (1e6, 1.2e6)
+
+
+def test_example_yaml_for_one_arm_lists_its_ranges():
+    lines = settings.example_yaml("xshooter", "nir").splitlines()
+    i = lines.index("  # qc-acceptable-ranges:")
+    block = yaml.safe_load("\n".join(line.replace("  #   ", "", 1) for line in lines[i + 1:]))
+    assert parse_ranges(block, "example") == default_ranges("xshooter", "nir")
+    assert "  # order_deg: 6" in lines
+
+
+def test_night_of():
+    assert night_of("2025-10-12T11:14:44.000") == "2025-10-11"    # morning calibrations: the previous night
+    assert night_of("2025-10-12T23:30:00") == "2025-10-12"
+    assert night_of(None) is None and night_of("garbage") is None
