@@ -19,7 +19,7 @@ import input_cases as ic
 from soxs_mflat.cli import main
 from soxs_mflat.rules import outcome
 from soxs_mflat.simulate.run import simulate_set
-from test_esorex import ROOT, esorex, needs_esorex
+from test_esorex import HAVE_ESOREX, IN_CI, MISSING, ROOT, esorex, needs_esorex
 
 
 @pytest.fixture
@@ -47,6 +47,8 @@ def check_parity(cid, rows, rule, name, tmp_path, capsys):
     rc, err = _cli(sof, work / "py", capsys)
     assert rc == outcome(rule)["cli_exit"] and f"[{rule}]" in err and name in err, (cid, err)
     assert "Traceback" not in err and not (work / "py").exists(), cid
+    if not HAVE_ESOREX:    # locally without esorex: the CLI half still runs (in CI this test fails first)
+        return
     r, out = _esorex(sof, work)
     log = r.stdout + r.stderr
     found = re.findall(r"input error: \[([a-z0-9-]+)\] ([^\n]*)", log)
@@ -56,8 +58,9 @@ def check_parity(cid, rows, rule, name, tmp_path, capsys):
     assert not list(out.iterdir()) and not list(work.glob("*.fits")), cid
 
 
-@needs_esorex
 def test_every_bad_input_gives_the_same_rule_in_both_front_ends(request, tmp_path_factory, tmp_path, capsys):
+    if not HAVE_ESOREX and IN_CI:
+        pytest.fail(f"CI=true but {MISSING}")
     seen = set()
     for which in ("vis", "nir", "uvb"):
         w = request.getfixturevalue(f"inputs_{which}")
