@@ -84,10 +84,10 @@ def test_truth_edges_sit_at_their_level(fixture, request):
             c = polys["coeffs"][(polys["level"] == lev) & (polys["side"] == side)][0]
             for o, b0, b1 in orders[len(orders) // 3: len(orders) // 3 + 2]:
                 for bu in np.linspace(b0 + 100, b1 - 100, 4):
-                    bb = int(round((bu - 0.5 * (bin_b - 1)) / bin_b))
-                    bu = bin_b * bb + 0.5 * (bin_b - 1)
-                    a = (poly_eval(c, o, bu) - 0.5 * (bin_a - 1)) / bin_a
-                    ac = (poly_eval(centre, o, bu) - 0.5 * (bin_a - 1)) / bin_a
+                    bb = int(round(bu / bin_b))   # soxspipe's convention: binned pixel i is unbinned bin * i
+                    bu = bin_b * bb
+                    a = poly_eval(c, o, bu) / bin_a
+                    ac = poly_eval(centre, o, bu) / bin_a
                     line = illum[bb].astype(float)
                     k = np.arange(int(a) - 3, int(a) + 5)
                     val = CubicSpline(k, line[k])(a)

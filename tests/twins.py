@@ -58,7 +58,16 @@ def poly(c, n, b):
 
 
 def to_binned(x, binning):
-    return (x - 0.5 * (binning - 1)) / binning
+    return x / binning   # soxspipe's order-table convention: binned pixel i is unbinned binning * i
+
+
+def b_range(lo, hi, bin_b, len_b):
+    """Binned lines of an order: its B range, extended to a detector edge it stops within max(3, bin_b)
+    unbinned px of (the order runs off the detector there)."""
+    snap = max(3.0, bin_b)
+    b0 = 0 if lo < snap else max(0, int(np.ceil(to_binned(lo, bin_b))))
+    b1 = len_b - 1 if hi > bin_b * (len_b - 1) - snap else min(len_b - 1, int(np.floor(to_binned(hi, bin_b))))
+    return b0, b1
 
 
 def inner_values(img, centre, orders, bmin, bmax, window, a_is_x=True, bin_a=1, bin_b=1, mask=None, ref=None):
@@ -67,10 +76,9 @@ def inner_values(img, centre, orders, bmin, bmax, window, a_is_x=True, bin_a=1, 
     rf = None if ref is None else (ref if a_is_x else ref.T)
     vals = []
     for n, lo, hi in zip(orders, bmin, bmax):
-        b0 = max(0, int(np.ceil(to_binned(lo, bin_b))))
-        b1 = min(im.shape[0] - 1, int(np.floor(to_binned(hi, bin_b))))
+        b0, b1 = b_range(lo, hi, bin_b, im.shape[0])
         for b in range(b0, b1 + 1):
-            c = to_binned(poly(centre, n, bin_b * b + 0.5 * (bin_b - 1)), bin_a)
+            c = to_binned(poly(centre, n, bin_b * b), bin_a)
             a0 = int(np.floor(c - 0.5 * (window - 1) + 0.5))
             for a in range(max(0, a0), min(im.shape[1], a0 + window)):
                 v = im[b, a]

@@ -29,6 +29,33 @@ std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower, 
   return m;
 }
 
+std::vector<uint8_t> detail::finish_flat(std::vector<float>& flux, std::vector<float>& error,
+                                         std::vector<uint8_t>& quality, int64_t ny, int64_t nx, const Poly2D& lower,
+                                         const Poly2D& upper, const std::vector<OrderSpan>& orders,
+                                         const Geometry& g, int margin) {
+  auto inorder = in_order_mask(ny, nx, lower, upper, orders, g);
+  std::vector<uint8_t> beyond(inorder.size(), 0);
+  const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
+  for (const auto& o : orders) {
+    int64_t b0, b1;
+    detail::b_lines(o, g, lb, b0, b1);
+    if (b0 > b1) continue;   // the order misses the detector
+    for (int64_t b = std::max<int64_t>(0, b0 - margin); b <= std::min<int64_t>(lb - 1, b1 + margin); ++b) {
+      if (b == b0) b = b1 + 1;
+      if (b > std::min<int64_t>(lb - 1, b1 + margin)) break;
+      double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+      for (int64_t a = std::max<int64_t>(0, int64_t(std::ceil(lo))); a <= std::min<int64_t>(la - 1, int64_t(std::floor(up))); ++a)
+        beyond[g.index(a, b, nx)] = 1;
+    }
+  }
+  for (size_t i = 0; i < inorder.size(); ++i) {
+    if (inorder[i]) continue;
+    if (beyond[i]) { quality[i] |= QUAL_BEYOND_RANGE; continue; }
+    flux[i] = 1.0f; error[i] = 0.0f;
+  }
+  return inorder;
+}
+
 LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, const MaskView& mask,
                                    const Poly2D& lower, const Poly2D& upper,
                                    const std::vector<OrderSpan>& orders, const Geometry& g,

@@ -75,7 +75,7 @@ void detail::fill_common_qc(QCValues& q, const std::vector<float>& flux, const s
   int64_t cold = 0, nin = 0, low = 0;
   double sum = 0;
   for (size_t i = 0; i < quality.size(); ++i) {
-    cold += quality[i] != 0;
+    cold += (quality[i] & ~QUAL_BEYOND_RANGE) != 0;   // flagged beyond the range: not a cold pixel
     low += (quality[i] & QUAL_LOW_SENS) != 0;
     if (inorder[i] && !quality[i]) { sum += flux[i]; ++nin; }
   }
@@ -150,10 +150,8 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,
                                  p.low_sens, p.threads);
   for (int64_t i = 0; i < npix; ++i) if (ls.flags[i]) r.quality[i] |= QUAL_LOW_SENS;
-  // inter-order pixels are set to exactly 1 (and their error to 0): they are not flat-fielded
-  auto inorder = in_order_mask(ny, nx, r.edges.lower.poly, r.edges.upper.poly, orders, g);
-  for (int64_t i = 0; i < npix; ++i)
-    if (!inorder[i]) { r.flux[i] = 1.0f; r.error[i] = 0.0f; }
+  auto inorder = detail::finish_flat(r.flux, r.error, r.quality, ny, nx, r.edges.lower.poly, r.edges.upper.poly,
+                                     orders, g, p.background.end_margin);
   r.order_median_flux = order_median_flux(flat, qmask, centre, orders, g, 5);
   std::vector<double> p10, p50, p90;
   for (auto& s : first) { p10.push_back(s.p10); p50.push_back(s.p50); p90.push_back(s.p90); }

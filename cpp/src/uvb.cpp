@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "geometry.hpp"
 #include "qc.hpp"
 #include "soxs/mflat.hpp"
 
@@ -67,9 +68,8 @@ UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int6
   ImageView st{r.stacked.data(), ny, nx};
   r.edges = detect_and_fit_edges(st, r.error.data(), MaskView{r.quality.data()}, centre_q, orders, g, p.edges,
                                  p.order_deg, p.disp_deg, p.fit_clip_sigma, p.fit_clip_iters, p.threads);
-  auto inorder = in_order_mask(ny, nx, r.edges.lower.poly, r.edges.upper.poly, orders, g);
-  for (int64_t i = 0; i < npix; ++i)
-    if (!inorder[i]) { r.flux[i] = 1.0f; r.error[i] = 0.0f; }
+  auto inorder = detail::finish_flat(r.flux, r.error, r.quality, ny, nx, r.edges.lower.poly, r.edges.upper.poly,
+                                     orders, g, BackgroundParams{}.end_margin);
   r.qc.ordexp10 = q.qc.ordexp10; r.qc.ordexp50 = q.qc.ordexp50; r.qc.ordexp90 = q.qc.ordexp90;
   detail::fill_common_qc(r.qc, r.flux, r.quality, r.edges, inorder);
   return r;

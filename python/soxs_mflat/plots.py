@@ -37,7 +37,8 @@ def _show(ax, img, title, a_is_x, cmap="gray", stretch=(2, 98), reduced=None):
 
 
 def _to_binned(x, binning):
-    return (np.asarray(x, float) - 0.5 * (binning - 1)) / binning
+    """Unbinned coordinate to binned pixel: soxspipe's convention (binned pixel i is unbinned bin * i)."""
+    return np.asarray(x, float) / binning
 
 
 def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, title: str) -> bytes:

@@ -171,7 +171,8 @@ def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc
     errs = fits.ImageHDU(_big_endian(res["error"]), name="ERRS")
     errs.header["UTYPE"] = "StdDevUncertainty"
     qual = fits.ImageHDU(res["quality"], name="QUAL")
-    qual.header["COMMENT"] = "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack"
+    qual.header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
+                              "8 order light beyond its traced range")
     out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(_big_endian(res["flux"]), h), qual, errs])}
     th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
     out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],

@@ -6,7 +6,9 @@
 // cross-dispersion axis (the coordinate that is fitted), "axis B" runs along the
 // orders. a_is_x = true means A = column index (X-shooter, SOXS VIS); false means
 // A = row index (SOXS NIR). Polynomials are in UNBINNED pixel coordinates, with
-// pixel centres at integers; binned pixel i has unbinned centre bin*i + (bin-1)/2.
+// pixel centres at integers. Binned pixel i is unbinned coordinate bin*i: the convention of
+// soxspipe's order tables (toolkit.unpack_order_table divides unbinned positions by the bin
+// factor), which the tables this recipe reads and writes follow.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -43,10 +45,10 @@ struct Geometry {             // how polynomials map onto a (binned) frame
   int64_t len_a(const ImageView& v) const { return a_is_x ? v.nx : v.ny; }
   int64_t len_b(const ImageView& v) const { return a_is_x ? v.ny : v.nx; }
   int64_t index(int64_t a, int64_t b, int64_t nx) const { return a_is_x ? b * nx + a : a * nx + b; }
-  double to_unbinned_a(double a) const { return bin_a * a + 0.5 * (bin_a - 1); }
-  double to_unbinned_b(double b) const { return bin_b * b + 0.5 * (bin_b - 1); }
-  double to_binned_a(double a) const { return (a - 0.5 * (bin_a - 1)) / bin_a; }
-  double to_binned_b(double b) const { return (b - 0.5 * (bin_b - 1)) / bin_b; }
+  double to_unbinned_a(double a) const { return double(bin_a) * a; }
+  double to_unbinned_b(double b) const { return double(bin_b) * b; }
+  double to_binned_a(double a) const { return a / bin_a; }
+  double to_binned_b(double b) const { return b / bin_b; }
 };
 
 // ---------------------------------------------------------------- 1. clip and stack
@@ -189,7 +191,9 @@ struct MasterFlatResult {
   std::vector<double> order_median_flux;        // per order (same order as input), central window
   QCValues qc;
 };
-enum QualBits : uint8_t { QUAL_BAD_STATIC = 1, QUAL_LOW_SENS = 2, QUAL_NO_DATA = 4 };
+// QUAL_BEYOND_RANGE: order light on lines just beyond the order's B range (within the background's
+// end_margin), between the extrapolated edges: the normalised flux is kept (not set to 1) and flagged.
+enum QualBits : uint8_t { QUAL_BAD_STATIC = 1, QUAL_LOW_SENS = 2, QUAL_NO_DATA = 4, QUAL_BEYOND_RANGE = 8 };
 
 MasterFlatResult master_flat(const std::vector<const float*>& frames,
                              const std::vector<const float*>& errors, const MaskView& bpm,

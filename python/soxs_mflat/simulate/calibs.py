@@ -135,6 +135,7 @@ def write_truth(path: Path, arm: Arm, geo: Geometry, resp, defects, hdus: list, 
     h["GAIN"], h["RON"], h["BINX"], h["BINY"] = arm.gain, arm.ron, geo.binx, geo.biny
     h["AISX"] = (arm.a_is_x, "cross-dispersion (fitted) axis is x")
     h["SIGMA"] = (arm.sigma, "Gaussian blur of the slit image, px")
+    h["COORDS"] = ("BIN*I", "binned px i = unbinned bin*i (soxspipe)")
     for lamp, d in w["drifts"].items():
         h[f"DRIFT{lamp}"] = (",".join(f"{v:.5f}" for v in d), "lamp level per frame")
     poly_rows = {"level": [], "side": [], "coeffs": []}
@@ -144,7 +145,7 @@ def write_truth(path: Path, arm: Arm, geo: Geometry, resp, defects, hdus: list, 
             poly_rows["side"].append(side)
             poly_rows["coeffs"].append(geo.edge_poly(lev, side))
     polys = Table(poly_rows)
-    polys.meta["COMMENT"] = "A(n, B) = sum c[i, j] n^i B^j, unbinned processing-frame px"
+    polys.meta["COMMENT"] = "A(n, B) = sum c[i, j] n^i B^j, unbinned processing-frame px; binned i = bin*i"
     spans = Table({"order": list(arm.orders), "b_min": geo.b_min, "b_max": geo.b_max})
     hl = fits.HDUList([fits.PrimaryHDU(header=h), *hdus, fits.ImageHDU(resp, name="RESPONSE"),
                        fits.ImageHDU(defects, name="DEFECTS"), fits.ImageHDU(geo.centre, name="CENTRE"),

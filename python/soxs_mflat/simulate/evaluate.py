@@ -94,7 +94,7 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
         "low_recall": float((flagged & low).sum() / max(low.sum(), 1)),
         "n_low": int(low.sum()),
         "false_rate": float(false[inside].sum() / inside.sum()),
-        "inter_order_values": np.unique(flux[~fitted_inside]).tolist()[:5],
+        "inter_order_values": np.unique(flux[~fitted_inside & ((qual & 8) == 0)]).tolist()[:5],   # 8: beyond range
         "n_cosmic_pixels": int(hit.sum()),
         "max_abs_z_cosmics": float(np.abs(z_cr).max()) if hit.any() else 0.0,
     }

@@ -81,12 +81,14 @@ def illumination(geo: Geometry, levels: np.ndarray) -> np.ndarray:
     ny, nx = arm.science_shape
     la, lb = (nx, ny) if arm.a_is_x else (ny, nx)
     na, nb = la // geo.bin_a, lb // geo.bin_b
-    a_unb = geo.bin_a * np.arange(na) + 0.5 * (geo.bin_a - 1)
+    # geometry in soxspipe's order-table convention: binned pixel i is unbinned coordinate bin * i (and
+    # covers bin unbinned px centred there), so truth and order-centre tables are in that convention
+    a_unb = geo.bin_a * np.arange(na, dtype=float)
     img = np.zeros((nb, na), np.float32)
     for k, n in enumerate(arm.orders):
-        rows = np.flatnonzero((geo.bin_b * np.arange(nb) + 0.5 * (geo.bin_b - 1) >= geo.b_min[k] - 30) &
-                              (geo.bin_b * np.arange(nb) <= geo.b_max[k] + 30))
-        b = geo.bin_b * rows + 0.5 * (geo.bin_b - 1)
+        b_all = geo.bin_b * np.arange(nb, dtype=float)
+        rows = np.flatnonzero((b_all >= geo.b_min[k] - 30) & (b_all <= geo.b_max[k] + 30))
+        b = b_all[rows]
         c = poly_eval(geo.centre, n, b)
         hw = float(geo.half_width(n))
         span = np.flatnonzero((a_unb > c.min() - hw - 12) & (a_unb < c.max() + hw + 12))
