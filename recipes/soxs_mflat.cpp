@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -51,15 +53,12 @@ const char* DESCRIPTION =
     "Frames are classified by their headers; tags must agree. .fits.gz, .fits.Z and .fits.fz are read.\n"
     "Input errors are '[<rule>] <message>' with exit status 6, 9, 10, 13, 14 or 19 by the rule's outcome\n"
     "(the input contract, docs/recipe.md).\n\n"
-    "Products (PRO CATG):\n"
-    "  master_flat_<arm>.fits   MASTER_FLAT_<ARM>   FLUX, QUAL, ERRS\n"
-    "  order_tab_<arm>.fits     ORDER_TAB_<ARM>     centre and edge polynomials (soxspipe format)\n"
-    "  mflat_bkground_<arm>.fits MFLAT_BKGROUND_<ARM> scattered-light model\n"
-    "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
+    "Products (PRO CATG):\n" SOXS_GEN_PRODUCTS_TEXT   // data/contract/products.yaml
     "qc.json (QC values with units, ranges and flags; the run's instrument, arm, night, inputs) is written\n"
     "beside the products; the QC table and a warning per out-of-range value are logged.\n"
     "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
-    "Parameters set to -1 take the instrument/arm default.";
+    "Parameters set to -1 take the instrument/arm default; values outside the ranges of\n"
+    "data/parameters.yaml are refused (rule parameter-range) before any frame is read.";
 
 std::string kebab(std::string s) { std::replace(s.begin(), s.end(), '_', '-'); return s; }
 std::string full_name(const char* n) { return std::string("soxs.mflat.") + kebab(n); }
@@ -74,10 +73,7 @@ int create(cpl_plugin* plugin) {
     cpl_parameter* p = nullptr;
     if (d.type == 'b')
       p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_BOOL, desc.c_str(), "soxs.mflat", d.def[0] != 0.0 ? 1 : 0);
-    else if (d.type == 'i')
-      p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_INT, desc.c_str(), "soxs.mflat",
-                                  d.varies ? -1 : static_cast<int>(d.def[0]));
-    else
+    else   // integers too: esorex reads "3.5" for an INT parameter as 3; as a double it is refused below
       p = cpl_parameter_new_value(name.c_str(), CPL_TYPE_DOUBLE, desc.c_str(), "soxs.mflat", d.varies ? -1.0 : d.def[0]);
     cpl_parameter_set_alias(p, CPL_PARAMETER_MODE_CLI, kebab(d.name).c_str());
     cpl_parameter_disable(p, CPL_PARAMETER_MODE_ENV);
@@ -86,23 +82,65 @@ int create(cpl_plugin* plugin) {
   return 0;
 }
 
-// Parameter values with -1 resolved to the instrument/arm default, also written back into the list
-// so that the products' PRO REC1 PARAMi VALUE records what ran (as the Python front end does).
+std::string fmt_g(double v) {   // as the Python front end's :g
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The ranges declared in data/parameters.yaml (generated RANGES), with the rule id and text of the
+// Python front end (settings.range_error), before any frame is read.
+void check_ranges(const soxs::NamedParams& m) {
+  const std::string rule = "[parameter-range] parameter ";
+  for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
+    const auto& d = soxs_gen::PARAMS[i];
+    const double v = m.at(d.name);
+    if (d.type == 'i' && !(std::isfinite(v) && v == std::floor(v)))
+      throw InputError(rule + d.name + " must be an integer, got " + fmt_g(v));
+  }
+  for (int i = 0; i < soxs_gen::N_RANGES; ++i) {
+    const auto& r = soxs_gen::RANGES[i];
+    const double v = m.at(r.name);
+    auto fail = [&](const char* sign, double lim) {
+      throw InputError(rule + r.name + " must be " + sign + " " + fmt_g(lim) + ", got " + fmt_g(v));
+    };
+    if (r.has_min && !(v >= r.min)) fail(">=", r.min);
+    if (r.has_above && !(v > r.above)) fail(">", r.above);
+    if (r.has_max && !(v <= r.max)) fail("<=", r.max);
+    if (r.odd && std::fmod(std::fabs(v), 2.0) != 1.0) throw InputError(rule + r.name + " must be odd, got " + fmt_g(v));
+  }
+}
+
+// Parameter values with exactly -1 (the documented sentinel; any other negative value is checked
+// like any value) resolved to the instrument/arm default, also written back into the list so that
+// the products' PRO REC1 PARAMi VALUE records what ran (as the Python front end does).
 soxs::NamedParams resolve_params(cpl_parameterlist* list, int column) {
   soxs::NamedParams m;
   for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
     const auto& d = soxs_gen::PARAMS[i];
     cpl_parameter* p = cpl_parameterlist_find(list, full_name(d.name).c_str());
-    double v = d.type == 'b' ? cpl_parameter_get_bool(p) : d.type == 'i' ? cpl_parameter_get_int(p)
-                                                                          : cpl_parameter_get_double(p);
-    if (d.varies && v < 0) {
+    double v = d.type == 'b' ? cpl_parameter_get_bool(p) : cpl_parameter_get_double(p);
+    if (d.varies && v == -1.0) {
       v = d.def[column];
-      if (d.type == 'i') cpl_parameter_set_int(p, static_cast<int>(v));
-      else if (d.type != 'b') cpl_parameter_set_double(p, v);
+      if (d.type != 'b') cpl_parameter_set_double(p, v);
     }
     m[d.name] = v;
   }
+  check_ranges(m);
   return m;
+}
+
+// The core's limits that need the order tables (order_deg below the number of orders, ...), with
+// the rule id of the Python front end (settings.check_limits); before any frame is read.
+void check_limits(const Inputs& in, const soxs::NamedParams& prm) {
+  for (const auto& kv : in.order_tab) {
+    CentreTable ct = read_centre_table(*kv.second);
+    try {
+      soxs::check_recipe_params(prm, ct.orders.size());
+    } catch (const std::invalid_argument& e) {
+      throw InputError(std::string("[parameter-limit] ") + e.what());
+    }
+  }
 }
 
 // Elapsed wall time per step at debug level (esorex --msg-level=debug), for profiling runs.
@@ -137,25 +175,57 @@ struct Out {                      // what one product set needs
   ExtraQc extra_qc;
 };
 
+// A product of the contract (data/contract/products.yaml, generated into soxs_mflat_generated.h).
+const soxs_gen::ProductDef& product(const std::string& label) {
+  for (const auto& d : soxs_gen::PRODUCTS)
+    if (label == d.label) return d;
+  throw std::logic_error("no product " + label + " in the contract");
+}
+
+// Its file name: {arm} lower-case arm, {tag} "" or "_dlamp"/"_qlamp".
+std::string product_file(const std::string& label, const std::string& lower_arm, const std::string& tag) {
+  std::string f = product(label).file;
+  for (auto [key, val] : {std::pair<std::string, std::string>{"{arm}", lower_arm}, {"{tag}", tag}})
+    for (size_t at; (at = f.find(key)) != std::string::npos;) f.replace(at, key.size(), val);
+  return f;
+}
+
+// A UVB per-lamp product's {tag}: "DLAMP" -> "_dlamp".
+std::string lamp_suffix(const char* tag) {
+  std::string s = "_" + std::string(tag);
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+// The ESO data-product keys of one HDU (EXTNAME, HDUCLASS..., SCIDATA/ERRDATA/QUALDATA, BUNIT, UTYPE).
+void add_hdu_keys(cpl_propertylist* p, const char* hdu) {
+  for (const auto& k : soxs_gen::HDU_KEYS) {
+    if (std::string(k.hdu) != hdu) continue;
+    cpl_propertylist_append_string(p, k.key, k.value);
+    if (*k.comment) cpl_propertylist_set_comment(p, k.key, k.comment);
+  }
+}
+
 void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const char* file, const char* extname,
                     cpl_type type) {
   Image img(cpl_image_new(nx, ny, CPL_TYPE_FLOAT));
   std::copy(v.begin(), v.end(), cpl_image_get_data_float(img.get()));
   Plist h(cpl_propertylist_new());
-  cpl_propertylist_append_string(h.get(), "EXTNAME", extname);
-  if (std::string(extname) == "ERRS") cpl_propertylist_append_string(h.get(), "UTYPE", "StdDevUncertainty");
+  add_hdu_keys(h.get(), extname);
   cpl_image_save(img.get(), file, type, h.get(), CPL_IO_EXTEND);
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-// PRO keys, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the first flat).
-Plist pro_keys(const std::string& catg, const char* tech, bool flux_ext, const In& ref) {
+// PRO keys of a product, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the
+// first flat); `hdu`: the contract's keys for the primary HDU (nullptr: none).
+Plist pro_keys(const std::string& label, const std::string& arm, const char* hdu, const In& ref) {
+  const auto& d = product(label);
   Plist app(cpl_propertylist_new());
   if (has(ref.hdr.get(), "EXPTIME")) cpl_propertylist_append_double(app.get(), "EXPTIME", get_num(ref.hdr.get(), "EXPTIME", 0));
-  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", catg.c_str());
-  cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", "REDUCED");
-  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", tech);
-  if (flux_ext) cpl_propertylist_append_string(app.get(), "EXTNAME", "FLUX");
+  cpl_propertylist_append_string(app.get(), "ESO PRO CATG", (std::string(d.catg) + "_" + arm).c_str());
+  cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", d.type);
+  cpl_propertylist_append_string(app.get(), "ESO PRO TECH", d.tech);
+  if (hdu) add_hdu_keys(app.get(), hdu);
   return app;
 }
 
@@ -171,7 +241,7 @@ void save_primary_image(cpl_frameset* frames, const cpl_parameterlist* parlist, 
 
 // Input centre columns + edge columns (alphabetical, soxspipe layout); meta + per-order edge statistics.
 void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cpl_frameset* used,
-                      const CentreTable& ct, const Out& o, const std::string& catg, const std::string& file,
+                      const CentreTable& ct, const Out& o, const std::string& arm, const std::string& file,
                       const In& ref) {
   Table coeffs(cpl_table_duplicate(ct.coeffs.get())), meta(cpl_table_duplicate(ct.meta.get()));
   const std::string b = ct.a_is_x ? "y" : "x";
@@ -202,12 +272,15 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
     cpl_table_set_long_long(meta.get(), "n_slices", r, E.points.n_slices_per_order[r]);
     cpl_table_set_long_long(meta.get(), "n_edges_used", r, E.n_used_per_order[r]);
   }
-  Plist app = pro_keys(catg, "ECHELLE,SLIT", false, ref);
+  Plist app = pro_keys("ORDER LOC", arm, nullptr, ref);
   add_qc(app.get(), o.qc, o.extra_qc);
-  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), nullptr, RECIPE, app.get(), nullptr,
+  Plist poly_h(cpl_propertylist_new()), meta_h(cpl_propertylist_new());
+  cpl_propertylist_append_string(poly_h.get(), "EXTNAME", soxs_gen::ORDER_TABLE_EXTNAMES[0]);
+  cpl_propertylist_append_string(meta_h.get(), "EXTNAME", soxs_gen::ORDER_TABLE_EXTNAMES[1]);
+  cpl_dfs_save_table(frames, nullptr, parlist, used, nullptr, coeffs.get(), poly_h.get(), RECIPE, app.get(), nullptr,
                      PIPE_ID, file.c_str());
   check("cannot save " + file);
-  cpl_table_save(meta.get(), nullptr, nullptr, file.c_str(), CPL_IO_EXTEND);
+  cpl_table_save(meta.get(), nullptr, meta_h.get(), file.c_str(), CPL_IO_EXTEND);
   check("cannot append the meta table to " + file);
 }
 
@@ -220,19 +293,21 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
   Stopwatch sw;
   cpl_frameset* used = used_frames(L);
-  std::string mf = "master_flat_" + lower_arm + suffix + ".fits";
-  Plist app = pro_keys("MASTER_FLAT_" + arm, "IMAGE", true, *L.raws[0]);
-  cpl_propertylist_append_string(app.get(), "BUNIT", "");
+  const std::string mf = product_file("MFLAT", lower_arm, suffix);
+  Plist app = pro_keys("MFLAT", arm, soxs_gen::MASTER_FLAT_HDUS[0], *L.raws[0]);
   add_qc(app.get(), o.qc, o.extra_qc);
   save_primary_image(frames, parlist, used, *o.flux, L.ny, L.nx, app.get(), mf);
-  save_image_ext(std::vector<float>(o.quality->begin(), o.quality->end()), L.ny, L.nx, mf.c_str(), "QUAL", CPL_TYPE_UCHAR);
-  save_image_ext(*o.error, L.ny, L.nx, mf.c_str(), "ERRS", CPL_TYPE_FLOAT);
+  for (const char* ext : {soxs_gen::MASTER_FLAT_HDUS[1], soxs_gen::MASTER_FLAT_HDUS[2]}) {   // contract order
+    bool qual = std::string(ext) == "QUAL";
+    save_image_ext(qual ? std::vector<float>(o.quality->begin(), o.quality->end()) : *o.error, L.ny, L.nx,
+                   mf.c_str(), ext, qual ? CPL_TYPE_UCHAR : CPL_TYPE_FLOAT);
+  }
   sw.lap("write " + mf);
-  const std::string ot = "order_tab_" + lower_arm + suffix + ".fits", bk = "mflat_bkground_" + lower_arm + suffix + ".fits";
-  save_order_table(frames, parlist, used, ct, o, "ORDER_TAB_" + arm, ot, *L.raws[0]);
+  const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
+  save_order_table(frames, parlist, used, ct, o, arm, ot, *L.raws[0]);
   if (o.background)
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
-                       pro_keys("MFLAT_BKGROUND_" + arm, "IMAGE", true, *L.raws[0]).get(), bk);
+                       pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), bk);
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
   products.push_back({"MFLAT" + tag, mf});
@@ -287,6 +362,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Stopwatch sw;
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
+  check_limits(in, prm);
   sw.lap("classify and check the inputs");
   Products products;
   if (std::string(in.arm->arm) != "UVB") {
@@ -305,8 +381,8 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   std::vector<std::pair<std::string, std::vector<QcRow>>> per_lamp = {
       {"DLAMP", qc_rows(qc_list(d.r.qc, {}), -1)}, {"QLAMP", qc_rows(qc_list(q.r.qc, {}), -1)}};
   for (const auto& kv : per_lamp) log_qc(kv.second, kv.first);
-  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", products);
-  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", products);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[0]), products);
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[1]), products);
   Lamp both;
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());
@@ -331,7 +407,7 @@ int exec(cpl_plugin* plugin) {
   } catch (const RuleError& e) {   // a rule of the input contract: its outcome's CPL code (esorex's exit status)
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
-  } catch (const InputError& e) {
+  } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
   } catch (const std::exception& e) {

@@ -31,6 +31,31 @@ static const ParamDef PARAMS[] = {
 };
 static const int N_PARAMS = 20;
 
+// declared ranges (data/parameters.yaml): min / max inclusive, above exclusive; has_* = declared
+struct ParamRange { const char* name; bool has_min; double min; bool has_above; double above;
+                    bool has_max; double max; bool odd; };
+static const ParamRange RANGES[] = {
+  {"stacked_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"stacked_clipping_iterations", true, 0.0, false, 0.0, true, 100.0, false},
+  {"centre_order_window", true, 1.0, false, 0.0, true, 200.0, false},
+  {"slice_length_for_edge_detection", true, 8.0, false, 0.0, true, 1000.0, false},
+  {"slice_width_for_edge_detection", true, 1.0, false, 0.0, true, 101.0, true},
+  {"min_percentage_threshold_for_edge_detection", true, 1.0, false, 0.0, true, 99.0, false},
+  {"max_percentage_threshold_for_edge_detection", true, 1.0, false, 0.0, true, 99.0, false},
+  {"disp_axis_deg", true, 1.0, false, 0.0, true, 10.0, false},
+  {"order_deg", true, 1.0, false, 0.0, true, 10.0, false},
+  {"poly_fitting_residual_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"poly_clipping_iteration_limit", true, 0.0, false, 0.0, true, 100.0, false},
+  {"low_sensitivity_clipping_sigma", false, 0.0, true, 0.0, true, 100.0, false},
+  {"bspline_deg", true, 1.0, false, 0.0, true, 5.0, false},
+  {"gaussian_blur_sigma", true, 0.0, false, 0.0, true, 10000.0, false},
+  {"background_margin", true, 0.0, false, 0.0, true, 100.0, false},
+  {"edge_min_snr", true, 0.0, false, 0.0, true, 1000000000.0, false},
+  {"low_sensitivity_half_window", true, 1.0, false, 0.0, true, 25.0, false},
+  {"threads", true, 0.0, false, 0.0, true, 1024.0, false},
+};
+static const int N_RANGES = 18;
+
 struct ArmDef { const char* instrument; const char* arm; int rot90; int row0, row1, col0, col1;
                 double gain, ron, saturation; bool nir_like; int column; };
 static const ArmDef ARMS[] = {
@@ -234,5 +259,63 @@ static const int N_QC_RANGES = 22;
 static const char* QC_JSON_FILE = "qc.json";
 static const char* QC_JSON_FORMAT = "soxs-mflat-qc/1";
 static const double NIGHT_START_OFFSET_HRS = 15.0;
+
+// the man page's product list
+#define SOXS_GEN_PRODUCTS_TEXT \
+  "  master_flat_<arm>.fits     MASTER_FLAT_<ARM>     FLUX, QUAL, ERRS\n" \
+  "  order_tab_<arm>.fits       ORDER_TAB_<ARM>       centre and edge polynomials (soxspipe format)\n" \
+  "  mflat_bkground_<arm>.fits  MFLAT_BKGROUND_<ARM>  scattered-light model\n" \
+  "  X-shooter UVB also: *_uvb_dlamp.fits and *_uvb_qlamp.fits, the per-lamp products.\n" \
+
+// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} "" or "_dlamp"/"_qlamp"
+struct ProductDef { const char* label; const char* file; const char* catg; const char* type;
+                    const char* tech; bool background; };
+static const ProductDef PRODUCTS[] = {
+  {"MFLAT", "master_flat_{arm}{tag}.fits", "MASTER_FLAT", "REDUCED", "IMAGE", false},
+  {"ORDER LOC", "order_tab_{arm}{tag}.fits", "ORDER_TAB", "REDUCED", "ECHELLE,SLIT", false},
+  {"BKGROUND FITS", "mflat_bkground_{arm}{tag}.fits", "MFLAT_BKGROUND", "REDUCED", "IMAGE", true},
+};
+static const int N_PRODUCTS = 3;
+
+// keys of each product HDU: the master flat's HDUs in file order, then the background image
+struct HduKey { const char* hdu; const char* key; const char* value; const char* comment; };
+static const HduKey HDU_KEYS[] = {
+  {"FLUX", "EXTNAME", "FLUX", ""},
+  {"FLUX", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"FLUX", "HDUDOC", "DICD", "document with class description"},
+  {"FLUX", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"FLUX", "HDUCLAS1", "IMAGE", "image data format"},
+  {"FLUX", "HDUCLAS2", "DATA", "DATA, ERROR or QUALITY"},
+  {"FLUX", "ERRDATA", "ERRS", "name of the error extension"},
+  {"FLUX", "QUALDATA", "QUAL", "name of the quality extension"},
+  {"FLUX", "BUNIT", "1", "dimensionless (normalised flat)"},
+  {"QUAL", "EXTNAME", "QUAL", ""},
+  {"QUAL", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"QUAL", "HDUDOC", "DICD", "document with class description"},
+  {"QUAL", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"QUAL", "HDUCLAS1", "IMAGE", "image data format"},
+  {"QUAL", "HDUCLAS2", "QUALITY", "DATA, ERROR or QUALITY"},
+  {"QUAL", "HDUCLAS3", "MASKZERO", "0 = good pixel, other = bad (bits)"},
+  {"QUAL", "SCIDATA", "FLUX", "name of the data extension"},
+  {"QUAL", "ERRDATA", "ERRS", "name of the error extension"},
+  {"ERRS", "EXTNAME", "ERRS", ""},
+  {"ERRS", "HDUCLASS", "ESO", "class name (ESO format)"},
+  {"ERRS", "HDUDOC", "DICD", "document with class description"},
+  {"ERRS", "HDUVERS", "DICD version 6", "version number of the document"},
+  {"ERRS", "HDUCLAS1", "IMAGE", "image data format"},
+  {"ERRS", "HDUCLAS2", "ERROR", "DATA, ERROR or QUALITY"},
+  {"ERRS", "HDUCLAS3", "RMSE", "the extension holds 1-sigma errors"},
+  {"ERRS", "SCIDATA", "FLUX", "name of the data extension"},
+  {"ERRS", "QUALDATA", "QUAL", "name of the quality extension"},
+  {"ERRS", "BUNIT", "1", "dimensionless (normalised flat)"},
+  {"ERRS", "UTYPE", "StdDevUncertainty", "astropy uncertainty class"},
+  {"BKGROUND", "EXTNAME", "FLUX", ""},
+  {"BKGROUND", "BUNIT", "1", "dimensionless (normalised flat)"},
+};
+static const int N_HDU_KEYS = 31;
+static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
+static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
+// X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"
+static const char* const UVB_LAMP_TAGS[] = {"DLAMP", "QLAMP"};
 
 }  // namespace soxs_gen

@@ -73,10 +73,22 @@ Product load_product(const In& f, int64_t ny, int64_t nx) {
                                                  std::to_string(nx) + ")"}});
   Product p{flux.data, std::vector<float>(ny * nx, 0.0f), std::vector<uint8_t>(ny * nx, 0)};
   int e = find_ext(f.file, "ERRS"), q = find_ext(f.file, "QUAL");
-  if (e > 0) p.err = load_float(f.file, e).data;
+  // every extension is read as ny x nx values: one of another shape is refused, not over-read
+  auto same_shape = [&](const FImage& x, const char* ext) {
+    if (x.ny != ny || x.nx != nx)
+      fail("shape", {{"file", f.file}, {"detail", std::string("its ") + ext + " extension has shape (" +
+                                                   std::to_string(x.ny) + ", " + std::to_string(x.nx) + "), expected (" +
+                                                   std::to_string(ny) + ", " + std::to_string(nx) + ")"}});
+  };
+  if (e > 0) {
+    FImage ee = load_float(f.file, e);
+    same_shape(ee, "ERRS");
+    p.err = std::move(ee.data);
+  }
   if (q > 0) {
-    auto qq = load_float(f.file, q).data;
-    for (size_t i = 0; i < qq.size(); ++i) p.qual[i] = qq[i] != 0;
+    FImage qq = load_float(f.file, q);
+    same_shape(qq, "QUAL");
+    for (size_t i = 0; i < qq.data.size(); ++i) p.qual[i] = qq.data[i] != 0;
   }
   return p;
 }

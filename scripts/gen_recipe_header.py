@@ -33,7 +33,8 @@ def render() -> str:
         varies = "true" if len(set(vals)) > 1 else "false"
         desc = d["description"].replace('"', "'")
         lines.append(f'  {{"{name}", \'{d["type"][0]}\', "{desc}", {varies}, {{{nums}}}}},')
-    lines += ["};", f"static const int N_PARAMS = {len(settings.definitions())};", "",
+    lines += ["};", f"static const int N_PARAMS = {len(settings.definitions())};", ""] + range_lines(settings)
+    lines += ["",
               "struct ArmDef { const char* instrument; const char* arm; int rot90; int row0, row1, col0, col1;",
               "                double gain, ron, saturation; bool nir_like; int column; };",
               "static const ArmDef ARMS[] = {"]
@@ -44,7 +45,7 @@ def render() -> str:
                      f'{a.ron!r}, {float(sat[f"{a.instrument} {a.arm}"])!r}, {"true" if a.nir_like else "false"}, '
                      f'{col}}},')
     lines += ["};", f"static const int N_ARMS = {len(ARMS)};", ""] + render_contract()
-    lines += render_qc() + ["}  // namespace soxs_gen", ""]
+    lines += render_qc() + render_products() + ["}  // namespace soxs_gen", ""]
     return "\n".join(lines)
 
 
@@ -113,8 +114,66 @@ def render_contract() -> list[str]:
     return out
 
 
+def range_lines(settings) -> list[str]:
+    """The declared ranges of data/parameters.yaml (rule parameter-range; settings.range_error has
+    the Python side of the same rule)."""
+    out = ["// declared ranges (data/parameters.yaml): min / max inclusive, above exclusive; has_* = declared",
+           "struct ParamRange { const char* name; bool has_min; double min; bool has_above; double above;",
+           "                    bool has_max; double max; bool odd; };",
+           "static const ParamRange RANGES[] = {"]
+    n = 0
+    for name, d in settings.definitions().items():
+        if not any(k in d for k in ("min", "above", "max", "odd")):
+            continue
+        cells = []
+        for k in ("min", "above", "max"):
+            cells += ["true" if k in d else "false", repr(float(d.get(k, 0)))]
+        out.append(f'  {{"{name}", {", ".join(cells)}, {"true" if d.get("odd") else "false"}}},')
+        n += 1
+    return out + ["};", f"static const int N_RANGES = {n};"]
+
+
 def _c(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_products() -> list[str]:
+    """Product files, PRO keys and ESO data-product keys per HDU (data/contract/products.yaml)."""
+    from soxs_mflat.contract import section
+    c = section("products")
+    esc = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
+    rows = [f'{d["file"].format(arm="<arm>", tag=""):26s} {d["catg"] + "_<ARM>":21s} {d["what"]}'
+            for d in c["products"].values() if "catg" in d]
+    rows.append("X-shooter UVB also: " + " and ".join(f"*_uvb_{t.lower()}.fits" for t in c["uvb_lamp_tags"])
+                + ", the per-lamp products.")
+    lines = ["// the man page's product list", "#define SOXS_GEN_PRODUCTS_TEXT \\",
+             *[f'  "  {esc(r)}\\n" \\' for r in rows], "",
+             "// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} \"\" or \"_dlamp\"/\"_qlamp\"",
+             "struct ProductDef { const char* label; const char* file; const char* catg; const char* type;",
+             "                    const char* tech; bool background; };", "static const ProductDef PRODUCTS[] = {"]
+    for label, d in c["products"].items():
+        if "catg" in d:
+            lines.append(f'  {{"{label}", "{d["file"]}", "{d["catg"]}", "{d["type"]}", "{d["tech"]}", '
+                         f'{"true" if d.get("background") else "false"}}},')
+    lines += ["};", f"static const int N_PRODUCTS = {sum('catg' in d for d in c['products'].values())};", "",
+              "// keys of each product HDU: the master flat's HDUs in file order, then the background image",
+              "struct HduKey { const char* hdu; const char* key; const char* value; const char* comment; };",
+              "static const HduKey HDU_KEYS[] = {"]
+    from soxs_mflat.products import data_product_cards
+    hdus = [(h["extname"], [("EXTNAME", h["extname"], "")] + data_product_cards(h["keys"]))
+            for h in c["master_flat_hdus"]]
+    hdus.append(("BKGROUND", data_product_cards(c["background_keys"], classified=False)))
+    for hdu, cards in hdus:
+        lines += [f'  {{"{hdu}", "{k}", "{esc(v)}", "{esc(comment)}"}},' for k, v, comment in cards]
+    names = [h["extname"] for h in c["master_flat_hdus"]]
+    lines += ["};", f"static const int N_HDU_KEYS = {sum(len(k) for _, k in hdus)};",
+              "static const char* const MASTER_FLAT_HDUS[] = {" + ", ".join(f'"{n}"' for n in names) + "};",
+              "static const char* const ORDER_TABLE_EXTNAMES[] = {"
+              + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};",
+              "// X-shooter UVB per-lamp products (D2, QTH): labels + \" <TAG>\", files {tag} = \"_<tag>\"",
+              "static const char* const UVB_LAMP_TAGS[] = {" + ", ".join(f'"{t}"' for t in c["uvb_lamp_tags"]) + "};",
+              ""]
+    return lines
 
 
 def render_qc() -> list[str]:

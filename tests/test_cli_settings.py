@@ -25,7 +25,7 @@ def test_settings_file_per_arm_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("override,match", [
     (["nonsense=1"], "unknown parameter 'nonsense'"),
-    (["order_deg=2.5"], "order_deg .* must be int"),
+    (["order_deg=2.5"], r"\[parameter-range\] parameter order_deg must be an integer, got 2.5"),
     (["subtract_background=maybe"], "must be true or false"),
     (["order_deg"], "NAME=VALUE"),
     (["min_percentage_threshold_for_edge_detection=60"], "min_percentage"),

@@ -64,10 +64,17 @@ def test_recipes_man_page_and_params():
         assert name.replace("_", "-") in params
 
 
+DATA_PRODUCT_KEYS = ("EXTNAME", "HDUCLASS", "HDUDOC", "HDUVERS", "HDUCLAS1", "HDUCLAS2", "HDUCLAS3", "SCIDATA",
+                     "ERRDATA", "QUALDATA", "BUNIT", "UTYPE")
+
+
 def _compare(py_dir: Path, es_dir: Path, names):
     for name in names:
         with fits.open(py_dir / name) as a, fits.open(es_dir / name) as b:
-            assert [h.name for h in a[:1]] == [h.name for h in b[:1]]
+            assert [h.name for h in a] == [h.name for h in b]   # EXTNAMEs (order table: ORDER_POLY, ORDER_META)
+            for ha, hb in zip(a[1:], b[1:]):                    # ESO data-product keys of the extensions
+                for k in DATA_PRODUCT_KEYS:
+                    assert ha.header.get(k) == hb.header.get(k), (name, ha.name, k)
             if a[0].header["ESO PRO CATG"].startswith("ORDER_TAB"):
                 for ext in (1, 2):
                     ta, tb = Table(a[ext].data), Table(b[ext].data)
@@ -113,8 +120,10 @@ def _compare_headers(ha, hb):
     params = lambda h: {h[k]: h[k.replace("NAME", "VALUE")] for k in h  # noqa: E731
                         if k.startswith("ESO PRO REC1 PARAM") and k.endswith("NAME") and h[k] != "threads"}
     assert list(params(ha).items()) == list(params(hb).items())   # resolved values, as cpl_dfs formats them
-    for k in ("ESO PRO DATANCOM", "ESO PRO TYPE", "ESO PRO TECH", "EXPTIME", "EXTNAME", "BUNIT", "INSTRUME"):
+    for k in ("ESO PRO DATANCOM", "ESO PRO TYPE", "ESO PRO TECH", "EXPTIME", "INSTRUME", "ESO PRO ANCESTOR",
+              "ARCFILE", *DATA_PRODUCT_KEYS):
         assert ha.get(k) == hb.get(k), k
+    assert hb["ESO PRO ANCESTOR"] == hb["ARCFILE"]   # the simulated raws carry ARCFILE: cpl_dfs copies it
     qc = [k for k in ha if k.startswith("ESO QC ")]
     assert sorted(qc) == sorted(k for k in hb if k.startswith("ESO QC "))
     assert qc or ha["ESO PRO CATG"].startswith("MFLAT_BKGROUND")

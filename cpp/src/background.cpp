@@ -56,8 +56,9 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
                                 const Geometry& g, const BackgroundParams& p, int threads) {
   detail::check_geometry(img, g, "fit_background");
   detail::check_poly(lower, "fit_background"); detail::check_poly(upper, "fit_background");
-  if (p.margin < 0 || p.outer_width < 0 || p.smooth_sigma < 0 || p.end_margin < 0)
-    throw std::invalid_argument("fit_background: margin, outer_width, end_margin and smooth_sigma must be >= 0");
+  if (p.margin < 0 || p.outer_width < 0 || !(p.smooth_sigma >= 0 && p.smooth_sigma <= 1e9) || p.end_margin < 0)
+    throw std::invalid_argument("fit_background: margin, outer_width, end_margin must be >= 0, 0 <= smooth_sigma <= 1e9");
+  detail::check_order_list(orders, "fit_background");
   const int64_t la = g.len_a(img), lb = g.len_b(img);
   // 1. gap levels per line, keyed by the neighbouring orders
   std::vector<std::vector<std::pair<GapKey, GapSample>>> per_line(lb);
@@ -71,12 +72,14 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
         detail::b_lines(o, g, lb, b0, b1);
         if (b < b0 - p.end_margin || b > b1 + p.end_margin) continue;
         double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+        if (!(std::isfinite(lo) && std::isfinite(up))) continue;   // NaN would break the sort below
         iv.push_back({std::min(lo, up) - p.margin, std::max(lo, up) + p.margin, o.order});
       }
       if (iv.empty()) continue;
       std::sort(iv.begin(), iv.end(), [](const Iv& x, const Iv& y) { return x.lo < y.lo; });
       auto sample = [&](double from, double to, GapKey key) {
-        int64_t a0 = std::max<int64_t>(0, int64_t(std::ceil(from))), a1 = std::min<int64_t>(la - 1, int64_t(std::floor(to)));
+        int64_t a0 = std::max<int64_t>(0, detail::clamp_index(std::ceil(from)));
+        int64_t a1 = std::min<int64_t>(la - 1, detail::clamp_index(std::floor(to)));
         vals.clear();
         for (int64_t a = a0; a <= a1; ++a) {
           int64_t i = g.index(a, b, img.nx);
@@ -103,7 +106,8 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
       if (p.smooth_sigma <= 0) continue;
       std::vector<double> sm(ser.size());
       const double sg = p.smooth_sigma;
-      const int64_t reach = static_cast<int64_t>(std::ceil(3 * sg));
+      // lags beyond the frame never occur: the weight table stays frame-sized for any sigma
+      const int64_t reach = std::min<int64_t>(lb, static_cast<int64_t>(std::ceil(3 * sg)));
       std::vector<double> wt(reach + 1);  // Gaussian weight per integer line lag (no exp() per pair)
       for (int64_t d = 0; d <= reach; ++d) wt[d] = std::exp(-0.5 * double(d * d) / (sg * sg));
       size_t lo = 0;

@@ -5,10 +5,13 @@
 #include <string>
 
 #include "soxs/mflat.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 
 void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
+  detail::check_image_size(raw.ny, raw.nx, "prepare_frame");
+  if (!raw.data || !out) throw std::invalid_argument("prepare_frame: missing raw or output buffer");
   const int k = ((p.rot90 % 4) + 4) % 4;
   const int64_t m = raw.ny, n = raw.nx;                 // raw shape
   const int64_t ry = (k % 2) ? n : m, rx = (k % 2) ? m : n;  // rotated shape
@@ -37,6 +40,8 @@ void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
 
 double sample_percentile(const ImageView& img, int step, double q) {
   if (step < 1 || !(q >= 0 && q <= 100)) throw std::invalid_argument("sample_percentile: step >= 1, 0 <= q <= 100");
+  if (img.ny < 0 || img.nx < 0 || (img.ny * img.nx > 0 && !img.data))
+    throw std::invalid_argument("sample_percentile: bad image");
   std::vector<float> v;
   v.reserve(size_t((img.ny + step - 1) / step * ((img.nx + step - 1) / step)));
   for (int64_t i = 0; i < img.ny; i += step)

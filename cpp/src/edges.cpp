@@ -69,6 +69,7 @@ Hit measure(const ImageView& img, const float* err, const MaskView& mask, const 
   const int L = p.slice_length, hw = p.slice_width / 2;
   const int64_t la = g.len_a(img), lb = g.len_b(img);
   double c = detail::a_at(centre, order, b, g);
+  if (!(c > -double(L) && c < double(la + L))) return h;   // slice off the detector (or centre not finite)
   int64_t s0 = static_cast<int64_t>(std::lround(c)) - L / 2;
   if (s0 < 0 || s0 + L > la || b - hw < 0 || b + hw >= lb) return h;
   cut_profile(img, mask, g, s0, L, b, hw, prof, tmp);
@@ -112,7 +113,15 @@ EdgePoints detect_edges(const ImageView& img, const float* err, const MaskView& 
     throw std::invalid_argument("detect_edges: need slice_length >= 8, slice_width >= 1 and an odd median_filter");
   if (!(p.min_pct > 0 && p.min_pct <= p.max_pct && p.max_pct < 100))
     throw std::invalid_argument("detect_edges: need 0 < min_pct <= max_pct < 100");
+  detail::check_order_list(orders, "detect_edges");
   const int64_t lb = g.len_b(img);
+  // a slice longer than the detector never fits (and would allocate slice_length floats per worker)
+  if (p.slice_length > g.len_a(img) || p.slice_width > lb || p.median_filter > p.slice_length)
+    throw std::invalid_argument("detect_edges: slice_length " + std::to_string(p.slice_length) + " / slice_width " +
+                                std::to_string(p.slice_width) + " exceed the image (" + std::to_string(g.len_a(img)) +
+                                " x " + std::to_string(lb) + " px across x along the orders)");
+  if (!(p.step_unbinned >= 1 && p.step_unbinned <= 1e6) || !(p.min_snr >= 0) || !std::isfinite(p.min_width))
+    throw std::invalid_argument("detect_edges: need 1 <= step_unbinned <= 1e6, min_snr >= 0, finite min_width");
   const int64_t step = std::max<int64_t>(1, std::lround(p.step_unbinned / g.bin_b));
   std::vector<Task> tasks;
   EdgePoints out;

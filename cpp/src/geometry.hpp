@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "soxs/mflat.hpp"
+#include "validate.hpp"
 
 namespace soxs::detail {
 
@@ -27,15 +28,13 @@ inline double a_at(const Poly2D& P, int order, int64_t b, const Geometry& g) {
   return g.to_binned_a(P.eval(order, g.to_unbinned_b(double(b))));
 }
 
-inline void check_poly(const Poly2D& P, const char* what) {
-  if (P.deg_n < 0 || P.deg_b < 0 || P.c.size() != size_t((P.deg_n + 1) * (P.deg_b + 1)))
-    throw std::invalid_argument(std::string(what) + ": polynomial has " + std::to_string(P.c.size()) +
-                                " coefficients, expected (deg_n+1)*(deg_b+1)");
-}
+inline void check_poly(const Poly2D& P, const char* what) { check_polynomial(P, what); }
 
 inline void check_geometry(const ImageView& v, const Geometry& g, const char* what) {
   if (!v.data || v.ny <= 0 || v.nx <= 0) throw std::invalid_argument(std::string(what) + ": empty image");
-  if (g.bin_a < 1 || g.bin_b < 1) throw std::invalid_argument(std::string(what) + ": binning must be >= 1");
+  check_image_size(v.ny, v.nx, what);
+  if (g.bin_a < 1 || g.bin_b < 1 || g.bin_a > 64 || g.bin_b > 64)
+    throw std::invalid_argument(std::string(what) + ": binning must be in [1, 64]");
 }
 
 inline bool good(const float* img, const uint8_t* mask, int64_t i) {

@@ -15,6 +15,11 @@ namespace soxs {
 
 std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower, const Poly2D& upper,
                                    const std::vector<OrderSpan>& orders, const Geometry& g) {
+  detail::check_image_size(ny, nx, "in_order_mask");
+  detail::check_poly(lower, "in_order_mask: lower edge"); detail::check_poly(upper, "in_order_mask: upper edge");
+  detail::check_order_list(orders, "in_order_mask");
+  if (g.bin_a < 1 || g.bin_b < 1 || g.bin_a > 64 || g.bin_b > 64)
+    throw std::invalid_argument("in_order_mask: binning must be in [1, 64]");
   std::vector<uint8_t> m(static_cast<size_t>(ny * nx), 0);
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
   for (const auto& o : orders) {
@@ -22,6 +27,8 @@ std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower, 
     detail::b_lines(o, g, lb, b0, b1);
     for (int64_t b = b0; b <= b1; ++b) {
       double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+      if (!(std::isfinite(lo) && std::isfinite(up))) continue;
+      lo = std::max(lo, -1.0); up = std::min(up, double(la));   // exact: the loop is clipped to [0, la) anyway
       for (int64_t a = std::max<int64_t>(0, int64_t(std::ceil(lo))); a <= std::min<int64_t>(la - 1, int64_t(std::floor(up))); ++a)
         m[g.index(a, b, nx)] = 1;
     }
@@ -44,6 +51,8 @@ std::vector<uint8_t> detail::finish_flat(std::vector<float>& flux, std::vector<f
       if (b == b0) b = b1 + 1;
       if (b > std::min<int64_t>(lb - 1, b1 + margin)) break;
       double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+      if (!(std::isfinite(lo) && std::isfinite(up))) continue;
+      lo = std::max(lo, -1.0); up = std::min(up, double(la));   // exact: the loop is clipped to [0, la) anyway
       for (int64_t a = std::max<int64_t>(0, int64_t(std::ceil(lo))); a <= std::min<int64_t>(la - 1, int64_t(std::floor(up))); ++a)
         beyond[g.index(a, b, nx)] = 1;
     }
@@ -61,8 +70,13 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
                                    const std::vector<OrderSpan>& orders, const Geometry& g,
                                    const LowSensParams& p, int threads) {
   detail::check_geometry(flat, g, "flag_low_sensitivity");
-  if (p.half_a < 1 || p.half_b < 1 || !(p.clip_sigma > 0))
-    throw std::invalid_argument("flag_low_sensitivity: half windows must be >= 1 and clip_sigma > 0");
+  if (p.half_a < 1 || p.half_b < 1 || p.half_a > detail::MAX_LOWSENS_HALF || p.half_b > detail::MAX_LOWSENS_HALF ||
+      !(p.clip_sigma > 0 && p.clip_sigma < 1e12))
+    throw std::invalid_argument("flag_low_sensitivity: half windows must be in [1, " +
+                                std::to_string(detail::MAX_LOWSENS_HALF) + "] and clip_sigma > 0");
+  detail::check_poly(lower, "flag_low_sensitivity: lower edge");
+  detail::check_poly(upper, "flag_low_sensitivity: upper edge");
+  detail::check_order_list(orders, "flag_low_sensitivity");
   const int64_t la = g.len_a(flat), lb = g.len_b(flat);
   LowSensResult r;
   r.flags.assign(static_cast<size_t>(flat.ny * flat.nx), 0);
@@ -81,6 +95,9 @@ LowSensResult flag_low_sensitivity(const ImageView& flat, const float* err, cons
       int W = 0;
       for (int64_t q = 0; q < nb; ++q) {
         double lo = detail::a_at(lower, o.order, b0 + q, g), up = detail::a_at(upper, o.order, b0 + q, g);
+        if (!(std::isfinite(lo) && std::isfinite(up))) { lo = up = -double(la); }
+        // within one detector width of the detector: sane geometry is untouched, wild edges stay bounded
+        lo = std::clamp(lo, -double(la), 2.0 * double(la)); up = std::clamp(up, -double(la), 2.0 * double(la));
         base[q] = int64_t(std::ceil(std::min(lo, up)));
         kmax[q] = int64_t(std::floor(std::max(lo, up))) - base[q];
         W = std::max(W, int(kmax[q] + 1));

@@ -96,7 +96,9 @@ std::vector<double> order_median_flux(const ImageView& img, const MaskView& mask
     int64_t bm = (b0 + b1) / 2;
     std::vector<float> v;
     for (int64_t b = std::max<int64_t>(b0, bm - half); b <= std::min(b1, bm + half); ++b) {
-      int64_t c = std::lround(detail::a_at(centre, o.order, b, g));
+      const double cd = std::round(detail::a_at(centre, o.order, b, g));
+      if (!(std::fabs(cd) < double(la) + half + 1)) continue;   // off the detector (or not finite)
+      const int64_t c = static_cast<int64_t>(cd);
       for (int64_t a = std::max<int64_t>(0, c - half); a <= std::min(la - 1, c + half); ++a) {
         int64_t i = g.index(a, b, img.nx);
         if (detail::good(img.data, mask.data, i)) v.push_back(img.data[i]);
@@ -112,12 +114,22 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
                              const std::vector<OrderSpan>& orders, const Geometry& g,
                              const MasterFlatParams& p) {
   if (frames.empty()) throw std::invalid_argument("master_flat: no frames given");
-  if (orders.empty()) throw std::invalid_argument("master_flat: no orders given");
+  if (frames.size() > 255) throw std::invalid_argument("master_flat: at most 255 frames, got " + std::to_string(frames.size()));
+  if (!errors.empty() && errors.size() != frames.size())
+    throw std::invalid_argument("master_flat: " + std::to_string(errors.size()) + " error maps for " +
+                                std::to_string(frames.size()) + " frames");
+  for (size_t k = 0; k < frames.size(); ++k)
+    if (!frames[k] || (!errors.empty() && !errors[k]))
+      throw std::invalid_argument("master_flat: frame or error map " + std::to_string(k) + " is missing");
+  detail::check_geometry(ImageView{frames[0], ny, nx}, g, "master_flat");
+  detail::check_order_list(orders, "master_flat");
+  detail::check_poly(centre, "master_flat: order centre");
+  detail::check_orders_on_detector(centre, orders, g, ny, nx, "master_flat");
+  detail::check_master_params(p, orders.size(), g.a_is_x ? nx : ny, g.a_is_x ? ny : nx);
   const int64_t npix = ny * nx;
   std::vector<const uint8_t*> masks(frames.size(), bpm.data);
   MasterFlatResult r;
   // pass 1: each frame over its inner-order mean, stacked into a first-pass master
-  detail::check_poly(centre, "master_flat");
   const auto win = detail::centre_window_pixels(ny, nx, centre, orders, g, p.centre_window);
   std::vector<InnerStats> first;
   r.norm_first = exposure_levels(frames, nullptr, bpm, win, p, &first);

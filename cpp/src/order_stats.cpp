@@ -19,7 +19,7 @@ std::vector<int64_t> detail::centre_window_pixels(int64_t ny, int64_t nx, const 
     detail::b_lines(o, g, lb, b0, b1);
     for (int64_t b = b0; b <= b1; ++b) {
       double c = detail::a_at(centre, o.order, b, g);
-      int64_t a0 = static_cast<int64_t>(std::floor(c - 0.5 * (window - 1) + 0.5));
+      int64_t a0 = detail::clamp_index(std::floor(c - 0.5 * (window - 1) + 0.5));
       for (int64_t a = std::max<int64_t>(0, a0); a < std::min<int64_t>(la, a0 + window); ++a)
         idx.push_back(g.index(a, b, nx));
     }
@@ -33,6 +33,7 @@ InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskV
                              bool want_percentiles) {
   detail::check_geometry(img, g, "inner_order_stats");
   detail::check_poly(centre, "inner_order_stats");
+  detail::check_order_list(orders, "inner_order_stats");
   return detail::inner_stats_at(img.data, ref, mask.data, detail::centre_window_pixels(img.ny, img.nx, centre, orders,
                                 g, window), clip_sigma, clip_iters, want_percentiles);
 }

@@ -1,13 +1,31 @@
 // Recipe parameter names (data/parameters.yaml) to the core's parameter structs.
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
 #include "soxs/mflat.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 namespace {
 
+// Integers must be exact (no silent truncation of 3.5, no undefined cast of 1e300), reals finite.
 template <class T>
 void get(const NamedParams& m, const char* key, T& out) {
   auto it = m.find(key);
-  if (it != m.end()) out = static_cast<T>(it->second);
+  if (it == m.end()) return;
+  const double v = it->second;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  if constexpr (std::is_integral_v<T>) {
+    if (!(v == std::floor(v) && std::fabs(v) <= 2147483647.0))
+      throw std::invalid_argument("parameter " + std::string(key) + " must be an integer, got " + buf);
+  } else if (!std::isfinite(v)) {
+    throw std::invalid_argument("parameter " + std::string(key) + " must be finite, got " + buf);
+  }
+  out = static_cast<T>(v);
 }
 
 void edge_params(const NamedParams& m, EdgeParams& e) {
@@ -56,6 +74,12 @@ UvbParams uvb_params_from(const NamedParams& m) {
   get(m, "poly_clipping_iteration_limit", p.fit_clip_iters);
   get(m, "threads", p.threads);
   return p;
+}
+
+void check_recipe_params(const NamedParams& named, size_t n_orders) {
+  // image-size limits are checked again once the frames are known; here the largest detector
+  detail::check_master_params(master_params_from(named), n_orders, detail::MAX_SIDE, detail::MAX_SIDE);
+  detail::check_uvb_params(uvb_params_from(named), n_orders, detail::MAX_SIDE, detail::MAX_SIDE);
 }
 
 }  // namespace soxs

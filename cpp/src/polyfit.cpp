@@ -6,6 +6,7 @@
 
 #include "soxs/mflat.hpp"
 #include "stats.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 
@@ -85,7 +86,15 @@ FitResult fit_global_poly(const std::vector<double>& n, const std::vector<double
   const int64_t m = static_cast<int64_t>(a.size());
   if (n.size() != a.size() || b.size() != a.size())
     throw std::invalid_argument("fit_global_poly: n, b and a must have the same length");
-  if (deg_n < 0 || deg_b < 0) throw std::invalid_argument("fit_global_poly: degrees must be >= 0");
+  if (deg_n < 0 || deg_b < 0 || deg_n > detail::MAX_POLY_DEG || deg_b > detail::MAX_POLY_DEG)
+    throw std::invalid_argument("fit_global_poly: degrees (" + std::to_string(deg_n) + ", " + std::to_string(deg_b) +
+                                ") must be in [0, " + std::to_string(detail::MAX_POLY_DEG) + "]");
+  if (!(clip_sigma > 0) || max_iters < 0 || max_iters > detail::MAX_CLIP_ITERS)
+    throw std::invalid_argument("fit_global_poly: need clip_sigma > 0 and 0 <= max_iters <= " +
+                                std::to_string(detail::MAX_CLIP_ITERS));
+  for (int64_t i = 0; i < m; ++i)
+    if (!(std::isfinite(n[i]) && std::isfinite(b[i]) && std::isfinite(a[i])))
+      throw std::invalid_argument("fit_global_poly: point " + std::to_string(i) + " is not finite");
   const int p = (deg_n + 1) * (deg_b + 1);
   auto range = [](const std::vector<double>& v, double& c, double& s) {
     double lo = INFINITY, hi = -INFINITY;

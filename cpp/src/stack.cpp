@@ -1,4 +1,5 @@
 // Kernel 1: iterative median/MAD sigma clipping along the stack axis, then mean.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -7,6 +8,7 @@
 #include "parallel.hpp"
 #include "soxs/mflat.hpp"
 #include "stats.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 namespace {
@@ -175,6 +177,31 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
   }
 }
 
+// The last (npix % W) pixels through the vector path too, copied into W-wide buffers padded with
+// NaN (unusable samples): every pixel gets the same arithmetic wherever it lies in the image.
+void tail_block(int n, const std::vector<const float*>& fr, const std::vector<const float*>& er,
+                const std::vector<const uint8_t*>& mk, const float* sc, int64_t i0, int64_t r, const ClipParams& p,
+                float* mean, float* err, uint8_t* qual, uint8_t* nused) {
+  std::vector<float> f(size_t(n) * W, NAN), e(er.empty() ? 0 : size_t(n) * W, 0.0f);
+  std::vector<uint8_t> m(mk.empty() ? 0 : size_t(n) * W, 1);
+  std::vector<const float*> fp(n), ep(er.size());
+  std::vector<const uint8_t*> mp(mk.size());
+  for (int k = 0; k < n; ++k) {
+    std::copy(fr[k] + i0, fr[k] + i0 + r, f.begin() + size_t(k) * W);
+    fp[k] = f.data() + size_t(k) * W;
+    if (!er.empty()) { std::copy(er[k] + i0, er[k] + i0 + r, e.begin() + size_t(k) * W); ep[k] = e.data() + size_t(k) * W; }
+    if (!mk.empty() && mk[k]) { std::copy(mk[k] + i0, mk[k] + i0 + r, m.begin() + size_t(k) * W); mp[k] = m.data() + size_t(k) * W; }
+  }
+  float om[W], oe[W];
+  uint8_t oq[W], on[W];
+  if (er.empty()) block_vec<false>(n, fp, ep, mp, sc, 0, p, om, oe, oq, on);
+  else block_vec<true>(n, fp, ep, mp, sc, 0, p, om, oe, oq, on);
+  std::copy(om, om + r, mean);
+  if (err) std::copy(oe, oe + r, err);
+  if (qual) std::copy(oq, oq + r, qual);
+  if (nused) std::copy(on, on + r, nused);
+}
+
 }  // namespace
 
 void clip_and_stack(const std::vector<const float*>& frames, const std::vector<const float*>& errors,
@@ -190,6 +217,8 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
     throw std::invalid_argument("clip_and_stack: " + std::to_string(masks.size()) + " masks for " + std::to_string(n) + " frames");
   if (!scales.empty() && int(scales.size()) != n)
     throw std::invalid_argument("clip_and_stack: " + std::to_string(scales.size()) + " scales for " + std::to_string(n) + " frames");
+  if (npix < 0 || npix > detail::MAX_PIXELS) throw std::invalid_argument("clip_and_stack: bad pixel count " + std::to_string(npix));
+  if (!out_mean) throw std::invalid_argument("clip_and_stack: no output buffer");
   if (p.max_iters < 0 || !(p.sigma_lower > 0) || !(p.sigma_upper > 0))
     throw std::invalid_argument("clip_and_stack: sigmas must be > 0 and iterations >= 0");
   for (int k = 0; k < n; ++k)
@@ -199,8 +228,14 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
   std::vector<float> sc(n, 1.0f);
   for (int k = 0; k < n && !scales.empty(); ++k) sc[k] = static_cast<float>(scales[k]);
 
+  // the error floor needs error maps: without them both paths clip on the MAD sigma alone
+  ClipParams pc = p;
+  pc.error_floor = p.error_floor && have_err;
   const bool block_ok = n <= 16;
-  detail::parallel_for(npix, threads, [&](int64_t b, int64_t e) {
+  // work is split into W-pixel blocks at fixed positions (the last one padded), so which path and
+  // which arithmetic a pixel gets never depends on the chunks, i.e. on the number of threads
+  const int64_t nblk = (npix + W - 1) / W;
+  detail::parallel_for(nblk, threads, [&](int64_t bb, int64_t be) {
     std::vector<Sample> buf(n);
     Sample* s = buf.data();
     auto scalar = [&](int64_t i) {
@@ -212,7 +247,7 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
       }
       insertion_sort(s, m);
       int lo = 0, hi = 0;
-      clip_sorted(s, m, p, lo, hi, [&](int k) { return have_err ? double(errors[k][i]) * sc[k] : INFINITY; });
+      clip_sorted(s, m, pc, lo, hi, [&](int k) { return have_err ? double(errors[k][i]) * sc[k] : INFINITY; });
       int used = hi - lo;
       double sum = 0, esum = 0, sq = 0;
       for (int q = lo; q < hi; ++q) {
@@ -231,16 +266,21 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
       if (out_quality) out_quality[i] = used ? 0 : 1;
       if (out_nused) out_nused[i] = static_cast<uint8_t>(used);
     };
-    int64_t i = b;
-    for (; block_ok && i + W <= e; i += W) {
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t i = blk * W, r = std::min<int64_t>(W, npix - i);
+      if (!block_ok) {
+        for (int64_t j = i; j < i + r; ++j) scalar(j);
+        continue;
+      }
       float* oe = out_error ? out_error + i : nullptr;
       uint8_t* oq = out_quality ? out_quality + i : nullptr;
       uint8_t* on = out_nused ? out_nused + i : nullptr;
-      if (have_err) block_vec<true>(n, frames, errors, masks, sc.data(), i, p, out_mean + i, oe, oq, on);
-      else block_vec<false>(n, frames, errors, masks, sc.data(), i, p, out_mean + i, oe, oq, on);
+      if (r < W) tail_block(n, frames, have_err ? errors : std::vector<const float*>{}, masks, sc.data(), i, r, pc,
+                            out_mean + i, oe, oq, on);
+      else if (have_err) block_vec<true>(n, frames, errors, masks, sc.data(), i, pc, out_mean + i, oe, oq, on);
+      else block_vec<false>(n, frames, errors, masks, sc.data(), i, pc, out_mean + i, oe, oq, on);
     }
-    for (; i < e; ++i) scalar(i);
-  }, 4096);
+  }, 4096 / W);
 }
 
 }  // namespace soxs

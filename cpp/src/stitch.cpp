@@ -11,7 +11,8 @@ namespace soxs {
 std::vector<double> stitch_line(const Poly2D& lower, const Poly2D& upper, int crossover, int64_t len_b,
                                 const Geometry& g, double offset, bool* d_below) {
   detail::check_poly(lower, "stitch_line"); detail::check_poly(upper, "stitch_line");
-  if (len_b <= 0) throw std::invalid_argument("stitch_line: len_b must be > 0");
+  if (len_b <= 0 || len_b > detail::MAX_SIDE || !std::isfinite(offset))
+    throw std::invalid_argument("stitch_line: need 0 < len_b <= " + std::to_string(detail::MAX_SIDE) + " and a finite offset");
   // which side is order crossover-1 on? compare centres at mid-detector
   int64_t bm = len_b / 2;
   double cx = 0.5 * (detail::a_at(lower, crossover, bm, g) + detail::a_at(upper, crossover, bm, g));
@@ -32,6 +33,7 @@ void stitch_frames(const float* d_flux, const float* d_err, const uint8_t* d_qua
                    const float* q_err, const uint8_t* q_qual, int64_t ny, int64_t nx, const Geometry& g,
                    const std::vector<double>& line, bool d_below, double scale, float* out_flux,
                    float* out_err, uint8_t* out_qual) {
+  detail::check_image_size(ny, nx, "stitch_frames");
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
   if (int64_t(line.size()) != lb)
     throw std::invalid_argument("stitch_frames: line has " + std::to_string(line.size()) + " entries, frame has " +

@@ -8,6 +8,7 @@
 #include "geometry.hpp"
 #include "qc.hpp"
 #include "soxs/mflat.hpp"
+#include "validate.hpp"
 
 namespace soxs {
 
@@ -38,6 +39,21 @@ int choose_crossover(const std::vector<int>& orders, const std::vector<int>& sli
 
 UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int64_t nx, const Poly2D& centre_q,
                       const std::vector<OrderSpan>& orders, const Geometry& g, const UvbParams& p) {
+  detail::check_image_size(ny, nx, "combine_uvb");
+  detail::check_order_list(orders, "combine_uvb");
+  detail::check_polynomial(centre_q, "combine_uvb: QTH order centre");
+  detail::check_orders_on_detector(centre_q, orders, g, ny, nx, "combine_uvb");
+  detail::check_uvb_params(p, orders.size(), g.a_is_x ? nx : ny, g.a_is_x ? ny : nx);
+  for (const LampMaster* m : {&d, &q}) {
+    const char* lamp = m == &d ? "combine_uvb: D2 master" : "combine_uvb: QTH master";
+    if (!m->stacked || !m->error || !m->quality) throw std::invalid_argument(std::string(lamp) + ": missing image");
+    if (m->n_used.size() != orders.size() || m->n_slices.size() != orders.size() ||
+        m->order_median_flux.size() != orders.size())
+      throw std::invalid_argument(std::string(lamp) + ": per-order lists differ in length from the " +
+                                  std::to_string(orders.size()) + " orders");
+    detail::check_polynomial(m->lower, std::string(lamp) + " lower edge");
+    detail::check_polynomial(m->upper, std::string(lamp) + " upper edge");
+  }
   const int64_t npix = ny * nx;
   std::vector<int> ord;
   for (auto& o : orders) ord.push_back(o.order);

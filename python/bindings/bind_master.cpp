@@ -68,4 +68,9 @@ void bind_master(py::module_& m) {
     return d;
   }, py::arg("frames"), py::arg("errors"), py::arg("bpm"), py::arg("centre"), py::arg("orders"), py::arg("b_min"),
      py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());
+
+  m.def("check_params", [](const py::dict& params, size_t n_orders) {
+    soxs::check_recipe_params(named_params(params), n_orders);
+  }, py::arg("params"), py::arg("n_orders"),
+     "The parameter limits that need the order table (order_deg < number of orders) or tie parameters together.");
 }

@@ -3,19 +3,23 @@
 
 namespace {
 
-soxs::LampMaster lamp_master(const py::dict& r, std::vector<py::object>& keep) {
+// One lamp's result dict; every image must have the shape (ny, nx) of the QTH stack (the core
+// reads ny * nx values from each).
+soxs::LampMaster lamp_master(const py::dict& r, const char* lamp, int64_t ny, int64_t nx, std::vector<py::object>& keep) {
+  const soxs::ImageView shape{nullptr, ny, nx};
   // keep the converted arrays alive for the duration of the call
   auto f32 = [&](const char* key) -> const float* {
-    if (r[key].is_none()) return nullptr;
+    if (!r.contains(key) || r[key].is_none()) return nullptr;
     FArr a = r[key].cast<FArr>();
     keep.push_back(a);
-    return a.data();
+    return same_shape(std::optional<FArr>(a), shape, (std::string(lamp) + " " + key).c_str());
   };
   soxs::LampMaster m;
   m.stacked = f32("stacked"); m.background = f32("background"); m.error = f32("error");
+  if (!m.stacked || !m.error) throw std::invalid_argument(std::string(lamp) + ": stacked and error images are required");
   U8Arr q = r["quality"].cast<U8Arr>();
   keep.push_back(q);
-  m.quality = q.data();
+  m.quality = same_shape(std::optional<U8Arr>(q), shape, (std::string(lamp) + " quality").c_str());
   py::dict e = r["edges"].cast<py::dict>();
   m.lower = to_poly(e["lower"]["coeffs"].cast<DArr>(), "lower");
   m.upper = to_poly(e["upper"]["coeffs"].cast<DArr>(), "upper");
@@ -42,6 +46,8 @@ void bind_prep(py::module_& m) {
   m.def("prepare_frame", [](const FArr& raw, int rot90, int64_t row0, int64_t row1, int64_t col0, int64_t col1,
                             float gain) {
     auto v = image_view(raw, "raw frame");
+    if (row1 <= row0 || col1 <= col0 || row1 - row0 > std::max(v.ny, v.nx) || col1 - col0 > std::max(v.ny, v.nx))
+      throw std::invalid_argument("prepare_frame: empty or oversized science window");
     py::array_t<float> out({row1 - row0, col1 - col0});
     float* o = out.mutable_data();
     py::gil_scoped_release rel;
@@ -75,9 +81,10 @@ void bind_prep(py::module_& m) {
                           const std::vector<double>& bmin, const std::vector<double>& bmax, bool a_is_x, int bin_a,
                           int bin_b, const py::dict& params) {
     std::vector<py::object> keep;
-    auto D = lamp_master(d, keep), Q = lamp_master(q, keep);
-    FArr f0 = d["stacked"].cast<FArr>();
-    int64_t ny = f0.shape(0), nx = f0.shape(1);
+    FArr f0 = q["stacked"].cast<FArr>();
+    auto v0 = image_view(f0, "QTH stacked");
+    const int64_t ny = v0.ny, nx = v0.nx;
+    auto D = lamp_master(d, "D2 master", ny, nx, keep), Q = lamp_master(q, "QTH master", ny, nx, keep);
     soxs::UvbParams p = soxs::uvb_params_from(named_params(params));
     auto C = to_poly(centre_q, "centre");
     auto O = to_orders(orders, bmin, bmax);

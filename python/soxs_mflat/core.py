@@ -189,6 +189,14 @@ def master_flat(frames: Sequence[np.ndarray], centre: np.ndarray, layout: OrderL
         return _core.master_flat(f, e, _u8(bpm, "bpm"), np.asarray(centre, float), *layout.args(), dict(params or {}))
 
 
+def check_params(params: Mapping[str, Any], n_orders: int) -> None:
+    """The core's parameter limits that need the order table or tie parameters together: ``order_deg``
+    below the number of orders, ``centre_order_window`` below ``slice_length_for_edge_detection``,
+    the minimum edge threshold not above the maximum. Raises InputError naming the parameter."""
+    with convert_cpp_errors():
+        _core.check_params(dict(params), int(n_orders))
+
+
 def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np.ndarray, d_upper: np.ndarray,
            crossover: int, layout: OrderLayout, offset: float = 5.0, scale: float = 1.0) -> dict[str, Any]:
     """Stitch D2 (orders >= crossover, times ``scale``) and QTH masters along a line ``offset`` px

@@ -38,6 +38,8 @@ def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         flux = np.asarray(hl["FLUX"].data if "FLUX" in names else hl[0].data, np.float32)
         err = np.asarray(hl["ERRS"].data, np.float32) if "ERRS" in names else np.zeros_like(flux)
         qual = np.asarray(hl["QUAL"].data) != 0 if "QUAL" in names else np.zeros(flux.shape, bool)
+    for ext, a in (("ERRS", err), ("QUAL", qual)):   # each is used pixel by pixel with the FLUX
+        _check_shape(frame, a.shape, flux.shape, f"its {ext} extension")
     return flux, err, qual
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.io import fits
 
+from .contract import section
 from .core import OrderLayout
 from .frames import Frame
 from .rules import rule_error
@@ -94,4 +95,6 @@ def order_table_hdus(ct: CentreTable, lower: np.ndarray, upper: np.ndarray, per_
                      header: fits.Header) -> fits.HDUList:
     coeffs = _with_columns(ct.coeffs, edge_columns(lower, upper, ct.axis_b))
     meta = _with_columns(ct.meta, per_order)
-    return fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU(coeffs), fits.BinTableHDU(meta)])
+    poly_name, meta_name = section("products")["order_table_extnames"]   # soxspipe reads them by position
+    return fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU(coeffs, name=poly_name),
+                         fits.BinTableHDU(meta, name=meta_name)])

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 from . import __version__
+from .contract import section
 from .errors import InputError
 from .frames import Frame, expected_tag
 from .qc import QCRow
@@ -35,6 +36,10 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
         key = card.keyword
         if key.startswith("ESO ") and not key.startswith(("ESO DPR ", "ESO PRO ", "ESO DRS ")):
             h[f"HIERARCH {key}"] = card.value
+    anc = section("products")["ancestor"]   # as cpl_dfs: the first raw's ARCFILE, kept and copied
+    if anc["from"] in ref.header:
+        h[anc["from"]] = ref.header[anc["from"]]
+        h[f"HIERARCH {anc['key']}"] = ref.header[anc["from"]]
     h["DATE"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     pro = {"DID": "PRO-1.16", "CATG": "", "TYPE": "", "TECH": "", "SCIENCE": False,
            "REC1 ID": RECIPE, "REC1 DRS ID": f"soxs-mflat-core/{__version__}", "REC1 PIPE ID": PIPE_ID}
@@ -70,6 +75,28 @@ def product_header(base: fits.Header, catg: str, ptype: str, tech: str, qc: Iter
         room = 80 - len(key) - 3 - 20 - 3  # "= ", value field, " / "
         h[key] = (r.value, r.comment[:max(room, 0)])
     return h
+
+
+def data_product_cards(keys: dict, classified: bool = True) -> list[tuple[str, Any, str]]:
+    """(key, value, comment) of the contract's ESO data-product keys: the DICD class keys (HDUCLASS,
+    HDUDOC, HDUVERS, HDUCLAS1) when ``classified``, then ``keys``."""
+    c = section("products")
+    items = {**(c["hdu_class"] if classified else {}), **keys}
+    return [(k, v, c["comments"].get(f"{k} {v}", c["comments"].get(k, ""))) for k, v in items.items()]
+
+
+def master_flat_hdus(arrays: dict, primary: fits.Header) -> fits.HDUList:
+    """The master flat's HDUs in the contract's order (FLUX primary, then QUAL, ERRS), each with its
+    EXTNAME and DICD keys (HDUCLAS2/3, SCIDATA/ERRDATA/QUALDATA links, BUNIT, UTYPE)."""
+    hdus = []
+    for spec in section("products")["master_flat_hdus"]:
+        name = spec["extname"]
+        hdu = fits.PrimaryHDU(arrays[name], primary) if not hdus else fits.ImageHDU(arrays[name])
+        hdu.header["EXTNAME"] = name
+        for k, v, comment in data_product_cards(spec["keys"]):
+            hdu.header[k] = (v, comment)
+        hdus.append(hdu)
+    return fits.HDUList(hdus)
 
 
 @lru_cache(maxsize=64)

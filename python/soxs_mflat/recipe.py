@@ -14,19 +14,21 @@ from typing import Any, Callable, Iterable, Mapping
 
 from astropy.io import fits
 
-from . import core, settings
+from . import contract, core, settings
 from .detrend import detrend
 from .frames import expected_tag, load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import ProcessingError
 from .prepare import binning_of
-from .products import base_header, check_writable, product_header, write_atomic_bytes, write_fits
+from .products import (base_header, check_writable, data_product_cards, master_flat_hdus, product_header,
+                       write_atomic_bytes, write_fits)
 from .qc import QCRow, log_failures, qc_json_bytes, qc_record, qc_table
 from .verify import InputSet, verify
 
 log = logging.getLogger("soxs_mflat")
 Progress = Callable[[str], None]
-PRODUCT_CATGS = ("MASTER_FLAT", "ORDER_TAB", "MFLAT_BKGROUND")   # + "_<ARM>"; the EDPS workflow classifies these
+PRODUCTS = contract.section("products")["products"]   # label -> file, PRO CATG/TYPE/TECH (data/contract)
+PRODUCT_CATGS = tuple(d["catg"] for d in PRODUCTS.values() if "catg" in d)   # + "_<ARM>"; EDPS classifies these
 QC_JSON, QC_LABEL = "qc.json", "QC JSON"   # QC values and run description, machine-readable, beside the products
 
 
@@ -43,10 +45,7 @@ class RecipeResult:
 def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
     """Labels (tag " DLAMP" etc.) to file paths (suffix "_dlamp")."""
     a, t = arm.lower(), tag.lower().replace(" ", "_")
-    return {f"MFLAT{tag}": outdir / f"master_flat_{a}{t}.fits", f"ORDER LOC{tag}": outdir / f"order_tab_{a}{t}.fits",
-            f"BKGROUND FITS{tag}": outdir / f"mflat_bkground_{a}{t}.fits",
-            f"ORDER LOC RES{tag}": outdir / f"order_loc_res_{a}{t}.pdf",
-            f"BKGROUND{tag}": outdir / f"bkground_{a}{t}.pdf"}
+    return {f"{label}{tag}": Path(outdir) / d["file"].format(arm=a, tag=t) for label, d in PRODUCTS.items()}
 
 
 def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".",
@@ -59,6 +58,8 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
+        settings.check_limits(p, len(read_centre_table(table).layout_orders))
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
@@ -158,6 +159,12 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     return out
 
 
+def pro(label: str, arm: str) -> tuple[str, str, str]:
+    """ESO PRO CATG, TYPE and TECH of a product (data/contract/products.yaml)."""
+    d = PRODUCTS[label]
+    return f"{d['catg']}_{arm}", d["type"], d["tech"]
+
+
 def _big_endian(a):
     """FITS byte order once, up front: astropy's write, its checksum and our DATAMD5 then copy nothing."""
     return a.astype(a.dtype.newbyteorder(">"), copy=False)
@@ -165,21 +172,20 @@ def _big_endian(a):
 
 def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow],
                  tag: str) -> dict[str, fits.HDUList]:
-    """MASTER_FLAT (FLUX, QUAL, ERRS), ORDER_TAB and, with background subtraction, MFLAT_BKGROUND."""
-    h = product_header(base, f"{PRODUCT_CATGS[0]}_{arm}", "REDUCED", "IMAGE", qc)
-    h["EXTNAME"], h["BUNIT"] = "FLUX", ""
-    errs = fits.ImageHDU(_big_endian(res["error"]), name="ERRS")
-    errs.header["UTYPE"] = "StdDevUncertainty"
-    qual = fits.ImageHDU(res["quality"], name="QUAL")
-    qual.header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
-                              "8 order light beyond its traced range")
-    out = {f"MFLAT{tag}": fits.HDUList([fits.PrimaryHDU(_big_endian(res["flux"]), h), qual, errs])}
-    th = product_header(base, f"{PRODUCT_CATGS[1]}_{arm}", "REDUCED", "ECHELLE,SLIT", qc)
+    """MASTER_FLAT (FLUX, QUAL, ERRS), ORDER_TAB and, with background subtraction, MFLAT_BKGROUND: names,
+    PRO keys and ESO data-product keys from data/contract/products.yaml."""
+    mf = master_flat_hdus({"FLUX": _big_endian(res["flux"]), "QUAL": res["quality"],
+                           "ERRS": _big_endian(res["error"])}, product_header(base, *pro("MFLAT", arm), qc))
+    mf["QUAL"].header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
+                                    "8 order light beyond its traced range")
+    out = {f"MFLAT{tag}": mf}
+    th = product_header(base, *pro("ORDER LOC", arm), qc)
     out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
                                               per_order_meta(res["edges"]), th)
     if res["background"] is not None:
-        bh = product_header(base, f"{PRODUCT_CATGS[2]}_{arm}", "REDUCED", "IMAGE")
-        bh["EXTNAME"] = "FLUX"
+        bh = product_header(base, *pro("BKGROUND FITS", arm))
+        for k, v, comment in data_product_cards(contract.section("products")["background_keys"], classified=False):
+            bh[k] = (v, comment)
         out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
     return out
 

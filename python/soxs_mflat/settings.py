@@ -58,11 +58,19 @@ def cast(name: str, value: Any, origin: str = "") -> Any:
         if low not in ("true", "false", "1", "0", "yes", "no"):
             raise InputError(f"parameter {name}{where} must be true or false, got {value!r}")
         return low in ("true", "1", "yes")
+    if isinstance(value, bool) and kind != "bool":   # YAML's true is not 1.0
+        raise InputError(f"parameter {name}{where} must be {kind}, got {value!r}")
+    if kind == "int":   # 3.5 and '3.5' are refused, as by the plugin
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            f = None
+        if f is not None and not f.is_integer():
+            from .frames import VerificationError
+            raise VerificationError("parameter-range", f"parameter {name} must be an integer, got {f:g}{where}")
     try:
-        if kind == "int" and isinstance(value, float) and not value.is_integer():
-            raise ValueError
-        return _CASTS[kind](value)
-    except (TypeError, ValueError):
+        return _CASTS[kind](float(value) if kind == "int" and isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"parameter {name}{where} must be {kind}, got {value!r}") from None
 
 
@@ -137,16 +145,45 @@ def _split(item: str) -> tuple[str, str]:
     return k.strip(), v.strip()
 
 
+def range_error(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` against the range ``data/parameters.yaml`` declares for ``name``
+    (the plugin has the same rule and text, generated from the same file), or None."""
+    d = definitions()[name]
+    if d["type"] == "bool":
+        return None
+    v = float(value)
+    for key, ok, sign in (("min", lambda lim: v >= lim, ">="), ("above", lambda lim: v > lim, ">"),
+                          ("max", lambda lim: v <= lim, "<=")):
+        if key in d and not ok(d[key]):
+            return f"parameter {name} must be {sign} {d[key]:g}, got {v:g}"
+    if d.get("odd") and v % 2 != 1:
+        return f"parameter {name} must be odd, got {v:g}"
+    return None
+
+
 def _check(p: dict[str, Any]) -> None:
-    if not 0 < p["min_percentage_threshold_for_edge_detection"] <= p["max_percentage_threshold_for_edge_detection"] < 100:
-        raise InputError("need 0 < min_percentage_threshold_for_edge_detection <= "
-                         "max_percentage_threshold_for_edge_detection < 100")
-    for k in ("stacked_clipping_sigma", "poly_fitting_residual_clipping_sigma", "low_sensitivity_clipping_sigma"):
-        if p[k] <= 0:
-            raise InputError(f"{k} must be > 0, got {p[k]}")
-    for k in ("order_deg", "disp_axis_deg", "stacked_clipping_iterations", "poly_clipping_iteration_limit"):
-        if p[k] < 0:
-            raise InputError(f"{k} must be >= 0, got {p[k]}")
+    """Declared ranges (rule parameter-range), then the relations between parameters that the core
+    checks (rule parameter-limit); all before any frame is read."""
+    from .frames import VerificationError
+    for name in definitions():
+        msg = range_error(name, p[name])
+        if msg:
+            raise VerificationError("parameter-range", msg)
+    lo, hi = "min_percentage_threshold_for_edge_detection", "max_percentage_threshold_for_edge_detection"
+    if p[lo] > p[hi]:
+        raise VerificationError("parameter-limit", f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}")
+
+
+def check_limits(p: Mapping[str, Any], n_orders: int) -> None:
+    """The core's limits that need the order table or tie parameters together (rule parameter-limit;
+    the plugin calls the same core function): ``order_deg`` below the number of orders, ...
+    Called once the order table is read, before any frame is."""
+    from . import core
+    from .frames import VerificationError
+    try:
+        core.check_params(p, n_orders)
+    except InputError as exc:
+        raise VerificationError("parameter-limit", str(exc)) from None
 
 
 def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
@@ -173,14 +210,20 @@ def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def range_text(d: Mapping[str, Any]) -> str:
+    """The declared range as the docs show it: ">= 1, <= 10, odd"."""
+    parts = [f"{sign} {d[k]:g}" for k, sign in (("min", ">="), ("above", ">"), ("max", "<=")) if k in d]
+    return ", ".join(parts + (["odd"] if d.get("odd") else [])) or "-"
+
+
 def markdown_table() -> str:
     """The parameter table of docs/recipe.md (generated; a test keeps the doc in sync)."""
     cols = [("soxs", "vis"), ("soxs", "nir"), ("xshooter", "uvb"), ("xshooter", "vis"), ("xshooter", "nir")]
-    head = "| parameter | type | SOXS VIS | SOXS NIR | XSH UVB | XSH VIS | XSH NIR | description |"
-    lines = [head, "|" + "---|" * 8]
+    head = "| parameter | type | range | SOXS VIS | SOXS NIR | XSH UVB | XSH VIS | XSH NIR | description |"
+    lines = [head, "|" + "---|" * 9]
     for name, d in definitions().items():
         vals = " | ".join(str(default(name, i, a)).lower() if d["type"] == "bool" else str(default(name, i, a))
                           for i, a in cols)
         desc = d["description"] + (f" (differs from soxspipe: {d['reason']})" if "reason" in d else "")
-        lines.append(f"| `{name}` | {d['type']} | {vals} | {desc} |")
+        lines.append(f"| `{name}` | {d['type']} | {range_text(d)} | {vals} | {desc} |")
     return "\n".join(lines) + "\n"

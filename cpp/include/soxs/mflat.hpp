@@ -288,5 +288,9 @@ UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int6
 using NamedParams = std::map<std::string, double>;
 MasterFlatParams master_params_from(const NamedParams& named);
 UvbParams uvb_params_from(const NamedParams& named);
+// The limits that need the order table or tie parameters together (order_deg below the number of
+// orders, centre_order_window below slice_length_for_edge_detection, min <= max edge threshold),
+// for the front ends to call before reading any frame; std::invalid_argument naming the parameter.
+void check_recipe_params(const NamedParams& named, size_t n_orders);
 
 }  // namespace soxs

@@ -31,6 +31,8 @@ def raw_flat_header(arm: Arm, binx: int, biny: int, mjd: float, lamp: str, lamp_
     h = fits.Header()
     t = Time(mjd, format="mjd")
     h["INSTRUME"] = arm.instrument
+    # archive file name, as the ESO archive delivers raws (products copy it to ESO PRO ANCESTOR)
+    h["ARCFILE"] = f"{'XSHOO' if arm.instrument == 'XSHOOTER' else 'SOXS'}.{t.isot}.fits"
     h["MJD-OBS"] = (mjd, "Obs start")
     h["DATE-OBS"] = t.isot
     h["EXPTIME"] = arm.exptime

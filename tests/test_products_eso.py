@@ -1,0 +1,103 @@
+"""ESO data-product conventions of the products (data/contract/products.yaml): DICD HDU classes and the
+links between FLUX, ERRS and QUAL, BUNIT, EXTNAMEs of the order table, PRO ANCESTOR, and what astropy's
+CCDData reader finds. (The esorex plugin writes the same keys: tests/test_esorex.py compares them.)"""
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.table import Table
+
+from soxs_mflat.contract import section
+from soxs_mflat.recipe import run_mflat
+from soxs_mflat.simulate.run import simulate_set
+
+LINKS = {"SCIDATA": "DATA", "ERRDATA": "ERROR", "QUALDATA": "QUALITY"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("products")
+    w = simulate_set("soxs", "vis", root / "set", nflats=2, seed=1)
+    return w, run_mflat(w["sof"], root / "out"), root
+
+
+def test_ccddata_reads_flux_with_unit_and_dfs_header(run):
+    _, res, _ = run
+    ccd = CCDData.read(res.products["MFLAT"])
+    with fits.open(res.products["MFLAT"]) as hl:
+        np.testing.assert_array_equal(ccd.data, hl["FLUX"].data)
+    assert ccd.unit == u.dimensionless_unscaled          # BUNIT '1': a normalised flat
+    assert ccd.header["ESO PRO CATG"] == "MASTER_FLAT_VIS" and ccd.header["HDUCLAS2"] == "DATA"
+    # astropy looks for UNCERT/MASK by default; the products keep the ecosystem's ERRS/QUAL names
+    assert ccd.uncertainty is None and ccd.mask is None
+    bk = CCDData.read(res.products["BKGROUND FITS"])
+    assert bk.unit == u.dimensionless_unscaled and bk.header["ESO PRO CATG"] == "MFLAT_BKGROUND_VIS"
+
+
+def test_ccddata_reads_errors_and_mask_under_the_ecosystem_names(run):
+    _, res, _ = run
+    ccd = CCDData.read(res.products["MFLAT"], hdu_uncertainty="ERRS", hdu_mask="QUAL")   # as soxspipe reads them
+    with fits.open(res.products["MFLAT"]) as hl:
+        assert isinstance(ccd.uncertainty, StdDevUncertainty)   # from UTYPE
+        np.testing.assert_array_equal(ccd.uncertainty.array, hl["ERRS"].data)
+        np.testing.assert_array_equal(ccd.mask, hl["QUAL"].data != 0)
+    assert ccd.mask.any() and not ccd.mask.all()
+
+
+def test_dicd_classes_and_links_resolve(run):
+    _, res, _ = run
+    with fits.open(res.products["MFLAT"]) as hl:
+        assert [h.name for h in hl] == [d["extname"] for d in section("products")["master_flat_hdus"]]
+        cls = {}
+        for h in hl:
+            hd = h.header
+            assert (hd["HDUCLASS"], hd["HDUDOC"], hd["HDUVERS"], hd["HDUCLAS1"]) == ("ESO", "DICD", "DICD version 6",
+                                                                                       "IMAGE")
+            cls[hd["HDUCLAS2"]] = h.name
+        assert set(cls) == {"DATA", "ERROR", "QUALITY"}
+        for h in hl:                        # every HDU points at the other two, by EXTNAME, with the right class
+            own = h.header["HDUCLAS2"]
+            for key, target in LINKS.items():
+                if target == own:
+                    assert key not in h.header
+                else:
+                    assert hl[h.header[key]].header["HDUCLAS2"] == target, (h.name, key)
+                    assert hl[h.header[key]].data.shape == h.data.shape
+        assert hl[cls["ERROR"]].header["HDUCLAS3"] == "RMSE" and hl[cls["QUALITY"]].header["HDUCLAS3"] == "MASKZERO"
+        assert hl[cls["ERROR"]].header["BUNIT"] == hl[cls["DATA"]].header["BUNIT"] == "1"
+        assert hl[cls["QUALITY"]].data.dtype == np.uint8 and "BUNIT" not in hl[cls["QUALITY"]].header
+
+
+def test_order_table_extensions_are_named_and_keep_soxspipes_positions(run):
+    _, res, _ = run
+    with fits.open(res.products["ORDER LOC"]) as hl:
+        assert [h.name for h in hl] == ["PRIMARY", "ORDER_POLY", "ORDER_META"]
+    poly, meta = (Table.read(res.products["ORDER LOC"], hdu=k) for k in (1, 2))   # soxspipe reads by position
+    assert "cent_00" in poly.colnames and "edgeup_c00" in poly.colnames and list(meta["order"]) == [1, 2, 3, 4]
+
+
+def test_pro_ancestor_is_the_first_raw_arcfile(run):
+    w, res, _ = run
+    first = fits.getheader(w["raw"][0])
+    for label in ("MFLAT", "ORDER LOC", "BKGROUND FITS"):
+        h = fits.getheader(res.products[label])
+        assert h["ESO PRO REC1 RAW1 NAME"] == w["raw"][0].name
+        assert h["ESO PRO ANCESTOR"] == h["ARCFILE"] == first["ARCFILE"], label
+
+
+def test_no_ancestor_when_the_raws_have_no_arcfile(tmp_path):
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=2, seed=2)
+    for p in w["raw"]:
+        with fits.open(p, mode="update") as hl:
+            del hl[0].header["ARCFILE"]
+    h = fits.getheader(run_mflat(w["sof"], tmp_path / "out").products["MFLAT"])
+    assert "ESO PRO ANCESTOR" not in h and "ARCFILE" not in h
+
+
+def test_written_files_are_the_contracts(run):
+    _, res, root = run
+    expect = {label: d["file"].format(arm="vis", tag="") for label, d in section("products")["products"].items()}
+    assert {k: v.name for k, v in res.products.items() if k in expect} == expect
+    assert sorted(p.name for p in (root / "out").glob("*.fits")) == sorted(v for v in expect.values()
+                                                                          if v.endswith(".fits"))
