@@ -49,11 +49,7 @@ const char* DESCRIPTION =
     "  MASTER_DARK_<ARM> or LAMP,FLAT_OFF_<ARM> / FLAT,LAMP_OFF_NIR   NIR dark or lamp-off frames\n"
     "  ORDER_TAB_<ARM>                  order-centre table(s); UVB: OBJECT LAMP,DORDERDEF / LAMP,QORDERDEF\n"
     "  BP_MAP_RP_<ARM>                  static bad-pixel map (optional)\n\n"
-    "Products (PRO CATG):\n"
-    "  master_flat_<arm>.fits   MASTER_FLAT_<ARM>   FLUX, QUAL, ERRS\n"
-    "  order_tab_<arm>.fits     ORDER_TAB_<ARM>     centre and edge polynomials (soxspipe format)\n"
-    "  mflat_bkground_<arm>.fits MFLAT_BKGROUND_<ARM> scattered-light model\n"
-    "  UVB also: *_uvb_dlamp.fits, *_uvb_qlamp.fits per-lamp products.\n"
+    "Products (PRO CATG):\n" SOXS_GEN_PRODUCTS_TEXT   // data/contract/products.yaml
     "qc.json (QC values with units, ranges and flags; the run's instrument, arm, night, inputs) is written\n"
     "beside the products; the QC table and a warning per out-of-range value are logged.\n"
     "QC PDFs are written by the Python front end (soxs-mflat run) only.\n"
@@ -188,6 +184,13 @@ std::string product_file(const std::string& label, const std::string& lower_arm,
   for (auto [key, val] : {std::pair<std::string, std::string>{"{arm}", lower_arm}, {"{tag}", tag}})
     for (size_t at; (at = f.find(key)) != std::string::npos;) f.replace(at, key.size(), val);
   return f;
+}
+
+// A UVB per-lamp product's {tag}: "DLAMP" -> "_dlamp".
+std::string lamp_suffix(const char* tag) {
+  std::string s = "_" + std::string(tag);
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
 }
 
 // The ESO data-product keys of one HDU (EXTNAME, HDUCLASS..., SCIDATA/ERRDATA/QUALDATA, BUNIT, UTYPE).
@@ -374,8 +377,8 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   std::vector<std::pair<std::string, std::vector<QcRow>>> per_lamp = {
       {"DLAMP", qc_rows(qc_list(d.r.qc, {}), -1)}, {"QLAMP", qc_rows(qc_list(q.r.qc, {}), -1)}};
   for (const auto& kv : per_lamp) log_qc(kv.second, kv.first);
-  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), "_dlamp", products);
-  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), "_qlamp", products);
+  save_set(frames, parlist, in, d.L, d.ct, out_of(d.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[0]), products);
+  save_set(frames, parlist, in, q.L, q.ct, out_of(q.r), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[1]), products);
   Lamp both;
   both.ny = q.L.ny; both.nx = q.L.nx;
   both.raws = d.L.raws; both.raws.insert(both.raws.end(), q.L.raws.begin(), q.L.raws.end());

@@ -127,6 +127,13 @@ static const char* QC_JSON_FILE = "qc.json";
 static const char* QC_JSON_FORMAT = "soxs-mflat-qc/1";
 static const double NIGHT_START_OFFSET_HRS = 15.0;
 
+// the man page's product list
+#define SOXS_GEN_PRODUCTS_TEXT \
+  "  master_flat_<arm>.fits     MASTER_FLAT_<ARM>     FLUX, QUAL, ERRS\n" \
+  "  order_tab_<arm>.fits       ORDER_TAB_<ARM>       centre and edge polynomials (soxspipe format)\n" \
+  "  mflat_bkground_<arm>.fits  MFLAT_BKGROUND_<ARM>  scattered-light model\n" \
+  "  X-shooter UVB also: *_uvb_dlamp.fits and *_uvb_qlamp.fits, the per-lamp products.\n" \
+
 // ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} "" or "_dlamp"/"_qlamp"
 struct ProductDef { const char* label; const char* file; const char* catg; const char* type;
                     const char* tech; bool background; };
@@ -175,5 +182,7 @@ static const HduKey HDU_KEYS[] = {
 static const int N_HDU_KEYS = 31;
 static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
 static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
+// X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"
+static const char* const UVB_LAMP_TAGS[] = {"DLAMP", "QLAMP"};
 
 }  // namespace soxs_gen

@@ -87,7 +87,13 @@ def render_products() -> list[str]:
     from soxs_mflat.contract import section
     c = section("products")
     esc = lambda v: str(v).replace("\\", "\\\\").replace('"', '\\"')  # noqa: E731
-    lines = ["// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} \"\" or \"_dlamp\"/\"_qlamp\"",
+    rows = [f'{d["file"].format(arm="<arm>", tag=""):26s} {d["catg"] + "_<ARM>":21s} {d["what"]}'
+            for d in c["products"].values() if "catg" in d]
+    rows.append("X-shooter UVB also: " + " and ".join(f"*_uvb_{t.lower()}.fits" for t in c["uvb_lamp_tags"])
+                + ", the per-lamp products.")
+    lines = ["// the man page's product list", "#define SOXS_GEN_PRODUCTS_TEXT \\",
+             *[f'  "  {esc(r)}\\n" \\' for r in rows], "",
+             "// ---- products (data/contract/products.yaml): {arm} lower-case arm, {tag} \"\" or \"_dlamp\"/\"_qlamp\"",
              "struct ProductDef { const char* label; const char* file; const char* catg; const char* type;",
              "                    const char* tech; bool background; };", "static const ProductDef PRODUCTS[] = {"]
     for label, d in c["products"].items():
@@ -108,7 +114,10 @@ def render_products() -> list[str]:
     lines += ["};", f"static const int N_HDU_KEYS = {sum(len(k) for _, k in hdus)};",
               "static const char* const MASTER_FLAT_HDUS[] = {" + ", ".join(f'"{n}"' for n in names) + "};",
               "static const char* const ORDER_TABLE_EXTNAMES[] = {"
-              + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};", ""]
+              + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};",
+              "// X-shooter UVB per-lamp products (D2, QTH): labels + \" <TAG>\", files {tag} = \"_<tag>\"",
+              "static const char* const UVB_LAMP_TAGS[] = {" + ", ".join(f'"{t}"' for t in c["uvb_lamp_tags"]) + "};",
+              ""]
     return lines
 
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from . import _core
+from .contract import section
 from .errors import convert_cpp_errors
 from .qc import log_failures, qc_table
 from .recipe import check_writable, process_lamp, product_paths, write_lamp_products
@@ -30,7 +31,7 @@ def combine(d: dict, q: dict, centre_q, layout, p: dict) -> dict:
 def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
     """Products, the final QC table and the per-lamp QC tables."""
     arm = s.arm.arm
-    tags = {"DFLAT": " DLAMP", "QFLAT": " QLAMP"}
+    tags = dict(zip(("DFLAT", "QFLAT"), (f" {t}" for t in section("products")["uvb_lamp_tags"])))   # D2, QTH
     paths = {}
     for tag in ("", *tags.values()):
         paths.update(product_paths(outdir, arm, tag))
