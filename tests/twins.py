@@ -23,7 +23,7 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
             if error_floor:
                 e = np.asarray(errors, np.float64) * sc[:, None, None]
                 ee = np.sqrt(np.nanmean(np.where(keep, e * e, np.nan), axis=0))
-                sd = np.minimum(np.maximum(sd, ee), 1.5 * ee)
+                sd = ee
         new = keep & (cube >= med - sl * sd) & (cube <= med + su * sd)
         if (new == keep).all():
             break

@@ -1,7 +1,10 @@
 // Kernel 5: scattered light from the inter-order gaps. Per line: robust level of every
-// gap; each gap's levels are smoothed along B with a Gaussian; each line is then
-// interpolated across A. Orders are sorted by their actual A position on every line,
-// so the model does not care which way order numbers run.
+// gap. Scattered light is the orders' own light spread by the optics' halo, so the model is
+// first a non-negative mix of the in-order flux blurred by Gaussian halos of a few widths
+// (fitted to the gap levels): that follows the light inside the orders, which the gaps never
+// sample, and has no steps where orders end. What the halos leave in the gaps is smoothed
+// along B per gap and interpolated across A on every line (orders sorted by their actual A
+// position, so the model does not care which way order numbers run).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -15,7 +18,7 @@
 namespace soxs {
 namespace {
 
-struct GapSample { double a, level; };
+struct GapSample { double a, level; int64_t a0, a1; };  // centre, median level, pixel range
 using GapKey = std::pair<int, int>;  // neighbouring order numbers; INT_MIN/INT_MAX = detector side
 
 // Natural cubic spline (or linear) through sorted points, evaluated at every a in [0, la).
@@ -49,6 +52,209 @@ void interpolate_line(const std::vector<double>& x, const std::vector<double>& y
   }
 }
 
+// Halo widths (Gaussian sigma, unbinned px) and the grid (binned px per cell) they are built on.
+constexpr double kHaloSigmas[] = {10.0, 14.1, 20.0, 28.3, 40.0, 56.6, 80.0, 113.1, 160.0};
+constexpr int kNHalo = 9;
+constexpr int kCell = 8;
+
+// Coarse grid of (len_b / kCell) x (len_a / kCell) cells, indexed [cb * na + ca].
+struct Grid {
+  int64_t na = 0, nb = 0;
+  std::vector<double> v;
+  // bilinear at binned (a, b); cell c is centred at kCell * c + (kCell - 1) / 2, clamped at the borders
+  double at(double a, double b) const {
+    double x = std::clamp((a - 0.5 * (kCell - 1)) / kCell, 0.0, double(na - 1));
+    double y = std::clamp((b - 0.5 * (kCell - 1)) / kCell, 0.0, double(nb - 1));
+    int64_t x0 = std::min<int64_t>(int64_t(x), na - 1), y0 = std::min<int64_t>(int64_t(y), nb - 1);
+    int64_t x1 = std::min(x0 + 1, na - 1), y1 = std::min(y0 + 1, nb - 1);
+    double fx = x - x0, fy = y - y0;
+    return (1 - fy) * ((1 - fx) * v[y0 * na + x0] + fx * v[y0 * na + x1]) +
+           fy * ((1 - fx) * v[y1 * na + x0] + fx * v[y1 * na + x1]);
+  }
+};
+
+// 1-D Gaussian blur with zero padding (no light comes from beyond the detector), stride-aware.
+void blur_1d(const double* in, double* out, int64_t n, int64_t stride, double sigma) {
+  const int64_t reach = static_cast<int64_t>(std::ceil(3.5 * sigma));
+  std::vector<double> w(reach + 1);
+  double norm = 0;
+  for (int64_t d = 0; d <= reach; ++d) { w[d] = std::exp(-0.5 * double(d * d) / (sigma * sigma)); norm += d ? 2 * w[d] : w[d]; }
+  for (int64_t i = 0; i < n; ++i) {
+    double acc = 0;
+    for (int64_t k = std::max<int64_t>(0, i - reach); k <= std::min(n - 1, i + reach); ++k) acc += w[std::abs(k - i)] * in[k * stride];
+    out[i * stride] = acc / norm;
+  }
+}
+
+Grid blurred(const Grid& src, double sig_a, double sig_b, int threads) {
+  Grid tmp = src, out = src;
+  detail::parallel_for(src.nb, threads, [&](int64_t s, int64_t e) {
+    for (int64_t b = s; b < e; ++b) blur_1d(&src.v[b * src.na], &tmp.v[b * src.na], src.na, 1, sig_a);
+  }, 8);
+  detail::parallel_for(src.na, threads, [&](int64_t s, int64_t e) {
+    for (int64_t a = s; a < e; ++a) blur_1d(&tmp.v[a], &out.v[a], src.nb, src.na, sig_b);
+  }, 8);
+  return out;
+}
+
+// Solves a x = rhs for an m x m matrix and nr right-hand sides (row-major, rhs m x nr), Gaussian
+// elimination with partial pivoting; a zero pivot leaves its unknowns at 0.
+std::vector<double> gauss_solve(std::vector<double> a, int m, std::vector<double> rhs, int nr) {
+  for (int c = 0; c < m; ++c) {
+    int piv = c;
+    for (int r = c + 1; r < m; ++r) if (std::abs(a[r * m + c]) > std::abs(a[piv * m + c])) piv = r;
+    for (int q = 0; q < m; ++q) std::swap(a[c * m + q], a[piv * m + q]);
+    for (int q = 0; q < nr; ++q) std::swap(rhs[c * nr + q], rhs[piv * nr + q]);
+    if (a[c * m + c] == 0) continue;
+    for (int r = c + 1; r < m; ++r) {
+      double f = a[r * m + c] / a[c * m + c];
+      for (int q = c; q < m; ++q) a[r * m + q] -= f * a[c * m + q];
+      for (int q = 0; q < nr; ++q) rhs[r * nr + q] -= f * rhs[c * nr + q];
+    }
+  }
+  std::vector<double> x(size_t(m) * nr, 0.0);
+  for (int r = m - 1; r >= 0; --r)
+    for (int q = 0; q < nr; ++q) {
+      double acc = rhs[r * nr + q];
+      for (int c = r + 1; c < m; ++c) acc -= a[r * m + c] * x[c * nr + q];
+      x[r * nr + q] = a[r * m + r] != 0 ? acc / a[r * m + r] : 0.0;
+    }
+  return x;
+}
+
+// Solves ata[P, P] z = atb[P] for the index set P.
+std::vector<double> solve_on(const std::vector<double>& ata, const std::vector<double>& atb, int k,
+                             const std::vector<int>& P) {
+  const int m = int(P.size());
+  std::vector<double> a(size_t(m) * m), rhs(m);
+  for (int r = 0; r < m; ++r) {
+    for (int c = 0; c < m; ++c) a[r * m + c] = ata[P[r] * k + P[c]];
+    a[r * m + r] *= 1 + 1e-10;             // near-collinear halos stay solvable
+    rhs[r] = atb[P[r]];
+  }
+  return gauss_solve(std::move(a), m, std::move(rhs), 1);
+}
+
+// Lawson-Hanson non-negative least squares on the normal equations (k is a handful).
+std::vector<double> nnls_small(const std::vector<double>& ata, const std::vector<double>& atb, int k) {
+  std::vector<double> x(k, 0.0);
+  std::vector<char> in(k, 0);
+  double scale = 0;
+  for (int j = 0; j < k; ++j) scale = std::max(scale, std::abs(atb[j]));
+  const double tol = 1e-12 * scale;
+  for (int outer = 0; outer < 3 * k; ++outer) {
+    int best = -1;
+    double wmax = 0;
+    for (int j = 0; j < k; ++j) {
+      if (in[j]) continue;
+      double wj = atb[j];
+      for (int q = 0; q < k; ++q) wj -= ata[j * k + q] * x[q];
+      if (wj > tol && wj > wmax) { wmax = wj; best = j; }
+    }
+    if (best < 0) break;
+    in[best] = 1;
+    for (int inner = 0; inner < 3 * k; ++inner) {
+      std::vector<int> P;
+      for (int j = 0; j < k; ++j) if (in[j]) P.push_back(j);
+      std::vector<double> z = solve_on(ata, atb, k, P);
+      double step = 1.0;
+      for (size_t r = 0; r < P.size(); ++r)
+        if (z[r] <= 0) step = std::min(step, x[P[r]] / std::max(x[P[r]] - z[r], 1e-300));
+      for (size_t r = 0; r < P.size(); ++r) x[P[r]] += step * (z[r] - x[P[r]]);
+      if (step >= 1.0) break;
+      for (size_t r = 0; r < P.size(); ++r) if (x[P[r]] <= 0) { x[P[r]] = 0; in[P[r]] = 0; }
+    }
+  }
+  return x;
+}
+
+// The in-order light (fitted edges widened by the margin) as coarse-cell means; everything
+// outside the orders counts as zero.
+Grid order_light(const ImageView& img, const MaskView& mask, const Poly2D& lower, const Poly2D& upper,
+                 const std::vector<OrderSpan>& orders, const Geometry& g, int margin) {
+  const int64_t la = g.len_a(img), lb = g.len_b(img);
+  Grid src;
+  src.na = (la + kCell - 1) / kCell; src.nb = (lb + kCell - 1) / kCell;
+  src.v.assign(static_cast<size_t>(src.na * src.nb), 0.0);
+  for (const auto& o : orders) {
+    int64_t b0, b1;
+    detail::b_lines(o, g, lb, b0, b1);
+    for (int64_t b = b0; b <= b1; ++b) {
+      double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+      int64_t a0 = std::max<int64_t>(0, int64_t(std::ceil(std::min(lo, up) - margin)));
+      int64_t a1 = std::min<int64_t>(la - 1, int64_t(std::floor(std::max(lo, up) + margin)));
+      for (int64_t a = a0; a <= a1; ++a) {
+        int64_t i = g.index(a, b, img.nx);
+        if (detail::good(img.data, mask.data, i)) src.v[(b / kCell) * src.na + a / kCell] += img.data[i];
+      }
+    }
+  }
+  for (int64_t cb = 0; cb < src.nb; ++cb)
+    for (int64_t ca = 0; ca < src.na; ++ca)
+      src.v[cb * src.na + ca] /= double(std::min<int64_t>(kCell, la - ca * kCell) * std::min<int64_t>(kCell, lb - cb * kCell));
+  return src;
+}
+
+// Median over a gap's pixels (at most ~33 of them, evenly spread) of a smooth grid: what the
+// gap's median level would be if the grid were the light there (a wide gap is not its centre).
+double gap_median(const Grid& k, const GapSample& q, double b, std::vector<double>& buf) {
+  const int64_t step = std::max<int64_t>(1, (q.a1 - q.a0) / 32);
+  buf.clear();
+  for (int64_t a = q.a0; a <= q.a1; a += step) buf.push_back(k.at(double(a), b));
+  return detail::median_inplace(buf.data(), int64_t(buf.size()));
+}
+
+// Fits the non-negative halo mix to the gap pieces' levels and leaves only what it does not explain
+// in the gap levels; returns the mix on the coarse grid.
+Grid fit_halos(const Grid& src, const std::vector<std::vector<GapSample>>& pieces,
+               std::vector<std::vector<std::pair<GapKey, GapSample>>>& per_line, const Geometry& g,
+               int64_t la, int threads) {
+  std::vector<Grid> k;
+  for (double s : kHaloSigmas) k.push_back(blurred(src, s / g.bin_a / kCell, s / g.bin_b / kCell, threads));
+  // normal equations of levels ~ halos (>= 0) + a smooth surface (u^i w^j, i <= 3, j <= 2) that
+  // takes whatever is not order-shaped; the surface is projected out, only the halos are kept
+  constexpr int kP = 12;
+  const int64_t lb = int64_t(pieces.size());
+  std::vector<double> kk(kNHalo * kNHalo, 0.0), kp(kNHalo * kP, 0.0), pp(kP * kP, 0.0), ky(kNHalo, 0.0),
+      py(kP, 0.0), kv(kNHalo), pv(kP), buf;
+  for (int64_t b = 0; b < lb; ++b)
+    for (const auto& q : pieces[b]) {
+      for (int j = 0; j < kNHalo; ++j) kv[j] = gap_median(k[j], q, double(b), buf);
+      const double u = 2.0 * q.a / double(std::max<int64_t>(la - 1, 1)) - 1.0, w = 2.0 * b / double(std::max<int64_t>(lb - 1, 1)) - 1.0;
+      for (int i = 0, t = 0; i <= 3; ++i) for (int j = 0; j <= 2; ++j, ++t) pv[t] = std::pow(u, i) * std::pow(w, j);
+      for (int j = 0; j < kNHalo; ++j) {
+        ky[j] += kv[j] * q.level;
+        for (int m = 0; m < kNHalo; ++m) kk[j * kNHalo + m] += kv[j] * kv[m];
+        for (int m = 0; m < kP; ++m) kp[j * kP + m] += kv[j] * pv[m];
+      }
+      for (int m = 0; m < kP; ++m) {
+        py[m] += pv[m] * q.level;
+        for (int n = 0; n < kP; ++n) pp[m * kP + n] += pv[m] * pv[n];
+      }
+    }
+  std::vector<double> rhs(kP * (kNHalo + 1));
+  for (int m = 0; m < kP; ++m) {
+    for (int j = 0; j < kNHalo; ++j) rhs[m * (kNHalo + 1) + j] = kp[j * kP + m];
+    rhs[m * (kNHalo + 1) + kNHalo] = py[m];
+  }
+  const std::vector<double> x = gauss_solve(pp, kP, rhs, kNHalo + 1);   // pp^-1 [pk | py]
+  std::vector<double> ata(kk), atb(ky);
+  for (int j = 0; j < kNHalo; ++j)
+    for (int m = 0; m < kP; ++m) {
+      for (int n = 0; n < kNHalo; ++n) ata[j * kNHalo + n] -= kp[j * kP + m] * x[m * (kNHalo + 1) + n];
+      atb[j] -= kp[j * kP + m] * x[m * (kNHalo + 1) + kNHalo];
+    }
+  const std::vector<double> alpha = nnls_small(ata, atb, kNHalo);
+  Grid mix = src;
+  for (size_t c = 0; c < mix.v.size(); ++c) {
+    mix.v[c] = 0;
+    for (int j = 0; j < kNHalo; ++j) mix.v[c] += alpha[j] * k[j].v[c];
+  }
+  for (size_t b = 0; b < per_line.size(); ++b)
+    for (auto& q : per_line[b]) q.second.level -= gap_median(mix, q.second, double(b), buf);
+  return mix;
+}
+
 }  // namespace
 
 BackgroundResult fit_background(const ImageView& img, const MaskView& mask, const Poly2D& lower,
@@ -62,6 +268,7 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
   const int64_t la = g.len_a(img), lb = g.len_b(img);
   // 1. gap levels per line, keyed by the neighbouring orders
   std::vector<std::vector<std::pair<GapKey, GapSample>>> per_line(lb);
+  std::vector<std::vector<GapSample>> pieces(lb);
   detail::parallel_for(lb, threads, [&](int64_t s, int64_t e) {
     std::vector<float> vals;
     struct Iv { double lo, up; int order; };
@@ -87,14 +294,28 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
         }
         if (vals.size() < 2) return;
         double lvl = detail::median_inplace(vals.data(), int64_t(vals.size()));
-        per_line[b].push_back({key, GapSample{0.5 * (a0 + a1), lvl}});
+        per_line[b].push_back({key, GapSample{0.5 * (a0 + a1), lvl, a0, a1}});
+        // ~8-px pieces for the halo fit: one median per wide gap cannot tell a halo's width
+        const int64_t npc = std::max<int64_t>(1, (a1 - a0 + 1) / kCell);
+        for (int64_t c = 0; c < npc; ++c) {
+          int64_t c0 = a0 + (a1 - a0 + 1) * c / npc, c1 = a0 + (a1 - a0 + 1) * (c + 1) / npc - 1;
+          vals.clear();
+          for (int64_t a = c0; a <= c1; ++a) {
+            int64_t i = g.index(a, b, img.nx);
+            if (detail::good(img.data, mask.data, i)) vals.push_back(img.data[i]);
+          }
+          if (vals.size() >= 2)
+            pieces[b].push_back(GapSample{0.5 * (c0 + c1), detail::median_inplace(vals.data(), int64_t(vals.size())), c0, c1});
+        }
       };
       sample(iv.front().lo - p.outer_width, iv.front().lo, {INT32_MIN, iv.front().order});
       for (size_t k = 0; k + 1 < iv.size(); ++k) sample(iv[k].up, iv[k + 1].lo, {iv[k].order, iv[k + 1].order});
       sample(iv.back().up, iv.back().up + p.outer_width, {iv.back().order, INT32_MAX});
     }
   }, 16);
-  // 2. smooth every gap's levels along B
+  // 2. the halo mix; then smooth every gap's remaining levels along B
+  Grid halos;
+  if (p.halos) halos = fit_halos(order_light(img, mask, lower, upper, orders, g, p.margin), pieces, per_line, g, la, threads);
   std::map<GapKey, std::vector<std::pair<int64_t, GapSample>>> series;
   BackgroundResult r;
   for (int64_t b = 0; b < lb; ++b)
@@ -154,6 +375,10 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
     if (src < 0) continue;
     for (int64_t a = 0; a < la; ++a) r.model[g.index(a, b, img.nx)] = r.model[g.index(a, src, img.nx)];
   }
+  if (p.halos) detail::parallel_for(lb, threads, [&](int64_t s, int64_t e) {
+    for (int64_t b = s; b < e; ++b)
+      for (int64_t a = 0; a < la; ++a) r.model[g.index(a, b, img.nx)] += static_cast<float>(halos.at(double(a), double(b)));
+  }, 16);
   return r;
 }
 

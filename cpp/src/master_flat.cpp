@@ -1,6 +1,7 @@
 // Kernel 7: the whole master-flat computation on in-memory, detrended frames.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,90 @@ std::vector<float> first_pass_master(const std::vector<const float*>& frames, co
 }
 
 double median_of(std::vector<double> v) { return detail::median_inplace(v.data(), int64_t(v.size())); }
+
+// Smooth colour of every frame relative to the median frame, on the inner-order window: cell
+// medians (64 x 64 px cells) of frame / median frame, fitted by a clipped (2, 2)-degree
+// polynomial in normalised (a, b). Returns one polynomial per frame, divided by their mean so
+// that correcting by it leaves the stack at the frames' mean colour.
+std::vector<std::vector<double>> colour_ratios(const std::vector<const float*>& frames, const MaskView& bpm,
+                                               const std::vector<int64_t>& win, const std::vector<double>& sc,
+                                               int64_t ny, int64_t nx, const Geometry& g,
+                                               std::vector<double>& ua, std::vector<double>& ub) {
+  const size_t n = frames.size();
+  const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx, cell = 64, nca = (la + cell - 1) / cell;
+  std::map<int64_t, std::vector<std::vector<float>>> cells;   // cell -> per frame ratios
+  std::vector<float> v(n);
+  for (int64_t i : win) {
+    if (bpm.data && bpm.data[i]) continue;
+    for (size_t k = 0; k < n; ++k) v[k] = float(frames[k][i] * sc[k]);
+    std::vector<float> tmp(v);
+    const double ref = detail::median_inplace(tmp.data(), int64_t(n));
+    if (!(ref > 0) || !std::isfinite(ref)) continue;
+    const int64_t a = g.a_is_x ? i % nx : i / nx, b = g.a_is_x ? i / nx : i % nx;
+    auto& c = cells[(b / cell) * nca + a / cell];
+    if (c.empty()) c.resize(n);
+    for (size_t k = 0; k < n; ++k) c[k].push_back(float(v[k] / ref));
+  }
+  ua.clear(); ub.clear();
+  std::vector<std::vector<double>> val(n);
+  for (auto& [key, c] : cells) {
+    if (c[0].size() < 100) continue;
+    ua.push_back(2.0 * ((key % nca) * cell + 0.5 * cell) / double(la) - 1.0);
+    ub.push_back(2.0 * ((key / nca) * cell + 0.5 * cell) / double(lb) - 1.0);
+    for (size_t k = 0; k < n; ++k) val[k].push_back(detail::median_inplace(c[k].data(), int64_t(c[k].size())));
+  }
+  std::vector<std::vector<double>> out(n, std::vector<double>(ua.size(), 1.0));
+  if (ua.size() < 20) return out;   // too few cells for a colour model
+  for (size_t k = 0; k < n; ++k) out[k] = fit_global_poly(ua, ub, val[k], 2, 2, 4.0, 3).poly.c;
+  return out;
+}
+
+// Divides every frame (and error map) by its colour relative to the mean colour, when some frame's
+// colour departs from the others by more than `limit` somewhere on the orders: clipping assumes
+// frames equal up to a scale, and a frame with another lamp colour would lose pixels in patches.
+bool correct_colour(std::vector<const float*>& frames, std::vector<const float*>& errors, const MaskView& bpm,
+                    const std::vector<int64_t>& win, const std::vector<double>& sc, int64_t ny, int64_t nx,
+                    const Geometry& g, std::vector<std::vector<float>>& store, int threads) {
+  const double limit = 0.005;
+  double worst = 0;
+  std::vector<double> cu, cw;
+  auto polys = colour_ratios(frames, bpm, win, sc, ny, nx, g, cu, cw);
+  const size_t n = frames.size();
+  const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
+  auto eval = [&](const std::vector<double>& c, double u, double w) {
+    double acc = 0, pu = 1;
+    for (int i = 0; i < 3; ++i, pu *= u) { double pw = 1; for (int j = 0; j < 3; ++j, pw *= w) acc += c[i * 3 + j] * pu * pw; }
+    return acc;
+  };
+  if (polys[0].size() != 9) return false;
+  for (size_t c = 0; c < cu.size(); ++c) {   // how far the colours depart where they were measured
+      double u = cu[c], w = cw[c], mean = 0;
+      for (size_t k = 0; k < n; ++k) mean += eval(polys[k], u, w) / double(n);
+      for (size_t k = 0; k < n; ++k) worst = std::max(worst, std::abs(eval(polys[k], u, w) / mean - 1));
+    }
+  if (worst <= limit) return false;
+  store.assign(errors.empty() ? n : 2 * n, std::vector<float>(size_t(ny * nx)));
+  detail::parallel_for(lb, threads, [&](int64_t s, int64_t e) {
+    std::vector<double> f(n);
+    for (int64_t b = s; b < e; ++b)
+      for (int64_t a = 0; a < la; ++a) {
+        const double u = 2.0 * (a + 0.5) / double(la) - 1.0, w = 2.0 * (b + 0.5) / double(lb) - 1.0;
+        double mean = 0;
+        for (size_t k = 0; k < n; ++k) { f[k] = eval(polys[k], u, w); mean += f[k] / double(n); }
+        const int64_t i = g.index(a, b, nx);
+        for (size_t k = 0; k < n; ++k) {
+          const float q = float(mean / f[k]);
+          store[k][i] = frames[k][i] * q;
+          if (!errors.empty()) store[n + k][i] = errors[k][i] * q;
+        }
+      }
+  }, 16);
+  for (size_t k = 0; k < n; ++k) {
+    frames[k] = store[k].data();
+    if (!errors.empty()) errors[k] = store[n + k].data();
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -142,7 +227,10 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
   for (size_t k = 0; k < sc.size(); ++k) sc[k] = 1.0 / r.norm_second[k];
   ClipParams final_clip = p.stack;
   final_clip.error_floor = !errors.empty();
-  clip_and_stack(frames, errors, masks, sc, npix, final_clip, r.flux.data(), r.error.data(), r.quality.data(),
+  std::vector<const float*> fr(frames), er(errors);
+  std::vector<std::vector<float>> corrected;   // copies: the inputs are never modified
+  correct_colour(fr, er, bpm, win, sc, ny, nx, g, corrected, p.threads);
+  clip_and_stack(fr, er, masks, sc, npix, final_clip, r.flux.data(), r.error.data(), r.quality.data(),
                  nullptr, p.threads);
   for (int64_t i = 0; i < npix; ++i) {
     uint8_t q = r.quality[i] ? QUAL_NO_DATA : 0;

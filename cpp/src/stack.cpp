@@ -59,8 +59,9 @@ inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, in
     if (p.error_floor) {
       double e2 = 0;
       for (int q = lo; q < hi; ++q) e2 += err_of(s[q].k) * err_of(s[q].k);
-      double e = std::sqrt(e2 / (hi - lo));
-      sd = std::min(std::max(sd, e), 1.5 * e);
+      // known noise: clip on it (frames equal up to a scale and a smooth colour, which the
+      // caller divides out); the MAD of a handful of frames would let cosmic rays through
+      sd = std::sqrt(e2 / (hi - lo));
     }
     double lb = m - p.sigma_lower * sd, ub = m + p.sigma_upper * sd;
     int nlo = lo, nhi = hi;
@@ -134,8 +135,7 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
       VF fnu = __builtin_convertvector(nu, VF);
       for (int j = 0; j < W; ++j) {
         if (fnu[j] > 0) {
-          float e = std::sqrt(e2[j] / fnu[j]);
-          sd[j] = std::min(std::max(sd[j], e), 1.5f * e);
+          sd[j] = std::sqrt(e2[j] / fnu[j]);   // known noise (as in clip_sorted)
         }
       }
     }

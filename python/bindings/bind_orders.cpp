@@ -45,17 +45,19 @@ void bind_orders(py::module_& m) {
   m.def("fit_background", [](const FArr& img, const std::optional<U8Arr>& mask, const DArr& lower, const DArr& upper,
                              const std::vector<int>& orders, const std::vector<double>& bmin,
                              const std::vector<double>& bmax, bool a_is_x, int bin_a, int bin_b, int margin,
-                             int spline_deg, double smooth_sigma, int outer_width, int end_margin, int threads) {
+                             int spline_deg, double smooth_sigma, int outer_width, int end_margin, int threads,
+                             bool halos) {
     auto v = image_view(img, "image");
     auto pm = same_shape(mask, v, "mask");
     auto L = to_poly(lower, "lower"), U = to_poly(upper, "upper"); auto O = to_orders(orders, bmin, bmax);
-    soxs::BackgroundParams p{margin, spline_deg, smooth_sigma, outer_width, end_margin};
+    soxs::BackgroundParams p{margin, spline_deg, smooth_sigma, outer_width, end_margin, halos};
     soxs::BackgroundResult r;
     { py::gil_scoped_release rel; r = soxs::fit_background(v, {pm}, L, U, O, {a_is_x, bin_a, bin_b}, p, threads); }
     return py::make_tuple(to_image(std::move(r.model), v.ny, v.nx), r.n_samples);
   }, py::arg("image"), py::arg("mask"), py::arg("lower"), py::arg("upper"), py::arg("orders"), py::arg("b_min"),
      py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("margin") = 3,
-     py::arg("spline_deg") = 2, py::arg("smooth_sigma") = 65.0, py::arg("outer_width") = 30, py::arg("end_margin") = 25, py::arg("threads") = 0);
+     py::arg("spline_deg") = 2, py::arg("smooth_sigma") = 65.0, py::arg("outer_width") = 30, py::arg("end_margin") = 25, py::arg("threads") = 0,
+     py::arg("halos") = true);
 
   m.def("flag_low_sensitivity", [](const FArr& img, const std::optional<FArr>& err, const std::optional<U8Arr>& mask,
                                    const DArr& lower, const DArr& upper, const std::vector<int>& orders,

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nflats", type=int, default=5)
     s.add_argument("--binning", default="1x1", help="1x1, 1x2, 2x1 or 2x2 (UVB/VIS only)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--stress", default="", help="stress conditions, e.g. scatter=0.02,level=0.08,tilt=0.04,"
+                   "cosmics=2000,stale=1 (see docs/simulator.md)")
+    from .cli_archive import add_archive_commands
+    add_archive_commands(sub)
     return p
 
 
@@ -51,7 +55,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from .simulate.run import simulate_set
     t0 = time.perf_counter()
     try:
-        w = simulate_set(args.instrument, args.arm, args.out, args.nflats, args.binning, args.seed)
+        w = simulate_set(args.instrument, args.arm, args.out, args.nflats, args.binning, args.seed, args.stress)
     except ValueError as exc:
         print(f"soxs-mflat simulate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -211,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return _params(args)
     if args.command == "fix-datamd5":
         return _fix_datamd5(args)
+    if getattr(args, "archive_command", None):
+        return args.archive_command(args)
     parser.print_help()
     return EXIT_BAD_INPUT
 

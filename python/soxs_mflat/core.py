@@ -139,16 +139,19 @@ def poly_eval(coeffs: np.ndarray, n: Any, b: Any) -> np.ndarray:
 def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
                    mask: np.ndarray | None = None, margin: int = 3, spline_deg: int = 2,
                    smooth_sigma: float = 65.0, outer_width: int = 30, end_margin: int = 25,
-                   threads: int = 0) -> np.ndarray:
+                   threads: int = 0, halos: bool = True) -> np.ndarray:
     """Scattered-light model: median level of every inter-order gap (``margin`` px clear of the
     edges, ``outer_width`` px beyond the outermost orders) on every line, Gaussian-smoothed along B,
     interpolated across A (linear for ``spline_deg`` 1, natural cubic spline otherwise). Orders stay
-    masked ``end_margin`` lines beyond their B range, where their light fades out."""
+    masked ``end_margin`` lines beyond their B range, where their light fades out. With ``halos``
+    (the recipe's way) the orders' own light blurred by Gaussian halos (sigma 10-160 px, a non-
+    negative mix fitted to ~8-px pieces of the gaps next to a smooth surface) is modelled first and
+    the gap interpolation takes only what the halos leave."""
     img = _f32(image, "image")
     with convert_cpp_errors("fit_background"):
         model, _ = _core.fit_background(img, _u8(mask, "mask"), np.asarray(lower, float), np.asarray(upper, float),
                                         *layout.args(), margin, spline_deg, smooth_sigma, outer_width, end_margin,
-                                        threads)
+                                        threads, halos)
     return model
 
 

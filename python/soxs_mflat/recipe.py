@@ -50,8 +50,9 @@ def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
 
 def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".",
               settings_file: str | Path | None = None, params: Mapping[str, Any] | Iterable[str] | None = None,
-              overwrite: bool = False, progress: Progress | None = None) -> RecipeResult:
-    """Run the recipe. Verification errors raise before anything is written."""
+              overwrite: bool = False, progress: Progress | None = None, plots: bool = True) -> RecipeResult:
+    """Run the recipe. Verification errors raise before anything is written. ``plots=False``: no QC
+    PDFs (batch runs of many sets; the FITS products and qc.json are unchanged)."""
     t0 = time.perf_counter()
     _preload_plots()
     say = progress or (lambda msg: None)
@@ -68,11 +69,12 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     per_lamp: dict[str, list[QCRow]] = {}
     if s.arm.arm == "UVB":
         from .uvb import run_uvb
-        products, qc, per_lamp = run_uvb(s, p, ranges, outdir, overwrite, say)
+        products, qc, per_lamp = run_uvb(s, p, ranges, outdir, overwrite, say, plots)
     else:
         paths = product_paths(outdir, s.arm.arm)
         if not p["subtract_background"]:
             paths = {k: v for k, v in paths.items() if "BKGROUND" not in k}
+        paths = without_plots(paths, plots)
         check_writable(paths.values(), overwrite)
         lamp = next(iter(s.flats))
         res, ct, layout, flats = process_lamp(s, lamp, p, say)
@@ -114,6 +116,10 @@ def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]
             "products": {label: Path(path).name for label, path in products.items()}}
 
 
+def without_plots(paths: dict[str, Path], plots: bool) -> dict[str, Path]:
+    return paths if plots else {k: v for k, v in paths.items() if v.suffix != ".pdf"}
+
+
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
     d = detrend(s, lamp, int(p["threads"]))
@@ -140,10 +146,11 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                         qc: list[QCRow], paths: dict[str, Path], overwrite: bool, tag: str,
                         cals_extra=()) -> dict[str, Path]:
     info = plot_info(s, lamp, p, flats, qc, tag)
-    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, info), paths[f"ORDER LOC RES{tag}"])]
+    plots = [("order_loc_pdf", (res["stacked"], res["edges"], layout, info), f"ORDER LOC RES{tag}")]
     if res["background"] is not None:
         plots.append(("background_pdf", (res["stacked"], res["background"], res["edges"], layout, info),
-                      paths[f"BKGROUND{tag}"]))
+                      f"BKGROUND{tag}"))
+    plots = [(name, args, paths[label]) for name, args, label in plots if label in paths]   # none: --plots none
     workers = start_plots(plots, overwrite)   # rendered in parallel with the FITS writing below
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
@@ -154,9 +161,7 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
         jobs = {label: pool.submit(write_fits, hl, paths[label], overwrite) for label, hl in hdus.items()}
         out = {label: job.result() for label, job in jobs.items()}
     finish_plots(workers)
-    out[f"ORDER LOC RES{tag}"] = paths[f"ORDER LOC RES{tag}"]
-    if res["background"] is not None:
-        out[f"BKGROUND{tag}"] = paths[f"BKGROUND{tag}"]
+    out.update({label: path for label, path in paths.items() if any(path == w[1] for w in workers)})
     return out
 
 

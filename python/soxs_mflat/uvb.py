@@ -9,7 +9,7 @@ from . import _core
 from .contract import section
 from .errors import convert_cpp_errors
 from .qc import log_failures, qc_table
-from .recipe import check_writable, process_lamp, product_paths, write_lamp_products
+from .recipe import check_writable, process_lamp, product_paths, without_plots, write_lamp_products
 
 log = logging.getLogger("soxs_mflat")
 
@@ -28,7 +28,7 @@ def combine(d: dict, q: dict, centre_q, layout, p: dict) -> dict:
         return _core.combine_uvb(d, q, centre_q, *layout.args(), dict(p))
 
 
-def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
+def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say, plots: bool = True):
     """Products, the final QC table and the per-lamp QC tables."""
     arm = s.arm.arm
     tags = dict(zip(("DFLAT", "QFLAT"), (f" {t}" for t in section("products")["uvb_lamp_tags"])))   # D2, QTH
@@ -36,7 +36,7 @@ def run_uvb(s, p: dict, ranges: dict, outdir: Path, overwrite: bool, say):
     for tag in ("", *tags.values()):
         paths.update(product_paths(outdir, arm, tag))
     drop = ("BKGROUND", "BKGROUND FITS") if p["subtract_background"] else tuple(k for k in paths if "BKGROUND" in k)
-    paths = {k: v for k, v in paths.items() if k not in drop}
+    paths = without_plots({k: v for k, v in paths.items() if k not in drop}, plots)
     check_writable(paths.values(), overwrite)
     runs = {lamp: process_lamp(s, lamp, p, say) for lamp in ("DFLAT", "QFLAT")}
     (d, _, layout, flats_d), (q, ct_q, _, flats_q) = runs["DFLAT"], runs["QFLAT"]

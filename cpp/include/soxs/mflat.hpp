@@ -125,6 +125,7 @@ struct BackgroundParams {
   double smooth_sigma = 65;    // Gaussian sigma along B (binned px) of the gap levels
   int outer_width = 30;        // px sampled beyond the outermost orders
   int end_margin = 25;         // lines beyond an order's B range still masked (its light fades there)
+  bool halos = true;           // model the orders' own blurred light first (false: gap interpolation only)
 };
 struct BackgroundResult {
   std::vector<float> model;    // full frame

@@ -31,8 +31,10 @@ def master_bias(path: Path, arm: Arm, geo: Geometry, bias_adu: np.ndarray, mjd: 
     return path
 
 
-def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lamp: str | None) -> Path:
-    """soxspipe order-centre table, fitted to noisy sampled traces (so not exact)."""
+def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lamp: str | None,
+                       stale: float = 0.0) -> Path:
+    """soxspipe order-centre table, fitted to noisy sampled traces (so not exact). ``stale`` (px): the
+    table predates the flats, its centres tilted by up to this much at the ends of the B range."""
     dn, db = CENTRE_DEGREES[(arm.instrument, arm.arm)]
     n, b = [], []
     for k, o in enumerate(arm.orders):
@@ -40,7 +42,8 @@ def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lam
         n += [o] * bb.size
         b += list(bb)
     n, b = np.asarray(n, float), np.asarray(b)
-    a = poly_eval(geo.centre, n, b) + rng.normal(0, 0.03, n.size)
+    half_b = 0.5 * ((arm.science_shape[0] if arm.a_is_x else arm.science_shape[1]) - 1)
+    a = poly_eval(geo.centre, n, b) + stale * (b - half_b) / half_b + rng.normal(0, 0.03, n.size)
     c = fit_global_poly(n, b, a, dn, db, clip_sigma=5, max_iters=2)["coeffs"]
     axis_b = "y" if arm.a_is_x else "x"
     axis_a = "x" if arm.a_is_x else "y"
@@ -54,7 +57,7 @@ def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lam
     amax = [float(poly_eval(c, o, np.array([geo.b_min[k], geo.b_max[k]])).max()) for k, o in enumerate(arm.orders)]
     meta = Table({"order": list(arm.orders), f"{axis_b}min": geo.b_min, f"{axis_b}max": geo.b_max,
                   f"{axis_a}min": amin, f"{axis_a}max": amax})
-    h = product_header(arm, 1, 1, mjd, "ORDER_TAB", "ECHELLE,SLIT")
+    h = product_header(arm, geo.binx, geo.biny, mjd, "ORDER_TAB", "ECHELLE,SLIT")   # the binning of the frames it came from
     if lamp:
         h["OBJECT"] = f"LAMP,{'D' if lamp == 'D2' else 'Q'}ORDERDEF"
     fits.HDUList([fits.PrimaryHDU(header=h), fits.table_to_hdu(coeffs), fits.table_to_hdu(meta)]).writeto(
@@ -86,14 +89,15 @@ def spectral_format(path: Path, arm: Arm) -> Path:
     return path
 
 
-def write_calibrations(cdir: Path, arm: Arm, geo: Geometry, bias_adu, defects, rng, mjd: float) -> dict:
+def write_calibrations(cdir: Path, arm: Arm, geo: Geometry, bias_adu, defects, rng, mjd: float,
+                       stale: float = 0.0) -> dict:
     w = {"order_tab": []}
     if not arm.nir_like:
         w["bias"] = master_bias(cdir / f"MASTER_BIAS_{arm.arm}.fits", arm, geo, bias_adu, mjd - 0.1)
     lamps = ("D2", "QTH") if arm.arm == "UVB" else (None,)
     for lamp in lamps:
         name = f"ORDER_TAB_{arm.arm}" + (f"_{lamp}" if lamp else "") + ".fits"
-        w["order_tab"].append(order_centre_table(cdir / name, arm, geo, rng, mjd - 0.05, lamp))
+        w["order_tab"].append(order_centre_table(cdir / name, arm, geo, rng, mjd - 0.05, lamp, stale))
     w["bpm"] = bad_pixel_map(cdir / f"BP_MAP_RP_{arm.arm}_{geo.binx}x{geo.biny}.fits", arm, geo, defects)
     w["spectral_format"] = spectral_format(cdir / f"SPECTRAL_FORMAT_TAB_{arm.arm}.fits", arm)
     return w
@@ -138,6 +142,10 @@ def write_truth(path: Path, arm: Arm, geo: Geometry, resp, defects, hdus: list, 
     h["COORDS"] = ("BIN*I", "binned px i = unbinned bin*i (soxspipe)")
     for lamp, d in w["drifts"].items():
         h[f"DRIFT{lamp}"] = (",".join(f"{v:.5f}" for v in d), "lamp level per frame")
+        h[f"TILT{lamp}"] = (",".join(f"{v:.5f}" for v in w["tilts"][lamp]), "colour tilt per frame")
+    s = w["stress"]
+    h["STSCAT"], h["STLEVEL"], h["STTILT"] = (s.scatter, "stress: scattered fraction"), s.level, s.tilt
+    h["STCOSMIC"], h["STSTALE"] = (s.cosmics, "stress: cosmics per frame (-1 nominal)"), (s.stale, "stress: px")
     poly_rows = {"level": [], "side": [], "coeffs": []}
     for lev in LEVELS:
         for side in ("lower", "upper"):

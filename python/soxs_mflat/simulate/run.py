@@ -11,6 +11,7 @@ from ..instruments import Arm, get_arm
 from .calibs import write_calibrations, write_sof, write_truth
 from .headers import raw_flat_header
 from .scene import illumination, lamp_levels, make_geometry, scattered
+from .stress import Stress, tilt_pattern
 
 BIAS_ADU = 1000.0
 PEAK_ADU = 25000.0
@@ -73,9 +74,14 @@ def _write_raw(path: Path, data: np.ndarray, header: fits.Header, arm: Arm) -> N
 
 
 def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 5, binning: str = "1x1",
-                 seed: int = 0) -> dict:
-    """Simulate one master-flat input set; returns a dict of written paths and the SOF path."""
+                 seed: int = 0, stress: Stress | str | None = None, mjd0: float | None = None, **stress_kw) -> dict:
+    """Simulate one master-flat input set; returns a dict of written paths and the SOF path.
+    ``stress``: a :class:`Stress`, its ``key=value,...`` text, or its fields as keywords.
+    ``mjd0``: MJD-OBS of the first flat (default: 2025-10-12T11:14:44 plus ``seed`` ms)."""
     arm = get_arm(instrument, arm_name)
+    stress = stress if isinstance(stress, Stress) else Stress.parse(stress)
+    if stress_kw:
+        stress = Stress(**{**stress.__dict__, **stress_kw})
     if nflats < 1:
         raise ValueError("nflats must be >= 1")
     binx, biny = parse_binning(binning, arm)
@@ -83,26 +89,32 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
     (out / "raw").mkdir(parents=True, exist_ok=True)
     (out / "calib").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    geo = make_geometry(arm, binx, biny)
+    geo = make_geometry(arm, binx, biny, width_delta=stress.stale)
     sci_shape = (arm.science_shape[0] // biny, arm.science_shape[1] // binx)
     resp, defects = _defects(rng, sci_shape, arm.gain)
     hot_e = np.where(defects & 4, 3000.0 * arm.exptime / 10, 0).astype(np.float32)
     bias_adu = (BIAS_ADU + 2.0 * np.linspace(-1, 1, sci_shape[1])[None, :]).astype(np.float32)
     pedestal = (150.0 + 50.0 * np.linspace(0, 1, sci_shape[0])[:, None]).astype(np.float32) if arm.nir_like else 0
-    mjd0 = Time("2025-10-12T11:14:44").mjd + seed * 1e-3
-    written = {"raw": [], "off": []}
+    if mjd0 is None:
+        mjd0 = Time("2025-10-12T11:14:44").mjd + seed * 1e-3
+    written = {"raw": [], "off": [], "stress": stress, "tilts": {}}
+    level_f, tilt_f = stress.frame_factors(nflats)
+    colour = tilt_pattern(sci_shape, arm.a_is_x).astype(np.float32) if stress.tilt else None
     truth_hdus = []
     mjd = mjd0
     lamps = ("D2", "QTH") if arm.arm == "UVB" else ("QTH",)
     for lamp in lamps:
         illum = illumination(geo, lamp_levels(arm, lamp))
         illum *= PEAK_ADU * arm.gain / illum.max()   # each lamp set exposed to ~25000 ADU peak
-        scat = scattered(illum)
-        drifts = rng.uniform(0.98, 1.02, nflats)
+        scat = stress.scale_scatter(scattered(illum), illum)
+        drifts = rng.uniform(0.98, 1.02, nflats) * level_f
         hits = np.zeros(sci_shape, np.uint8)
         for k in range(nflats):
-            e = drifts[k] * (illum + scat) * resp + hot_e + pedestal
-            cr = _cosmics(rng, sci_shape, int(2e-5 * e.size))
+            lamp_e = drifts[k] * (illum + scat) * resp
+            if tilt_f[k]:
+                lamp_e = lamp_e * (1 + tilt_f[k] * colour)
+            e = lamp_e + hot_e + pedestal
+            cr = _cosmics(rng, sci_shape, stress.n_cosmics(e.size))
             hits += cr > 0
             e = rng.poisson(np.maximum(e, 0)).astype(np.float32) + cr
             adu = e / arm.gain + (0 if arm.nir_like else bias_adu) + rng.normal(0, arm.ron / arm.gain, e.shape)
@@ -114,6 +126,7 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
         truth_hdus += [fits.ImageHDU(illum, name=f"ILLUM_{lamp}"), fits.ImageHDU(scat, name=f"SCATTER_{lamp}"),
                        fits.ImageHDU(hits, name=f"COSMICS_{lamp}")]
         written.setdefault("drifts", {})[lamp] = drifts.tolist()
+        written["tilts"][lamp] = tilt_f.tolist()
     if arm.nir_like:  # lamp-off frames: the thermal/dark pedestal only
         for k in range(nflats):
             e = rng.poisson(pedestal + hot_e + np.zeros(sci_shape, np.float32)).astype(np.float32)
@@ -122,7 +135,7 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
             _write_raw(p, raw, raw_flat_header(arm, binx, biny, mjd, "QTH", lamp_on=False), arm)
             written["off"].append(p)
             mjd += (arm.exptime + 20) / 86400
-    written.update(write_calibrations(out / "calib", arm, geo, bias_adu, defects, rng, mjd0))
+    written.update(write_calibrations(out / "calib", arm, geo, bias_adu, defects, rng, mjd0, stress.stale))
     written["truth"] = write_truth(out / "truth.fits", arm, geo, resp, defects, truth_hdus, written)
     written["sof"] = write_sof(out, arm, binx, biny, mjd0, written)
     return written

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from ..core import fit_global_poly, poly_eval
+from ..core import poly_eval
 from ..instruments import Arm
 from .profile import edge_offset, pixel_profile
 
@@ -21,6 +21,7 @@ class Geometry:
     centre: np.ndarray          # c[i, j] of the true order centre (unbinned science px)
     b_min: np.ndarray
     b_max: np.ndarray
+    width_delta: float = 0.0    # slit image this much wider than the arm's nominal (stale-table stress)
 
     @property
     def bin_a(self):
@@ -33,7 +34,7 @@ class Geometry:
     def half_width(self, n):
         o = np.asarray(self.arm.orders, float)
         w0, w1 = self.arm.widths
-        return 0.5 * (w0 + (w1 - w0) * (np.asarray(n, float) - o[0]) / (o[-1] - o[0]))
+        return 0.5 * (w0 + self.width_delta + (w1 - w0) * (np.asarray(n, float) - o[0]) / (o[-1] - o[0]))
 
     def edge_poly(self, level: float, side: str) -> np.ndarray:
         """Exact polynomial of the edge at ``level`` of the pixel-integrated profile."""
@@ -43,25 +44,30 @@ class Geometry:
         slope = 0.5 * (w1 - w0) / (o[-1] - o[0])
         c = self.centre.copy()
         sign = -1.0 if side == "lower" else 1.0
-        c[0, 0] += sign * (0.5 * w0 - slope * o[0] + d)
+        c[0, 0] += sign * (0.5 * (w0 + self.width_delta) - slope * o[0] + d)
         c[1, 0] += sign * slope
         return c
 
 
-def make_geometry(arm: Arm, binx: int, biny: int) -> Geometry:
-    """Centre A(n, B) = A_mid(n) + t(n) (B - Bm) + k (B - Bm)^2, as a (3, 2)-degree power series."""
+def make_geometry(arm: Arm, binx: int, biny: int, width_delta: float = 0.0) -> Geometry:
+    """Centre A(n, B) = A_mid(n) + t(n) (B - Bm) + k (B - Bm)^2, expanded analytically into a
+    (3, 2)-degree power series (A_mid: the cubic through the arm's order centres)."""
     o = np.asarray(arm.orders, float)
     ny, nx = arm.science_shape
     len_b = ny if arm.a_is_x else nx
-    bm = 0.5 * (len_b - 1)
-    mid = np.polynomial.polynomial.Polynomial.fit(o, arm.centres, 3)
-    n = np.repeat(o, 40)
-    b = np.tile(np.linspace(0, len_b - 1, 40), o.size)
-    a = mid(n) + (0.01 + 0.002 * (n - o.mean())) * (b - bm) + 1.2e-5 * (b - bm) ** 2
-    centre = fit_global_poly(n, b, a, 3, 2, clip_sigma=1e9, max_iters=0)["coeffs"]
+    bm, k = 0.5 * (len_b - 1), 1.2e-5
+    mid = np.polynomial.polynomial.Polynomial.fit(o, arm.centres, 3).convert().coef
+    t = np.array([0.01 - 0.002 * o.mean(), 0.002])         # t(n) = t0 + t1 n
+    centre = np.zeros((4, 3))
+    centre[: mid.size, 0] = mid
+    centre[:2, 0] -= bm * t
+    centre[0, 0] += k * bm * bm
+    centre[:2, 1] = t
+    centre[0, 1] -= 2 * k * bm
+    centre[0, 2] = k
     f = (o - o[0]) / max(o[-1] - o[0], 1)
     (l0, h0), (l1, h1) = arm.b_ranges
-    return Geometry(arm, binx, biny, centre, l0 + (l1 - l0) * f, h0 + (h1 - h0) * f)
+    return Geometry(arm, binx, biny, centre, l0 + (l1 - l0) * f, h0 + (h1 - h0) * f, width_delta)
 
 
 def lamp_levels(arm: Arm, lamp: str) -> np.ndarray:
@@ -103,8 +109,11 @@ def illumination(geo: Geometry, levels: np.ndarray) -> np.ndarray:
 
 
 def scattered(illum: np.ndarray, fraction: float = 0.012) -> np.ndarray:
-    """Smooth scattered light, ~1 % of the local order flux: the illumination blurred at 1/8 scale."""
-    small = illum[::8, ::8]
+    """Smooth scattered light, ~1 % of the local order flux: the illumination blurred at 1/8 scale
+    (8 x 8 block means: a subsampled grid would alias the sharp order edges into blobs)."""
+    ny, nx = illum.shape
+    pad = np.pad(illum, ((0, -ny % 8), (0, -nx % 8)))
+    small = pad.reshape(pad.shape[0] // 8, 8, pad.shape[1] // 8, 8).mean(axis=(1, 3))
     blurred = gaussian_filter(small, 6.0, mode="nearest")
     big = zoom(blurred, (illum.shape[0] / small.shape[0], illum.shape[1] / small.shape[1]), order=1)
     return (fraction * big[: illum.shape[0], : illum.shape[1]]).astype(np.float32)
