@@ -90,15 +90,16 @@ def score(flat, tab, truth, inst, arm, any_flag=False) -> dict:
             "inter1": ev["inter_order_values"] == [1.0], "cr": ev["max_abs_z_cosmics"], "qc": qc}
 
 
-def compare(work: Path, repeat: int) -> list[dict]:
+def compare(work: Path, repeat: int, configs=CONFIGS, venv: Path | None = None) -> list[dict]:
     from soxs_mflat.simulate.run import simulate_set
-    sxp = soxspipe_venv(work / "soxspipe-venv")
+    venv = venv or work / "soxspipe-venv"
+    sxp = soxspipe_venv(venv)
     rows = []
-    for inst, arm in CONFIGS:
+    for inst, arm in configs:
         d = work / f"{inst}_{arm}"
         shutil.rmtree(d, ignore_errors=True)
         w = simulate_set(inst, arm, d / "set", nflats=5, seed=1)
-        runs = run_tools(d, w, sxp, soxspipe_settings(work / "soxspipe-venv", inst, d), repeat)
+        runs = run_tools(d, w, sxp, soxspipe_settings(venv, inst, d), repeat)
         row = {"cfg": f"{inst} {arm}".upper(), "runs": {}}
         for tool, rs in runs.items():
             if rs:
@@ -184,6 +185,10 @@ def main() -> int:
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--write", type=Path)
     ap.add_argument("--from-json", action="store_true", help="re-render the tables from WORK/results.json")
+    ap.add_argument("--only", action="append", choices=[f"{i}_{a}" for i, a in CONFIGS],
+                    help="run only these sets (repeatable), e.g. --only soxs_vis --skip-scaling")
+    ap.add_argument("--soxspipe-venv", type=Path, help="an existing venv with soxspipe 0.17.4 and six "
+                    "(default: WORK/soxspipe-venv, created when missing)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     saved = args.work / "results.json"
@@ -191,7 +196,8 @@ def main() -> int:
         data = json.loads(saved.read_text())
         rows, scale = data["rows"], data["scale"]
     else:
-        rows = compare(args.work, args.repeat)
+        configs = [c for c in CONFIGS if not args.only or f"{c[0]}_{c[1]}" in args.only]
+        rows = compare(args.work, args.repeat, configs, args.soxspipe_venv)
         scale = [] if args.skip_scaling else scaling(args.work)
         saved.write_text(json.dumps({"rows": rows, "scale": scale}, default=str))
     text = markdown(rows, scale, args.repeat)

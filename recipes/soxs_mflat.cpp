@@ -55,8 +55,12 @@ const char* DESCRIPTION =
     "  LAMP,FLAT_<ARM> / FLAT,LAMP_NIR  raw lamp flats (RAW); X-shooter UVB: LAMP,DFLAT_UVB and LAMP,QFLAT_UVB\n"
     "  MASTER_BIAS_<ARM>                master bias, UVB/VIS (CALIB)\n"
     "  MASTER_DARK_<ARM> or LAMP,FLAT_OFF_<ARM> / FLAT,LAMP_OFF_NIR   NIR dark or lamp-off frames\n"
+    "                                   (soxspipe's organiser tags: LAMP,FLAT_NIR / FLAT,LAMP_NIR, told by DPR TECH)\n"
     "  ORDER_TAB_<ARM>                  order-centre table(s); UVB: OBJECT LAMP,DORDERDEF / LAMP,QORDERDEF\n"
-    "  BP_MAP_RP_<ARM>                  static bad-pixel map (optional)\n\n"
+    "  BP_MAP_RP_<ARM>                  static bad-pixel map (optional)\n"
+    "Frames are classified by their headers; tags must agree. .fits.gz, .fits.Z and .fits.fz are read.\n"
+    "Input errors are '[<rule>] <message>' with exit status 6, 9, 10, 13, 14 or 19 by the rule's outcome\n"
+    "(the input contract, docs/recipe.md).\n\n"
     "Products (PRO CATG):\n" SOXS_GEN_PRODUCTS_TEXT   // data/contract/products.yaml
     "qc.json (QC values with units, ranges and flags; the run's instrument, arm, night, inputs) is written\n"
     "beside the products; the QC table and a warning per out-of-range value are logged.\n"
@@ -523,6 +527,10 @@ int exec(cpl_plugin* plugin) {
   } catch (const OutputError& e) {
     g_stage.release(recipe->frames);
     cpl_msg_error(RECIPE, "output error: %s", e.what());
+    return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
+  } catch (const RuleError& e) {   // a rule of the input contract: its outcome's CPL code (esorex's exit status)
+    g_stage.release(recipe->frames);
+    cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
   } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
     g_stage.release(recipe->frames);

@@ -12,61 +12,16 @@
 namespace soxs_cpl {
 namespace {
 
-bool classify_tag(const std::string& tag, Kind& kind) {
-  auto us = tag.rfind('_');
-  if (us == std::string::npos) return false;
-  std::string pre = tag.substr(0, us);
-  static const std::map<std::string, Kind> table = {
-      {"LAMP,FLAT", Kind::FLAT}, {"FLAT,LAMP", Kind::FLAT}, {"LAMP,DFLAT", Kind::DFLAT},
-      {"LAMP,QFLAT", Kind::QFLAT}, {"LAMP,FLAT_OFF", Kind::LAMPOFF}, {"FLAT,LAMP_OFF", Kind::LAMPOFF},
-      {"MASTER_BIAS", Kind::MASTER_BIAS}, {"MASTER_DARK", Kind::MASTER_DARK}, {"ORDER_TAB", Kind::ORDER_TAB},
-      {"BP_MAP_RP", Kind::BPM}};
-  auto it = table.find(pre);
-  if (it == table.end()) return false;
-  kind = it->second;
-  return true;
-}
-
-bool is_flat(Kind k) { return k == Kind::FLAT || k == Kind::DFLAT || k == Kind::QFLAT; }
-
-const soxs_gen::ArmDef* find_arm(const std::string& inst, const std::string& arm, const std::string& file) {
-  for (int i = 0; i < soxs_gen::N_ARMS; ++i)
-    if (inst == soxs_gen::ARMS[i].instrument && arm == soxs_gen::ARMS[i].arm) return &soxs_gen::ARMS[i];
-  throw InputError(file + ": unsupported instrument/arm '" + inst + "'/'" + arm + "'");
-}
-
-const soxs_gen::DetKeys& det_keys(const soxs_gen::ArmDef& arm) {
-  for (int i = 0; i < soxs_gen::N_DET_KEYS; ++i)
-    if (std::string(arm.instrument) == soxs_gen::DET_KEYS[i].instrument) return soxs_gen::DET_KEYS[i];
-  throw std::logic_error(std::string("no detector keywords for ") + arm.instrument);
-}
-
-void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by) {
-  bx = by = 1;
-  if (arm.nir_like) return;
-  bx = static_cast<int>(get_num(f.hdr.get(), det_keys(arm).binx, 1));
-  by = static_cast<int>(get_num(f.hdr.get(), det_keys(arm).biny, 1));
-}
-
-// As soxs_mflat.keywords.gain_e_per_adu: CONAD (SOXS: max(CONAD, GAIN)), else the nominal gain.
-double gain_of(const In& f, const soxs_gen::ArmDef& arm) {
-  const cpl_propertylist* h = f.hdr.get();
-  const auto& k = det_keys(arm);
-  if (!has(h, k.conad)) return arm.gain;
-  double conad = get_num(h, k.conad, arm.gain);
-  return *k.gain ? std::max(conad, get_num(h, k.gain, 0.0)) : conad;
-}
-
-double ron_of(const In& f, const soxs_gen::ArmDef& arm) { return get_num(f.hdr.get(), det_keys(arm).ron, arm.ron); }
-
-void require(const Inputs& in, Kind k, const std::string& what) {
-  auto it = in.by.find(k);
-  if (it == in.by.end() || it->second.empty()) throw InputError("missing input: " + what);
-}
+double ron_of(const In& f, const soxs_gen::ArmDef& arm) { return detector_value(f, arm, "ron", arm.ron); }
 
 std::vector<float> prepared(const In& f, const Inputs& in) {
-  Image raw(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, 0));   // read once, no copy
-  check("cannot load image extension 0 of " + f.file);
+  Image raw(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, f.hdu));   // read once, no copy
+  check("cannot load image extension " + std::to_string(f.hdu) + " of " + f.file);
+  const float* px = cpl_image_get_data_float_const(raw.get());
+  const int64_t n = cpl_image_get_size_x(raw.get()) * cpl_image_get_size_y(raw.get());
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(px[i]);
+  if (bad) fail("non-finite", {{"file", f.file}, {"n", std::to_string(bad)}});
   const auto& a = *in.arm;
   const int64_t ny = (a.row1 - a.row0) / in.biny, nx = (a.col1 - a.col0) / in.binx;
   soxs::PrepareParams p{a.rot90, a.row0 / in.biny, a.row0 / in.biny + ny, a.col0 / in.binx, a.col0 / in.binx + nx,
@@ -76,7 +31,9 @@ std::vector<float> prepared(const In& f, const Inputs& in) {
     soxs::prepare_frame({cpl_image_get_data_float_const(raw.get()), cpl_image_get_size_y(raw.get()),
                          cpl_image_get_size_x(raw.get())}, p, out.data());
   } catch (const std::invalid_argument& e) {
-    throw InputError(f.file + ": " + e.what());
+    fail("shape", {{"file", f.file}, {"detail", std::string("image too small for the ") + a.instrument + " " + a.arm +
+                                                 " science region at binning " + std::to_string(in.binx) + "x" +
+                                                 std::to_string(in.biny) + " (" + e.what() + ")"}});
   }
   return out;
 }
@@ -98,8 +55,8 @@ std::string fmt0(double v, int decimals = 0) {
 
 // Scale of a dark / lamp-off frame to the flat's exposure time (1 when they agree to 5 ms).
 double exptime_ratio(const In& flat, const In& cal) {
-  double tf = get_num(flat.hdr.get(), "EXPTIME", 0), td = get_num(cal.hdr.get(), "EXPTIME", 0);
-  if (!(td > 0) || std::fabs(tf - td) <= 0.005) return 1.0;
+  double tf = number(flat, "EXPTIME", "EXPTIME", 0), td = number(cal, "EXPTIME", "EXPTIME", 0);
+  if (!(td > 0) || std::fabs(tf - td) <= soxs_gen::EXPTIME_TOL_S) return 1.0;
   cpl_msg_warning("soxs_mflat", "%s: EXPTIME %.3f s differs from %s (%.3f s); scaling it by %.4f",
                   cal.file.c_str(), td, flat.file.c_str(), tf, tf / td);
   return tf / td;
@@ -108,17 +65,20 @@ double exptime_ratio(const In& flat, const In& cal) {
 struct Product { std::vector<float> flux, err; std::vector<uint8_t> qual; };
 
 Product load_product(const In& f, int64_t ny, int64_t nx) {
-  FImage flux = load_float(f.file, 0);
+  const int fe = find_ext(f.file, "FLUX");
+  FImage flux = load_float(f.file, fe > 0 ? fe : f.hdu);
   if (flux.ny != ny || flux.nx != nx)
-    throw InputError(f.file + ": shape (" + std::to_string(flux.ny) + ", " + std::to_string(flux.nx) +
-                     ") differs from the prepared flats (" + std::to_string(ny) + ", " + std::to_string(nx) + ")");
+    fail("shape", {{"file", f.file}, {"detail", "shape (" + std::to_string(flux.ny) + ", " + std::to_string(flux.nx) +
+                                                 ") differs from the prepared flats (" + std::to_string(ny) + ", " +
+                                                 std::to_string(nx) + ")"}});
   Product p{flux.data, std::vector<float>(ny * nx, 0.0f), std::vector<uint8_t>(ny * nx, 0)};
   int e = find_ext(f.file, "ERRS"), q = find_ext(f.file, "QUAL");
   // every extension is read as ny x nx values: one of another shape is refused, not over-read
   auto same_shape = [&](const FImage& x, const char* ext) {
     if (x.ny != ny || x.nx != nx)
-      throw InputError("[shape] " + f.file + ": its " + ext + " extension has shape (" + std::to_string(x.ny) + ", " +
-                       std::to_string(x.nx) + "), expected (" + std::to_string(ny) + ", " + std::to_string(nx) + ")");
+      fail("shape", {{"file", f.file}, {"detail", std::string("its ") + ext + " extension has shape (" +
+                                                   std::to_string(x.ny) + ", " + std::to_string(x.nx) + "), expected (" +
+                                                   std::to_string(ny) + ", " + std::to_string(nx) + ")"}});
   };
   if (e > 0) {
     FImage ee = load_float(f.file, e);
@@ -135,62 +95,6 @@ Product load_product(const In& f, int64_t ny, int64_t nx) {
 
 }  // namespace
 
-Inputs classify(cpl_frameset* frames) {
-  Inputs in;
-  cpl_size n = cpl_frameset_get_size(frames);
-  if (n == 0) throw InputError("the SOF is empty");
-  for (cpl_size i = 0; i < n; ++i) {
-    cpl_frame* fr = cpl_frameset_get_position(frames, i);
-    std::string file = cpl_frame_get_filename(fr), tag = cpl_frame_get_tag(fr) ? cpl_frame_get_tag(fr) : "";
-    Kind k;
-    if (!classify_tag(tag, k))
-      throw InputError(file + ": unknown tag '" + tag + "' (expected LAMP,FLAT_<ARM>, FLAT,LAMP_NIR, LAMP,DFLAT_UVB, "
-                       "LAMP,QFLAT_UVB, ..._OFF_<ARM>, MASTER_BIAS_<ARM>, MASTER_DARK_<ARM>, ORDER_TAB_<ARM>, "
-                       "BP_MAP_RP_<ARM>)");
-    cpl_frame_set_group(fr, is_flat(k) || k == Kind::LAMPOFF ? CPL_FRAME_GROUP_RAW : CPL_FRAME_GROUP_CALIB);
-    Plist h = load_header(file);
-    double mjd = get_num(h.get(), "MJD-OBS", 0);
-    in.frames.push_back(In{fr, file, tag, k, std::move(h), mjd});
-  }
-  for (auto& f : in.frames) in.by[f.kind].push_back(&f);
-  std::vector<In*> flats;
-  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT})
-    for (In* f : in.by[k]) flats.push_back(f);
-  if (flats.empty()) throw InputError("no raw lamp flats in the SOF (tags LAMP,FLAT_<ARM>, FLAT,LAMP_NIR, LAMP,DFLAT_UVB, LAMP,QFLAT_UVB)");
-  const In& f0 = *flats[0];
-  in.arm = find_arm(get_str(f0.hdr.get(), "INSTRUME"), get_str(f0.hdr.get(), "ESO SEQ ARM"), f0.file);
-  binning(f0, *in.arm, in.binx, in.biny);
-  for (In* f : flats) {
-    if (get_str(f->hdr.get(), "ESO SEQ ARM") != in.arm->arm || get_str(f->hdr.get(), "INSTRUME") != in.arm->instrument)
-      throw InputError("input frames are a mix of arms/instruments: " + f->file + " is not " +
-                       in.arm->instrument + " " + in.arm->arm);
-    int bx, by;
-    binning(*f, *in.arm, bx, by);
-    if (bx != in.binx || by != in.biny) throw InputError("input frames are a mix of binnings: " + f->file);
-  }
-  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT}) {
-    std::set<long> t;
-    for (In* f : in.by[k]) t.insert(std::lround(100 * get_num(f->hdr.get(), "EXPTIME", -1)));
-    if (t.size() > 1) throw InputError("input flats of one lamp are a mix of exposure times");
-  }
-  const std::string arm = in.arm->arm;
-  if (arm == "UVB" && (in.by[Kind::DFLAT].empty() || in.by[Kind::QFLAT].empty()))
-    throw InputError("X-shooter UVB needs both D2 (LAMP,DFLAT_UVB) and QTH (LAMP,QFLAT_UVB) flats");
-  if (!in.arm->nir_like) require(in, Kind::MASTER_BIAS, "MASTER_BIAS_" + arm + " (UVB/VIS flats need a master bias)");
-  if (in.arm->nir_like && in.by[Kind::MASTER_DARK].empty() && in.by[Kind::LAMPOFF].empty())
-    throw InputError("missing input: NIR flats need a MASTER_DARK_" + arm + " or lamp-off frames (..._OFF_" + arm + ")");
-  require(in, Kind::ORDER_TAB, "ORDER_TAB_" + arm + " (order-centre table)");
-  for (Kind k : {Kind::FLAT, Kind::DFLAT, Kind::QFLAT}) {
-    if (in.by[k].empty()) continue;
-    std::string want = k == Kind::DFLAT ? "LAMP,DORDERDEF" : k == Kind::QFLAT ? "LAMP,QORDERDEF" : "";
-    In* pick = in.by[Kind::ORDER_TAB][0];
-    for (In* t : in.by[Kind::ORDER_TAB])
-      if (!want.empty() && get_str(t->hdr.get(), "OBJECT") == want) { pick = t; break; }
-    in.order_tab[k] = pick;
-  }
-  return in;
-}
-
 namespace {
 
 struct Calibs { Product bias, dark; bool have_dark = false; };
@@ -206,13 +110,14 @@ Calibs read_calibrations(Inputs& in, Lamp& L, int threads) {
   Calibs c;
   c.have_dark = !in.by[Kind::MASTER_DARK].empty();
   std::vector<std::function<void()>> reads;
-  if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, 0); });
+  if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, bpm_in->hdu); });
   if (bias_in) reads.push_back([&] { c.bias = load_product(*bias_in, L.ny, L.nx); });
   if (dark_in) reads.push_back([&] { c.dark = load_product(*dark_in, L.ny, L.nx); });
   for_each_frame(reads.size(), threads, [&](size_t k) { reads[k](); });
   L.mask.assign(npix, 0);
   if (bpm_in) {
-    if (bpm.ny != L.ny || bpm.nx != L.nx) throw InputError(bpm_in->file + ": bad-pixel map shape differs from the flats");
+    if (bpm.ny != L.ny || bpm.nx != L.nx)
+      fail("shape", {{"file", bpm_in->file}, {"detail", "bad-pixel map shape differs from the flats"}});
     for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
     L.bpm = bpm_in;
   }
@@ -245,17 +150,16 @@ void pick_darks(Inputs& in, const std::vector<In*>& flats, bool have_dark, Lamp&
 
 // The Python front end's saturation and empty-flat rules, on the same sample (core's sample_percentile).
 void check_saturation(const In& f, const std::vector<float>& img, const Lamp& L, double gain, double saturation) {
-  const double raw_max = soxs::sample_percentile({img.data(), L.ny, L.nx}, 3, 99.9) / gain;
-  if (raw_max >= saturation)
-    throw InputError(f.file + ": 0.1 % of the science pixels are at or above the saturation level (" +
-                     fmt0(raw_max) + " >= " + fmt0(saturation) + " ADU)");
+  const double raw_max =
+      soxs::sample_percentile({img.data(), L.ny, L.nx}, soxs_gen::SAMPLE_STRIDE, soxs_gen::SATURATION_PERCENTILE) / gain;
+  if (raw_max >= saturation) fail("saturated", {{"file", f.file}, {"level", fmt0(raw_max)}, {"limit", fmt0(saturation)}});
 }
 
 void check_not_empty(const In& f, const std::vector<float>& detrended, const Lamp& L) {
-  const double p99 = soxs::sample_percentile({detrended.data(), L.ny, L.nx}, 3, 99);
+  const double p99 =
+      soxs::sample_percentile({detrended.data(), L.ny, L.nx}, soxs_gen::SAMPLE_STRIDE, soxs_gen::EMPTY_PERCENTILE);
   if (p99 < soxs_gen::EMPTY_E)
-    throw InputError(f.file + ": no lamp light (99th percentile " + fmt0(p99, 1) + " e- after detrending, need >= " +
-                     fmt0(soxs_gen::EMPTY_E) + ")");
+    fail("empty-flat", {{"file", f.file}, {"p99", fmt0(p99, 1)}, {"limit", fmt0(soxs_gen::EMPTY_E)}});
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
-// Input frames of the soxs_mflat plugin: classification by SOF tag, checks, loading and detrending.
+// Input frames of the soxs_mflat plugin: classification by header and verification with the rules of
+// the input contract (soxs_mflat_verify.cpp, tables generated from data/contract/inputs.yaml), loading
+// and detrending (soxs_mflat_inputs.cpp).
 #pragma once
 #include <cpl.h>
 
@@ -15,14 +17,28 @@ struct InputError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-enum class Kind { FLAT, DFLAT, QFLAT, LAMPOFF, MASTER_BIAS, MASTER_DARK, ORDER_TAB, BPM };
+// An input breaks rule `rule` of the contract: what() is "[<rule>] <message>", code the CPL error code
+// the contract gives its outcome (esorex returns it as its exit status).
+struct RuleError : InputError {
+  std::string rule;
+  cpl_error_code code;
+  RuleError(const std::string& r, cpl_error_code c, const std::string& msg)
+      : InputError("[" + r + "] " + msg), rule(r), code(c) {}
+};
+using Fields = std::vector<std::pair<std::string, std::string>>;
+// Throw the RuleError of `rule` with its contract message filled from `fields` ({name} -> value).
+[[noreturn]] void fail(const std::string& rule, const Fields& fields);
+
+enum class Kind { FLAT, DFLAT, QFLAT, LAMPOFF, MASTER_BIAS, MASTER_DARK, ORDER_TAB, BPM, SPECTRAL_FORMAT_TAB, UNKNOWN };
 
 struct In {
   cpl_frame* frame;
   std::string file, tag;
   Kind kind;
-  Plist hdr;
+  Plist hdr;            // the frame's header (of HDU 1 in a tile-compressed file)
   double mjd;
+  int hdu = 0;          // the image HDU: 0, or 1 in a tile-compressed (fpack) file
+  std::string name;     // base name, for messages listing several files
 };
 
 struct Inputs {
@@ -48,7 +64,13 @@ struct CentreTable {
   Table coeffs, meta;
 };
 
-Inputs classify(cpl_frameset* frames);
+Inputs classify(cpl_frameset* frames);   // every rule of the contract, before any image is read
+// A header value converted with the contract's type and range ("bad-keyword" otherwise); dflt when absent
+// and not required. detector_value: the first present of an instrument's keys for `what` (binx, conad, ...).
+double number(const In& f, const std::string& key, const char* what, double dflt, bool required = false);
+double detector_value(const In& f, const soxs_gen::ArmDef& arm, const char* what, double dflt);
+void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by);
+double gain_of(const In& f, const soxs_gen::ArmDef& arm);
 Lamp detrend_lamp(Inputs& in, Kind lamp, int threads);   // threads <= 0: all cores
 CentreTable read_centre_table(const In& f);
 soxs::Geometry geometry(const Inputs& in, const CentreTable& ct);

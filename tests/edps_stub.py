@@ -1,15 +1,29 @@
 """STAND-IN for EDPS (not EDPS): a strict stub of the EDPS 1.7.x workflow builder API as documented
-in ../shared/docs/eso-interfaces.md §3.2. It only records what a workflow builds, so that tests can
-check facts that hold regardless of EDPS (recipe names, PRO CATGs, parameters, keywords). It rejects
-any name or method outside that documented surface. It cannot check EDPS's association behaviour."""
+in ../shared/docs/eso-interfaces.md §3.2, and of the two entry points public workflow tests use:
+``edps.generator.workflow_manager.WorkflowManager(None).create_workflow(module)`` (tasks with
+``name``, ``command``, ``main_input.name``, ``grouping_keywords``, ``min_group_size``) and
+``edps.generator.classif_rule.BaseClassificationRule.is_classified(header)`` (header: a mapping of
+EDPS keyword names to values). It only records what a workflow builds, so that tests can check facts
+that hold regardless of EDPS (recipe names, PRO CATGs, parameters, keywords). It rejects any name or
+method outside that documented surface. It cannot check EDPS's association behaviour."""
 from __future__ import annotations
 
+import sys
 import types
 
 RULES, SOURCES, TASKS = [], [], []
 
 
-class Rule:
+class BaseClassificationRule:
+    """edps.generator.classif_rule.BaseClassificationRule: is_classified(header)."""
+
+    def is_classified(self, header) -> bool:
+        if callable(self.match):
+            return bool(self.match(header))
+        return all(header.get(k) == v for k, v in self.match.items())
+
+
+class Rule(BaseClassificationRule):
     def __init__(self, name, match):
         if not isinstance(name, str) or not (isinstance(match, dict) or callable(match)):
             raise TypeError("classification_rule(name: str, dict | callable)")
@@ -99,6 +113,29 @@ def get_parameter(params, name):
     return params[name]
 
 
+class _BuiltTask:
+    """What the stub's create_workflow exposes of a task (the attributes public tests read)."""
+
+    def __init__(self, t: Task):
+        self.name, self.command = t.name, t.recipe
+        self.main_input = types.SimpleNamespace(name=t.main_input.names[0])
+        self.grouping_keywords = list(t.main_input.grouping)
+        self.min_group_size = t.main_input.min_group
+
+
+class WorkflowManager:
+    """edps.generator.workflow_manager.WorkflowManager(config).create_workflow(module): the module's tasks."""
+
+    def __init__(self, config=None):
+        self.config = config
+
+    def create_workflow(self, module):
+        tasks = [v for v in vars(module).values() if isinstance(v, Task)]
+        if not tasks:
+            raise ValueError(f"no tasks in workflow module {module.__name__}")
+        return types.SimpleNamespace(tasks=[_BuiltTask(t) for t in tasks])
+
+
 def module() -> types.ModuleType:
     """A fresh `edps` module object exposing exactly the stubbed names."""
     RULES.clear(), SOURCES.clear(), TASKS.clear()
@@ -116,4 +153,18 @@ def module() -> types.ModuleType:
     def __getattr__(name):
         raise AttributeError(f"edps stub: '{name}' is not part of the documented EDPS builder API")
     m.__getattr__ = __getattr__
+    return m
+
+
+def install(monkeypatch) -> types.ModuleType:
+    """Put the stub in sys.modules as edps, edps.generator.workflow_manager and .classif_rule."""
+    m = module()
+    gen = types.ModuleType("edps.generator", "STAND-IN (tests/edps_stub.py)")
+    wm = types.ModuleType("edps.generator.workflow_manager", "STAND-IN (tests/edps_stub.py)")
+    cr = types.ModuleType("edps.generator.classif_rule", "STAND-IN (tests/edps_stub.py)")
+    wm.WorkflowManager, cr.BaseClassificationRule = WorkflowManager, BaseClassificationRule
+    m.generator, gen.workflow_manager, gen.classif_rule = gen, wm, cr
+    for name, mod in (("edps", m), ("edps.generator", gen), ("edps.generator.workflow_manager", wm),
+                      ("edps.generator.classif_rule", cr)):
+        monkeypatch.setitem(sys.modules, name, mod)
     return m

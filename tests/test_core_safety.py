@@ -244,3 +244,42 @@ def test_yaml_true_is_not_a_number():
     from soxs_mflat.errors import InputError
     with pytest.raises(InputError, match="gaussian_blur_sigma .* must be float, got True"):
         settings.cast("gaussian_blur_sigma", True, "s.yaml")
+
+
+def _table_variant(src: Path, dst: Path, kind: str) -> None:
+    import numpy as np
+    from astropy.io import fits
+    with fits.open(src) as hl:
+        if kind == "cent_05":
+            hl[1].data["cent_05"] = 1000.0
+        elif kind == "cent_35":
+            hl[1].data["cent_35"] = 1e300
+        else:   # 400 orders in the meta table
+            meta = hl[2].data
+            rows = np.resize(meta, 400)
+            rows["order"] = np.arange(1, 401)
+            hl[2] = fits.BinTableHDU(rows, header=hl[2].header)
+        hl.writeto(dst)
+
+
+@pytest.mark.parametrize("kind,words", [("cent_05", "edge"), ("cent_35", "not finite"), ("400_orders", "400 orders")])
+def test_extreme_order_table_is_a_clean_error_in_both_front_ends(vis_set, tmp_path, kind, words):
+    """Segfaults (cent_05 = 1000, cent_35 = 1e300) and a hang (400 orders) of both front ends in issue 14."""
+    sof = Path(vis_set["sof"])
+    lines = sof.read_text().splitlines()
+    table = next(line.split()[0] for line in lines if "ORDER_TAB" in line)
+    bad = tmp_path / "order_tab_bad.fits"
+    _table_variant(Path(table), bad, kind)
+    bad_sof = tmp_path / "bad.sof"
+    bad_sof.write_text("\n".join(f"{bad} {line.split()[1]}" if "ORDER_TAB" in line else line for line in lines) + "\n")
+    if kind == "cent_35" or not HAVE_ESOREX:   # the CLI's core calls are those of the forked cases above
+        cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(bad_sof), "-o", str(tmp_path / "py")],
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode in (2, 3) and words in cli.stderr and "Traceback" not in cli.stderr, cli.stderr[-2000:]
+    if HAVE_ESOREX:
+        out = tmp_path / "es"
+        out.mkdir()
+        es = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={out}", f"--log-dir={out}",
+                             "soxs_mflat", str(bad_sof)], capture_output=True, text=True, cwd=out, timeout=120)
+        text = " ".join((es.stdout + es.stderr).split())
+        assert es.returncode > 0 and words in text and not list(out.glob("*.fits")), text[-2000:]

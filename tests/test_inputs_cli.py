@@ -1,6 +1,5 @@
-"""The input contract through the Python CLI: every bad input of tests/input_cases.py gives exit 2,
-"[<rule>]" and the file's name, writes nothing and raises nothing; the dialects and forms of good
-input that the field produces (soxspipe-organised tags, esorex's three-column SOF, relative paths,
+"""The input contract through the Python CLI (the bad inputs of tests/input_cases.py run through
+both front ends in tests/test_inputs_esorex.py): the dialects and forms of good input that the field produces (soxspipe-organised tags, esorex's three-column SOF, relative paths,
 CDELT-only binning, one FITS file in place of a SOF) are accepted."""
 from __future__ import annotations
 
@@ -19,19 +18,19 @@ from soxs_mflat.rules import VerificationError
 from soxs_mflat.simulate.run import simulate_set
 
 
-@pytest.fixture(scope="module")
-def vis(tmp_path_factory):
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vset"), nflats=2, seed=5)
+@pytest.fixture
+def vis(inputs_vis):
+    return inputs_vis
 
 
-@pytest.fixture(scope="module")
-def nir(tmp_path_factory):
-    return simulate_set("xshooter", "nir", tmp_path_factory.mktemp("nset"), nflats=2, seed=6)
+@pytest.fixture
+def nir(inputs_nir):
+    return inputs_nir
 
 
-@pytest.fixture(scope="module")
-def uvb(tmp_path_factory):
-    return simulate_set("xshooter", "uvb", tmp_path_factory.mktemp("uset"), nflats=1, binning="2x2", seed=7)
+@pytest.fixture
+def uvb(inputs_uvb):
+    return inputs_uvb
 
 
 def cli_refuses(sof: Path, out: Path, rule: str, name: str, capsys):
@@ -42,38 +41,6 @@ def cli_refuses(sof: Path, out: Path, rule: str, name: str, capsys):
     assert "Traceback" not in err
     assert not out.exists()
     return err
-
-
-def _cases(request, tmp_path_factory, which):
-    w = request.getfixturevalue(which)
-    folder = tmp_path_factory.mktemp(f"bad_{which}")
-    return {c[0]: c for c in getattr(ic, f"{which}_cases")(w, folder)}, folder
-
-
-@pytest.fixture(scope="module")
-def vis_bad(request, tmp_path_factory):
-    return _cases(request, tmp_path_factory, "vis")
-
-
-VIS_IDS = ["mixed-arms", "mixed-instruments", "mixed-binning", "mixed-readout", "mixed-gain", "mixed-ron", "mixed-slit",
-           "mixed-exptime"] + [f"bad-keyword-{k}-{v}" for k, v in ic.BAD_VALUES] + [
-    "missing-exptime", "missing-bias", "missing-order-table", "no-flats", "tag-mismatch", "dflat-tag", "flat-type",
-    "unknown-frame", "missing-file", "truncated", "garbage", "duplicate-path", "duplicate-bytes", "saturated",
-    "empty-flat", "shape-crop", "shape-extra-columns", "shape-3d", "shape-bias"]
-
-
-@pytest.mark.parametrize("case", VIS_IDS)
-def test_cli_refuses_bad_vis_input(vis_bad, case, tmp_path, capsys):
-    cases, folder = vis_bad
-    _, rows, rule, name = cases[case]
-    cli_refuses(ic.write_sof(tmp_path, rows), tmp_path / "out", rule, name, capsys)
-
-
-def test_cli_refuses_bad_nir_and_uvb_input(request, tmp_path_factory, tmp_path, capsys):
-    for which in ("nir", "uvb"):
-        cases, _ = _cases(request, tmp_path_factory, which)
-        for cid, rows, rule, name in cases.values():
-            cli_refuses(ic.write_sof(tmp_path, rows, f"{cid}.sof"), tmp_path / "out", rule, name, capsys)
 
 
 def test_too_many_frames_is_found_before_any_file_is_read(tmp_path, capsys):

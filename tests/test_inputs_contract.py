@@ -19,3 +19,27 @@ def test_production_code_never_imports_the_simulator():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "instruments" in mods and "recipe" in mods and "cli" in mods
+
+
+def test_edps_classification_agrees_with_the_front_ends(monkeypatch):
+    """Every raw EDPS rule, read as a header, is classified by the Python front end into a kind whose
+    canonical SOF tag is the rule's name; the lamp-off rules give LAMPOFF, and every arm is covered."""
+    import importlib
+    import edps_stub
+    from astropy.io import fits
+    from soxs_mflat.frames import Frame, classify, expected_tag
+    monkeypatch.setitem(sys.modules, "edps", edps_stub.module())
+    monkeypatch.syspath_prepend(str(PKG.parent.parent / "workflows"))
+    for name in [n for n in sys.modules if n == "soxs" or n.startswith("soxs.")]:
+        monkeypatch.delitem(sys.modules, name)
+    cls = importlib.import_module("soxs.soxs_classification")
+    dicb = {"instrume": "INSTRUME", "dpr.catg": "HIERARCH ESO DPR CATG", "dpr.type": "HIERARCH ESO DPR TYPE",
+            "dpr.tech": "HIERARCH ESO DPR TECH", "seq.arm": "HIERARCH ESO SEQ ARM"}
+    arms = set()
+    for rule in cls.raw_flats + cls.lamp_off:
+        h = fits.Header({dicb[k]: v for k, v in rule.match.items()})
+        f = Frame(Path("x.fits"), h, classify(h))
+        assert (f.kind == "LAMPOFF") == (rule in cls.lamp_off)
+        assert expected_tag(f) == rule.name
+        arms.add((h["INSTRUME"], h["HIERARCH ESO SEQ ARM"]))
+    assert arms == {("SOXS", "VIS"), ("SOXS", "NIR"), ("XSHOOTER", "UVB"), ("XSHOOTER", "VIS"), ("XSHOOTER", "NIR")}

@@ -11,7 +11,7 @@ from soxs_mflat import __version__
 from soxs_mflat.simulate.run import simulate_set
 from test_esorex import esorex, needs_esorex
 
-BAD_FIT = ["--order-deg=0", "--disp-axis-deg=1"]   # a straight, order-independent edge model: X RES SD >> 0.37
+BAD_FIT = ["--order-deg=1", "--disp-axis-deg=1"]   # straight edges, linear in the order (0 is refused): X RES SD 17 >> 0.37
 
 
 @needs_esorex
@@ -26,7 +26,7 @@ def test_plugin_logs_qc_table_and_warns_like_the_cli(tmp_path):
         assert re.search(rf"\[ INFO  \] soxs_mflat:\s+{name}\s+\S+", log), name   # one table row per QC
     warned = re.findall(r"\[WARNING\] soxs_mflat: QC (.+?) = \S+ is outside its acceptable range", log)
     cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(w["sof"]), "-o", str(tmp_path / "py"),
-                          "-q", "--strict-qc", "--param", "order_deg=0", "--param", "disp_axis_deg=1"],
+                          "-q", "--strict-qc", "--param", "order_deg=1", "--param", "disp_axis_deg=1"],
                          capture_output=True, text=True)
     assert cli.returncode == 4
     failed = re.findall(r"QC (.+?) = \S+ is outside", cli.stderr)

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--stress", default="", help="stress conditions, e.g. scatter=0.02,level=0.08,tilt=0.04,"
                    "cosmics=2000,stale=1 (see docs/simulator.md)")
+    from .cli_archive import add_archive_commands
+    add_archive_commands(sub)
     return p
 
 
@@ -255,7 +257,7 @@ COMMANDS = {"simulate": _simulate, "run": _run, "params": _params, "fix-datamd5"
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = COMMANDS.get(args.command)
+    command = COMMANDS.get(args.command) or getattr(args, "archive_command", None)
     if command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

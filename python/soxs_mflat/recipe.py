@@ -50,8 +50,9 @@ def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
 
 def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".",
               settings_file: str | Path | None = None, params: Mapping[str, Any] | Iterable[str] | None = None,
-              overwrite: bool = False, progress: Progress | None = None) -> RecipeResult:
-    """Run the recipe. Verification errors raise before anything is written."""
+              overwrite: bool = False, progress: Progress | None = None, plots: bool = True) -> RecipeResult:
+    """Run the recipe. Verification errors raise before anything is written. ``plots=False``: no QC
+    PDFs (batch runs of many sets; the FITS products and qc.json are unchanged)."""
     t0 = time.perf_counter()
     _preload_plots()
     say = progress or (lambda msg: None)
@@ -63,7 +64,7 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
-    paths = planned_paths(s, p, outdir)
+    paths = without_plots(planned_paths(s, p, outdir), plots)
     ny, nx = frame_shape(next(iter(s.flats.values()))[0])
     with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx)) as st:
         per_lamp: dict[str, list[QCRow]] = {}
@@ -141,6 +142,10 @@ def run_description(s: InputSet, products: Mapping[str, Path]) -> dict[str, Any]
             "products": {label: Path(path).name for label, path in products.items()}}
 
 
+def without_plots(paths: dict[str, Path], plots: bool) -> dict[str, Path]:
+    return paths if plots else {k: v for k, v in paths.items() if v.suffix != ".pdf"}
+
+
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     ct = read_centre_table(s.order_tabs[lamp])   # a bad table is refused before the frames are detrended
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
@@ -167,10 +172,11 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                         qc: list[QCRow], paths: dict[str, Path], st: Staging, tag: str,
                         cals_extra=()) -> dict[str, Path]:
     """One lamp's (or the final) products, written into the staging directory; returns label -> final path."""
-    title = f"{s.arm.instrument} {s.arm.arm} {tag.strip() or lamp}"
-    plots = {f"ORDER LOC RES{tag}": ("order_loc_pdf", (res["stacked"], res["edges"], layout, title))}
+    info = plot_info(s, lamp, p, flats, qc, tag)
+    plots = {f"ORDER LOC RES{tag}": ("order_loc_pdf", (res["stacked"], res["edges"], layout, info))}
     if res["background"] is not None:
-        plots[f"BKGROUND{tag}"] = ("background_pdf", (res["stacked"], res["background"], layout, title))
+        plots[f"BKGROUND{tag}"] = ("background_pdf", (res["stacked"], res["background"], res["edges"], layout, info))
+    plots = {label: job for label, job in plots.items() if label in paths}   # none with --plots none
     workers = start_plots([(n, a, st.path(paths[label])) for label, (n, a) in plots.items()], st)   # in parallel
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
@@ -186,6 +192,25 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                 raise ProcessingError(f"{paths[label]}: cannot write the product ({exc})") from None
     finish_plots(workers)
     return {label: paths[label] for label in (*hdus, *plots)}
+
+
+LAMP_NAMES = {" DLAMP": "D2 lamp (DLAMP)", " QLAMP": "QTH lamp (QLAMP)"}
+
+
+def plot_info(s: InputSet, lamp: str, p: dict, flats: list, qc: list[QCRow], tag: str):
+    """The header block of the QC PDFs."""
+    from .plots import PlotInfo
+    from .qc import night_of
+    if tag:
+        name = LAMP_NAMES.get(tag, tag.strip())
+    elif s.arm.arm == "UVB":
+        cross = next((r.value for r in qc if r.name == "CROSSOVER ORDER"), "?")
+        name = f"D2 + QTH stitched (D2 from order {cross})"
+    else:
+        name = "lamp flats"
+    raws = [f for f in flats if f.kind in ("FLAT", "DFLAT", "QFLAT")] or list(flats)
+    date = min(raws, key=lambda f: f.get("MJD-OBS", 0.0)).get("DATE-OBS") if raws else None
+    return PlotInfo(s.arm.instrument, s.arm.arm, name, date, night_of(date), len(raws), list(qc), dict(p))
 
 
 def pro(label: str, arm: str) -> tuple[str, str, str]:

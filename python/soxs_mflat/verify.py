@@ -62,9 +62,7 @@ def _detector(f: Frame, arm: Arm, what: str):
 
 
 def _slit(f: Frame, arm: Arm):
-    key = ("ESO INS VISE NAME" if arm.arm == "VIS" else "ESO INS NISE NAME") \
-        if arm.instrument == "SOXS" else f"ESO INS OPTI{ {'UVB': 3, 'VIS': 4, 'NIR': 5}[arm.arm] } NAME"
-    return text(f.header, key)
+    return text(f.header, section("inputs")["arms"][arm.instrument][arm.arm]["slit_key"])
 
 
 def _arm_of(first: Frame) -> Arm:

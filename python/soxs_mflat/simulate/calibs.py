@@ -57,7 +57,7 @@ def order_centre_table(path: Path, arm: Arm, geo: Geometry, rng, mjd: float, lam
     amax = [float(poly_eval(c, o, np.array([geo.b_min[k], geo.b_max[k]])).max()) for k, o in enumerate(arm.orders)]
     meta = Table({"order": list(arm.orders), f"{axis_b}min": geo.b_min, f"{axis_b}max": geo.b_max,
                   f"{axis_a}min": amin, f"{axis_a}max": amax})
-    h = product_header(arm, 1, 1, mjd, "ORDER_TAB", "ECHELLE,SLIT")
+    h = product_header(arm, geo.binx, geo.biny, mjd, "ORDER_TAB", "ECHELLE,SLIT")   # the binning of the frames it came from
     if lamp:
         h["OBJECT"] = f"LAMP,{'D' if lamp == 'D2' else 'Q'}ORDERDEF"
     fits.HDUList([fits.PrimaryHDU(header=h), fits.table_to_hdu(coeffs), fits.table_to_hdu(meta)]).writeto(

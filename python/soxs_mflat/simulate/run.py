@@ -74,9 +74,10 @@ def _write_raw(path: Path, data: np.ndarray, header: fits.Header, arm: Arm) -> N
 
 
 def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 5, binning: str = "1x1",
-                 seed: int = 0, stress: Stress | str | None = None, **stress_kw) -> dict:
+                 seed: int = 0, stress: Stress | str | None = None, mjd0: float | None = None, **stress_kw) -> dict:
     """Simulate one master-flat input set; returns a dict of written paths and the SOF path.
-    ``stress``: a :class:`Stress`, its ``key=value,...`` text, or its fields as keywords."""
+    ``stress``: a :class:`Stress`, its ``key=value,...`` text, or its fields as keywords.
+    ``mjd0``: MJD-OBS of the first flat (default: 2025-10-12T11:14:44 plus ``seed`` ms)."""
     arm = get_arm(instrument, arm_name)
     stress = stress if isinstance(stress, Stress) else Stress.parse(stress)
     if stress_kw:
@@ -94,7 +95,8 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
     hot_e = np.where(defects & 4, 3000.0 * arm.exptime / 10, 0).astype(np.float32)
     bias_adu = (BIAS_ADU + 2.0 * np.linspace(-1, 1, sci_shape[1])[None, :]).astype(np.float32)
     pedestal = (150.0 + 50.0 * np.linspace(0, 1, sci_shape[0])[:, None]).astype(np.float32) if arm.nir_like else 0
-    mjd0 = Time("2025-10-12T11:14:44").mjd + seed * 1e-3
+    if mjd0 is None:
+        mjd0 = Time("2025-10-12T11:14:44").mjd + seed * 1e-3
     written = {"raw": [], "off": [], "stress": stress, "tilts": {}}
     level_f, tilt_f = stress.frame_factors(nflats)
     colour = tilt_pattern(sci_shape, arm.a_is_x).astype(np.float32) if stress.tilt else None

@@ -1,0 +1,243 @@
+"""Batch reduction on Dask: every complete set of an archive tree (or every SOF given) is one task
+on persistent workers (a LocalCluster by default, or a running scheduler), products under
+``OUT/reduced/<night>/soxs-mflat/<set>/`` (organise.yaml ``product_dir``), resumable, one failing
+set never stopping the others, and a QC summary of every set at the end (summary.py)."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .contract import section
+from .errors import InputError
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED = 0, 2, 3
+
+
+@dataclass
+class Job:
+    """One set to reduce (or the reason it is not reduced)."""
+    name: str
+    night: str
+    instrument: str
+    arm: str
+    setup: str
+    sof: Path | None
+    outdir: Path
+    missing: list[str] = field(default_factory=list)
+    status: str = "pending"          # done, skipped (products verified), incomplete, failed
+    reason: str = ""
+    products: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_mib: float | None = None   # of the worker process, when the set ran
+
+
+def _product_dir(out: Path, night: str, name: str) -> Path:
+    return out / section("organise")["product_dir"].format(night=night, sof_name=name)
+
+
+def jobs_from_tree(root: Path, out: Path) -> list[Job]:
+    """Organise ``root``; the SOF of each complete set goes to OUT/sof/ (kept: what was run)."""
+    from .organise import organise
+    o = organise(root, out / "sof")
+    return [Job(s.name, s.night, s.instrument, s.arm, s.setup, s.sof, _product_dir(out, s.night, s.name),
+                list(s.missing), "pending" if s.complete else "incomplete",
+                "" if s.complete else "missing " + ", ".join(s.missing)) for s in o.sets]
+
+
+def jobs_from_sofs(sofs: list[Path], out: Path) -> list[Job]:
+    """One job per SOF, named by the SOF (soxspipe's layout); night and setup from its first flat."""
+    from .frames import load_frames
+    from .organise import FlatSet, group_key
+    jobs = []
+    for sof in sofs:
+        flats = [f for f in load_frames(sof) if f.is_raw_flat]
+        if not flats:
+            raise ValueError(f"{sof}: no raw lamp flats")
+        s = FlatSet(dict(group_key(min(flats, key=lambda f: f.mjd))), flats)
+        s.key.setdefault("exptime", None)
+        jobs.append(Job(sof.stem, s.night, s.instrument, s.arm, s.setup, sof, _product_dir(out, s.night, sof.stem)))
+    return jobs
+
+
+def products_verify(outdir: Path) -> bool:
+    """A finished set: its qc.json names its products, and every FITS product is there with a
+    DATAMD5 equal to its data units (a half-written or altered set is reduced again)."""
+    import json
+    from .products import file_datamd5
+    from astropy.io import fits
+    try:
+        record = json.loads((outdir / "qc.json").read_text())
+        for name in record["products"].values():
+            path = outdir / name
+            if not path.is_file():
+                return False
+            if path.suffix == ".fits" and fits.getval(path, "DATAMD5") != file_datamd5(path):
+                return False
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) -> dict:
+    """The Dask task: one set, into a fresh folder renamed into place when complete (a set's
+    products appear all at once). Never raises: a failure is returned with its reason."""
+    import logging
+    import resource
+    from .errors import InputError, ProcessingError
+    from .recipe import run_mflat
+    logging.getLogger("soxs_mflat").setLevel(logging.ERROR)
+    final = Path(outdir)
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        res = run_mflat(sof, tmp, settings_file, None, False, None, plots)
+    except (InputError, ProcessingError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"status": "failed", "reason": str(exc), "seconds": time.perf_counter() - t0}
+    except Exception as exc:   # noqa: BLE001 - one broken set must not stop the batch; say what happened
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return {"status": "done", "reason": "", "seconds": time.perf_counter() - t0,
+            "products": {k: p.name for k, p in res.products.items()},
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def make_client(workers: int | None, scheduler: str | None):
+    """A Dask client and what to close after: on the scheduler at ``scheduler`` (a cluster run by
+    someone else: only the client is closed), else on a LocalCluster of ``workers`` single-threaded
+    worker processes (the recipe's core and writers use their own threads)."""
+    from dask.distributed import Client, LocalCluster
+    if scheduler:
+        client = Client(scheduler)
+        return client, _Closer(client)
+    cluster = LocalCluster(n_workers=max(1, workers or 1), threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=40)
+    return Client(cluster), cluster
+
+
+class _Closer:
+    """Closes only the client of a cluster this process did not start."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def close(self) -> None:
+        pass
+
+
+def _warm(client) -> None:
+    """Import the recipe once per worker (not once per set)."""
+    def load():
+        import soxs_mflat.plots  # noqa: F401
+        import soxs_mflat.recipe  # noqa: F401
+        return os.getpid()
+    client.run(load)
+
+
+def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, overwrite: bool,
+             progress: bool = True) -> list[Job]:
+    """Submit every pending job; skip those whose products exist and verify (unless overwrite)."""
+    from dask.distributed import as_completed
+    todo = []
+    for j in jobs:
+        if j.status != "pending":
+            continue
+        if not overwrite and products_verify(j.outdir):
+            j.status, j.reason = "skipped", "products exist and verify (use --overwrite to redo)"
+            continue
+        j.outdir.parent.mkdir(parents=True, exist_ok=True)
+        todo.append(j)
+    if not todo:
+        return jobs
+    _warm(client)
+    futures = {client.submit(reduce_set, str(j.sof), str(j.outdir), settings_file, plots, key=f"mflat-{j.name}",
+                             pure=False): j for j in todo}
+    t0, n = time.perf_counter(), 0
+    for fut in as_completed(futures):
+        j = futures[fut]
+        try:
+            r = fut.result()
+        except Exception as exc:   # noqa: BLE001 - a worker died: that set failed, the others go on
+            r = {"status": "failed", "reason": f"worker lost: {type(exc).__name__}: {exc}", "seconds": 0.0}
+        j.status, j.reason, j.seconds = r["status"], r["reason"], r["seconds"]
+        j.products, j.peak_rss_mib = r.get("products", {}), r.get("peak_rss_mib")
+        n += 1
+        if progress:
+            _bar(n, len(todo), time.perf_counter() - t0, j)
+    return jobs
+
+
+def _bar(n: int, total: int, elapsed: float, j: Job) -> None:
+    width = 30
+    fill = int(width * n / total)
+    sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {n}/{total} sets, {elapsed:6.1f} s  "
+                     f"{j.status:6s} {j.name[:60]}\n" if not sys.stderr.isatty() else
+                     f"\r\033[K[{'#' * fill}{'.' * (width - fill)}] {n}/{total} sets, {elapsed:6.1f} s")
+    if sys.stderr.isatty() and n == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def exit_code(jobs: list[Job]) -> int:
+    """0 when every complete set succeeded (reduced now or before); otherwise EXIT_FAILED."""
+    return EXIT_OK if all(j.status in ("done", "skipped", "incomplete") for j in jobs) else EXIT_FAILED
+
+
+def report(jobs: list[Job]) -> str:
+    lines = []
+    for j in jobs:
+        lines.append(f"{j.status:10s} {j.name}" + (f"  ({j.reason})" if j.reason else ""))
+    counts = {s: sum(j.status == s for j in jobs) for s in ("done", "skipped", "failed", "incomplete")}
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def plan(inputs: list[Path], out: Path) -> list[Job]:
+    """The jobs of a directory tree (organised) or of SOF files."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        return jobs_from_tree(Path(inputs[0]), out)
+    return jobs_from_sofs([Path(p) for p in inputs], out)
+
+
+def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, scheduler: str | None = None,
+          settings_file: str | None = None, plots: bool = True, overwrite: bool = False,
+          progress: bool = True) -> tuple[list[Job], list[Path]]:
+    """Plan, reduce on Dask (``client``, else one made from ``workers`` / ``scheduler`` and closed
+    afterwards) and write the QC summary. Returns the jobs and the summary files."""
+    from .summary import write_summary
+    out = Path(out)
+    jobs = plan(inputs, out)
+    own = None
+    try:
+        if client is None and any(j.status == "pending" for j in jobs):
+            client, own = make_client(workers, scheduler)
+        run_jobs(jobs, client, settings_file, plots, overwrite, progress)
+    finally:
+        if own is not None:
+            client.close()
+            own.close()
+    return jobs, write_summary(jobs, out)
+
+
+def run_batch(args) -> int:
+    """soxs-mflat batch: exit 0 when every complete set succeeded, 3 otherwise, 2 on bad input."""
+    try:
+        jobs, paths = batch(args.inputs, Path(args.out), None, args.workers, args.scheduler, args.settings,
+                            args.plots == "pdf", args.overwrite, not args.quiet)
+    except (ValueError, OSError) as exc:
+        print(f"soxs-mflat batch: input error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except InputError as exc:
+        print(f"soxs-mflat batch: input error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(report(jobs))
+    print("summary: " + ", ".join(str(p) for p in paths))
+    return exit_code(jobs)

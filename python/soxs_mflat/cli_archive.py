@@ -1,0 +1,78 @@
+"""The archive subcommands of ``soxs-mflat``: simulate-archive, organise, batch."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+EXIT_BAD_INPUT = 2
+EXIT_PROCESSING = 3
+
+
+def add_archive_commands(sub) -> None:
+    a = sub.add_parser("simulate-archive", help="write a simulated raw archive (several nights, arms and setups; "
+                       "ESO archive file names; distractors; one incomplete set) and its truth")
+    a.add_argument("--out", required=True, help="output folder: OUT/archive (the tree) and OUT/truth")
+    a.add_argument("--nights", type=int, required=True)
+    a.add_argument("--instruments", nargs="+", choices=["soxs", "xshooter"], default=["soxs", "xshooter"])
+    a.add_argument("--setups", nargs="+", metavar="INST/ARM/BIN",
+                   help="setups observed each night, e.g. soxs/vis/2x2 (soxs/vis/2x2@0: on the first night only; "
+                   "default: three per instrument)")
+    a.add_argument("--nflats", type=int, default=3)
+    a.add_argument("--compress", nargs="*", default=["", "gz"], metavar="{gz,fz}",
+                   help="compression cycled over the sets ('' = none; default: none, gz)")
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(archive_command=_simulate_archive)
+    o = sub.add_parser("organise", help="find the master-flat sets of a directory tree and their calibrations")
+    o.add_argument("dir", help="directory tree of raw frames and calibrations")
+    o.add_argument("--json", action="store_true", help="print the sets as a JSON list")
+    o.add_argument("--sof-dir", help="write one SOF per complete set into this folder")
+    o.set_defaults(archive_command=_organise)
+    b = sub.add_parser("batch", help="organise a directory (or take SOFs) and reduce every complete set on Dask")
+    b.add_argument("inputs", nargs="+", help="a directory tree, or SOF files")
+    b.add_argument("-o", "--out", required=True, help="output root: OUT/reduced/<night>/soxs-mflat/<set>/")
+    w = b.add_mutually_exclusive_group()
+    w.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    w.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
+    b.add_argument("--plots", choices=["pdf", "none"], default="pdf", help="QC PDFs (default pdf)")
+    b.add_argument("--overwrite", action="store_true", help="reduce sets whose products exist and verify")
+    b.add_argument("-s", "--settings", help="YAML settings file for every set")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(archive_command=_batch)
+
+
+def _simulate_archive(args: argparse.Namespace) -> int:
+    from .simulate.archive import simulate_archive
+    t0 = time.perf_counter()
+    try:
+        truth = simulate_archive(args.out, args.nights, args.instruments, args.setups, args.nflats,
+                                 [c for c in args.compress], args.seed)
+    except ValueError as exc:
+        print(f"soxs-mflat simulate-archive: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    n_ok = sum(s["complete"] for s in truth["sets"])
+    print(f"wrote {len(truth['sets'])} sets ({n_ok} complete) and {truth['n_ignored']} distractor files to "
+          f"{truth['archive']} in {time.perf_counter() - t0:.1f} s; truth in {args.out}/truth/sets.json")
+    return 0
+
+
+def _organise(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from .organise import format_table, organise, to_json
+    if not Path(args.dir).is_dir():
+        print(f"soxs-mflat organise: {args.dir}: not a directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    o = organise(args.dir, args.sof_dir)
+    if args.json:
+        print(to_json(o))
+        print(f"{len(o.sets)} sets, {o.n_ignored} files ignored", file=sys.stderr)
+    else:
+        print(format_table(o))
+        if args.sof_dir:
+            print(f"{sum(s.complete for s in o.sets)} SOFs written to {args.sof_dir}")
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    return run_batch(args)

@@ -1,0 +1,281 @@
+"""The data organiser: a directory tree of raw frames and calibrations in, master-flat sets out.
+
+Every FITS file is classified by the input contract; raw flats are grouped into sets and each set
+gets its calibrations by the rules of ``data/contract/organise.yaml`` (the EDPS workflow reads the
+same file). A set without a required calibration is reported with what is missing, never given
+one of another setup.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .contract import section
+from .frames import Frame, accepted_tags, classify, read_header
+from .keywords import detector_value, text
+from .qc import night_of
+from .rules import VerificationError
+
+RAW_KINDS = ("FLAT", "DFLAT", "QFLAT")
+
+
+def _rules() -> dict:
+    return section("organise")
+
+
+def frame_of(path: Path) -> Frame:
+    """Header and kind of one file, by the input contract (raises VerificationError if unreadable)."""
+    header, hdu = read_header(path)
+    return Frame(path, header, classify(header), None, hdu)
+
+
+def value(f: Frame, name: str):
+    """The value of logical key ``name`` (organise.yaml ``keys``) for frame ``f``; None if absent."""
+    if name == "night":
+        return night_of(f.get("DATE-OBS"))
+    if name == "lamp":
+        return f.kind
+    spec = _rules()["keys"][name]
+    inst, arm = f.instrument or "", f.arm or ""
+    if "detector" in spec:
+        if inst not in section("inputs")["detector_keys"]:
+            return None
+        if spec["detector"] == "readout":   # a text value, as verify compares it
+            return text(f.header, (section("inputs")["detector_keys"][inst]["readout"] or [""])[0])
+        if arm == "NIR":                      # NIR detectors are never binned
+            return 1
+        v = detector_value(f.header, inst, spec["detector"], str(f.path))
+        return 1 if v is None else v
+    key = spec["fits"].get("*") or spec["fits"].get(f"{inst} {arm}")
+    if key is None:
+        return None
+    if name == "exptime":
+        v = f.get("EXPTIME")
+        return None if v is None else round(float(v), _rules()["exptime_decimals"])
+    return text(f.header, key)
+
+
+@dataclass
+class FlatSet:
+    """One master-flat set: its flats, the calibrations chosen and what is missing."""
+    key: dict
+    flats: list[Frame]
+    calibs: dict[str, list[Frame]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    sof: Path | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def first(self) -> Frame:
+        return min(self.flats, key=lambda f: f.mjd)
+
+    @property
+    def instrument(self) -> str:
+        return self.key["instrument"]
+
+    @property
+    def arm(self) -> str:
+        return self.key["arm"]
+
+    @property
+    def night(self) -> str:
+        return self.key["night"]
+
+    @property
+    def setup(self) -> str:
+        k = self.key
+        exps = sorted({str(value(f, "exptime")) for f in self.flats})
+        return f"{k['binx']}x{k['biny']} {k['readout']} {k['slit']} {'/'.join(exps)}s"
+
+    @property
+    def lamp(self) -> str:
+        return _rules()["lamp_label"][self.flats[0].kind]
+
+    @property
+    def name(self) -> str:
+        """The SOF name (without .sof) as soxspipe's data organiser makes it."""
+        r, f = _rules(), self.first
+        date = str(f.get("DATE-OBS", "")).split(".")[0].replace("-", "").replace(":", "")
+        readout = str(self.key["readout"])
+        rospeed = next((v for k, v in r["rospeed"].items() if readout.upper().startswith(k)), readout)
+        name = r["sof_name"].format(date=date, arm=self.arm, binx=self.key["binx"], biny=self.key["biny"],
+                                    rospeed=rospeed, lamp=self.lamp, slit=self.key["slit"],
+                                    exptime=value(f, "exptime"), instrument=self.instrument)
+        name = name.upper().replace(".", "_")
+        while "__" in name:
+            name = name.replace("__", "_")
+        return name
+
+    def frames(self) -> list[Frame]:
+        return sorted(self.flats, key=lambda f: f.mjd) + [c for cs in self.calibs.values() for c in cs]
+
+    def sof_text(self) -> str:
+        return "".join(f"{f.path.resolve()} {accepted_tags(f)[0]}\n" for f in self.frames())
+
+    def record(self) -> dict:
+        return {"name": self.name, "night": self.night, "instrument": self.instrument, "arm": self.arm,
+                "setup": self.setup, "binning": f"{self.key['binx']}x{self.key['biny']}",
+                "readout": self.key["readout"], "slit": self.key["slit"], "lamp": self.lamp,
+                "n_flats": len(self.flats), "flats": [str(f.path) for f in sorted(self.flats, key=lambda f: f.mjd)],
+                "calibrations": {k: [str(c.path) for c in v] for k, v in self.calibs.items()},
+                "complete": self.complete, "missing": list(self.missing),
+                "sof": None if self.sof is None else str(self.sof)}
+
+
+@dataclass
+class Organised:
+    sets: list[FlatSet]
+    ignored: dict[str, list[Path]]          # reason -> files
+
+    @property
+    def n_ignored(self) -> int:
+        return sum(len(v) for v in self.ignored.values())
+
+
+def scan(root: str | Path) -> tuple[list[Frame], dict[str, list[Path]]]:
+    """Every file under ``root`` (recursively): the frames of a kind the recipe reads, and the rest
+    by reason (not FITS, unreadable, another kind)."""
+    suffixes = tuple(section("inputs")["sof"]["suffixes"])
+    frames, ignored = [], defaultdict(list)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not name.endswith(suffixes):
+                ignored["not FITS"].append(path)
+                continue
+            try:
+                f = frame_of(path)
+                if f.kind not in ("UNKNOWN", "SPECTRAL_FORMAT_TAB"):
+                    group_key(f), f.mjd        # bad header values: refused here, not half-way through
+            except VerificationError:
+                ignored["unreadable"].append(path)
+                continue
+            if f.kind in ("UNKNOWN", "SPECTRAL_FORMAT_TAB"):
+                ignored["not a master-flat input"].append(path)
+            else:
+                frames.append(f)
+    return frames, dict(ignored)
+
+
+def group_key(f: Frame) -> tuple:
+    r = _rules()
+    together = r["lamps_together"].get(f"{f.instrument} {f.arm}", {})
+    names = [k for k in r["group_by"] if k not in together.get("ungrouped", [])]
+    return tuple((k, value(f, k)) for k in names)
+
+
+def group_flats(frames: list[Frame]) -> list[FlatSet]:
+    groups: dict[tuple, list[Frame]] = defaultdict(list)
+    for f in frames:
+        if f.kind in RAW_KINDS:
+            groups[group_key(f)].append(f)
+    sets = [FlatSet(dict(k), fl) for k, fl in groups.items()]
+    for s in sets:
+        s.key.setdefault("exptime", value(s.first, "exptime"))
+    return sorted(sets, key=lambda s: (s.night, s.first.mjd))
+
+
+def _candidates(s: FlatSet, kind: str, pool: dict[str, list[Frame]]) -> list[Frame]:
+    spec = _rules()["associate"][kind]
+    ref = s.first
+    out = []
+    for c in pool.get(kind, []):
+        if all(value(c, k) == (s.key[k] if k in s.key else value(ref, k)) for k in spec["match"]):
+            dt = abs(c.mjd - ref.mjd)
+            if spec["max_days"] is None or dt <= spec["max_days"]:
+                out.append(c)
+    return sorted(out, key=lambda c: abs(c.mjd - ref.mjd))
+
+
+def _per_lamp(s: FlatSet, found: list[Frame]) -> tuple[list[Frame], list[str]]:
+    kinds = sorted({f.kind for f in s.flats})
+    if len(kinds) == 1:
+        return found[:1], [] if found else ["ORDER_TAB"]
+    objects = section("inputs")["order_objects"]
+    chosen, missing = [], []
+    for k in kinds:
+        match = [c for c in found if text(c.header, "OBJECT") == objects[k]]
+        (chosen.append(match[0]) if match else missing.append(f"ORDER_TAB ({objects[k]})"))
+    return chosen, missing
+
+
+def associate(s: FlatSet, pool: dict[str, list[Frame]]) -> None:
+    """Choose the set's calibrations from ``pool`` (kind -> frames); record what is missing."""
+    rules = _rules()["associate"]
+    together = _rules()["lamps_together"].get(f"{s.instrument} {s.arm}")
+    if together and sorted({f.kind for f in s.flats}) != sorted(together["kinds"]):
+        have = {f.kind for f in s.flats}
+        s.missing += [f"{k} flats" for k in together["kinds"] if k not in have]
+    for kind, spec in rules.items():
+        if "arms" in spec and s.arm not in spec["arms"]:
+            continue
+        alt = spec.get("alternative_to")
+        if alt and s.calibs.get(alt):
+            continue
+        found = _candidates(s, kind, pool)
+        if spec.get("per_lamp"):
+            found, missing = _per_lamp(s, found)
+            s.missing += missing
+        elif not spec.get("all"):
+            found = found[:1]
+        if found:
+            s.calibs[kind] = found
+        elif spec["required"] and not spec.get("per_lamp") and not any(
+                r.get("alternative_to") == kind and "arms" in r and s.arm in r["arms"] for r in rules.values()):
+            s.missing.append(kind if not alt else f"{alt} or {kind}")
+
+
+def organise(root: str | Path, sof_dir: str | Path | None = None) -> Organised:
+    """Classify, group and associate everything under ``root``; with ``sof_dir``, write one SOF per
+    complete set there (named as soxspipe's organiser names them)."""
+    frames, ignored = scan(root)
+    pool: dict[str, list[Frame]] = defaultdict(list)
+    for f in frames:
+        pool[f.kind].append(f)
+    sets = group_flats(frames)
+    for s in sets:
+        associate(s, pool)
+    if sof_dir is not None:
+        write_sofs(sets, Path(sof_dir))
+    return Organised(sets, ignored)
+
+
+def write_sofs(sets: list[FlatSet], sof_dir: Path) -> None:
+    sof_dir.mkdir(parents=True, exist_ok=True)
+    for s in sets:
+        if s.complete:
+            s.sof = sof_dir / f"{s.name}.sof"
+            tmp = s.sof.with_name(s.sof.name + ".tmp")
+            tmp.write_text(s.sof_text())
+            os.replace(tmp, s.sof)   # a SOF appears whole or not at all
+
+
+def _short(c: list[Frame]) -> str:
+    return ",".join(f.path.name for f in c)
+
+
+def format_table(o: Organised) -> str:
+    """The sets as a text table, then the ignored-file counts."""
+    head = (f"{'night':10s} {'instrument':9s} {'arm':3s} {'setup':28s} {'flats':>5s}  "
+            f"{'calibrations':60s} missing")
+    lines = [head, "-" * len(head)]
+    for s in o.sets:
+        cals = "; ".join(f"{k}={_short(v) if k != 'LAMPOFF' else f'{len(v)} frames'}" for k, v in s.calibs.items())
+        lines.append(f"{s.night:10s} {s.instrument:9s} {s.arm:3s} {s.setup:28s} {len(s.flats):5d}  "
+                     f"{cals:60s} {', '.join(s.missing) or '-'}")
+    n_ok = sum(s.complete for s in o.sets)
+    lines.append(f"\n{len(o.sets)} sets ({n_ok} complete, {len(o.sets) - n_ok} incomplete); "
+                 f"{o.n_ignored} files ignored" + (" (" + ", ".join(f"{len(v)} {k}" for k, v in o.ignored.items())
+                                                   + ")" if o.ignored else ""))
+    return "\n".join(lines)
+
+
+def to_json(o: Organised) -> str:
+    return json.dumps([s.record() for s in o.sets], indent=1)
