@@ -123,7 +123,8 @@ def corrupt_table(path: Path, rng: random.Random) -> str:
                  "degree": float(rng.choice([-1, 0, 9, 40]))}[what]
             if d[col].dtype.kind in "iu":
                 info = np.iinfo(d[col].dtype)
-                v = int(np.clip(v, info.min, info.max)) if np.isfinite(v) else -1
+                lo, hi = max(int(info.min), -2**31), min(int(info.max), 2**31 - 1)   # exact as floats
+                v = int(min(max(v, lo), hi)) if np.isfinite(v) else -1
             d[col][rng.randrange(len(d))] = v
             desc = f"ext {ext} {col} = {v}"
         hl.writeto(path, overwrite=True, output_verify="silentfix")

@@ -41,7 +41,8 @@ def read_centre_table(frame: Frame) -> CentreTable:
             coeffs, meta = np.array(hl[1].data), np.array(hl[2].data)
         if coeffs.dtype.names is None or meta.dtype.names is None:
             raise TypeError("extensions 1 and 2 are not tables")
-    except (IndexError, TypeError, ValueError, KeyError, OSError) as exc:   # astropy's errors for broken tables
+    except (IndexError, TypeError, ValueError, KeyError, OSError, AssertionError, fits.VerifyError) as exc:
+        # astropy's errors for broken tables (bad TFORMn / TTYPEn cards raise VerifyError / AssertionError)
         raise rule_error("order-table", file=frame.path, detail=f"not an order table (need coefficient and meta "
                          f"table extensions: {exc})") from None
     a_is_x = "degy_cent" in coeffs.dtype.names

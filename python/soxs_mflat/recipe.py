@@ -18,7 +18,7 @@ from . import contract, core, settings
 from .detrend import detrend
 from .frames import expected_tag, load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
-from .errors import ProcessingError
+from .errors import InputError, ProcessingError
 from .prepare import binning_of
 from .output import Staging, product_bytes
 from .products import base_header, data_product_cards, master_flat_hdus, product_header, write_atomic_bytes, write_fits
@@ -60,7 +60,7 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     s = verify(load_frames(inputs))
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
     for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
-        settings.check_limits(p, len(read_centre_table(table).layout_orders))
+        settings.check_limits(p, len(read_centre_table(table).layout_orders), table.name)
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
@@ -154,7 +154,10 @@ def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
     say("normalising, stacking, tracing edges, background, low-sensitivity pixels (C++ core)")
     # the core maps parameter names itself and ignores those it does not use (scale_d2_to_qth)
-    res = core.master_flat(d.data, ct.centre, layout, errors=d.error, bpm=d.mask, params=p)
+    try:
+        res = core.master_flat(d.data, ct.centre, layout, errors=d.error, bpm=d.mask, params=p)
+    except InputError as exc:   # the core's checks of the geometry: name the table that defines it
+        raise InputError(f"{s.order_tabs[lamp].name} (order table) with {len(d.frames)} {lamp} frames: {exc}") from None
     return res, ct, layout, d.frames   # the detrended frames are released here
 
 

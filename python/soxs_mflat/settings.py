@@ -174,7 +174,7 @@ def _check(p: dict[str, Any]) -> None:
         raise VerificationError("parameter-limit", f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}")
 
 
-def check_limits(p: Mapping[str, Any], n_orders: int) -> None:
+def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "") -> None:
     """The core's limits that need the order table or tie parameters together (rule parameter-limit;
     the plugin calls the same core function): ``order_deg`` below the number of orders, ...
     Called once the order table is read, before any frame is."""
@@ -183,7 +183,7 @@ def check_limits(p: Mapping[str, Any], n_orders: int) -> None:
     try:
         core.check_params(p, n_orders)
     except InputError as exc:
-        raise VerificationError("parameter-limit", str(exc)) from None
+        raise VerificationError("parameter-limit", f"{exc}{f' (order table {table})' if table else ''}") from None
 
 
 def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
