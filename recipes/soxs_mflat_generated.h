@@ -320,5 +320,8 @@ static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
 static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
 // X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"
 static const char* const UVB_LAMP_TAGS[] = {"DLAMP", "QLAMP"};
+// output safety: the lock file of a product directory, the prefix of the staging directories
+static const char* const LOCK_FILE = ".soxs-mflat.lock";
+static const char* const STAGING_PREFIX = ".soxs-mflat-staging-";
 
 }  // namespace soxs_gen

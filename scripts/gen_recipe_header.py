@@ -177,6 +177,9 @@ def render_products() -> list[str]:
               + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};",
               "// X-shooter UVB per-lamp products (D2, QTH): labels + \" <TAG>\", files {tag} = \"_<tag>\"",
               "static const char* const UVB_LAMP_TAGS[] = {" + ", ".join(f'"{t}"' for t in c["uvb_lamp_tags"]) + "};",
+              "// output safety: the lock file of a product directory, the prefix of the staging directories",
+              f'static const char* const LOCK_FILE = "{esc(c["output"]["lock_file"])}";',
+              f'static const char* const STAGING_PREFIX = "{esc(c["output"]["staging_prefix"])}";',
               ""]
     return lines
 
