@@ -207,7 +207,7 @@ static const RuleDef RULES[] = {
   {"order-table", CPL_ERROR_BAD_FILE_FORMAT, "{file}: {detail}"},
   {"shape", CPL_ERROR_INCOMPATIBLE_INPUT, "{file}: {detail}"},
   {"mixed-shape", CPL_ERROR_INCOMPATIBLE_INPUT, "raw frames of one set must have one image shape ({detail})"},
-  {"non-finite", CPL_ERROR_ILLEGAL_INPUT, "{file}: {n} pixels of the image are NaN or infinite"},
+  {"non-finite", CPL_ERROR_ILLEGAL_INPUT, "{file}: {n} pixels of {what} are NaN or infinite"},
   {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: 0.1 % of the science pixels are at or above the saturation level ({level} >= {limit} ADU)"},
   {"empty-flat", CPL_ERROR_ILLEGAL_INPUT, "{file}: no lamp light (99th percentile {p99} e- after detrending, need >= {limit})"},
 };

@@ -14,14 +14,19 @@ namespace {
 
 double ron_of(const In& f, const soxs_gen::ArmDef& arm) { return detector_value(f, arm, "ron", arm.ron); }
 
+// Rule non-finite (as prepare.check_finite): no NaN or infinite pixel in `what` of a raw frame or calibration.
+void check_finite(const In& f, const float* px, int64_t n, const std::string& what) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(px[i]);
+  if (bad) fail("non-finite", {{"file", f.file}, {"what", what}, {"n", std::to_string(bad)}});
+}
+
 std::vector<float> prepared(const In& f, const Inputs& in) {
   Image raw(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, f.hdu));   // read once, no copy
   check("cannot load image extension " + std::to_string(f.hdu) + " of " + f.file);
   const float* px = cpl_image_get_data_float_const(raw.get());
   const int64_t n = cpl_image_get_size_x(raw.get()) * cpl_image_get_size_y(raw.get());
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(px[i]);
-  if (bad) fail("non-finite", {{"file", f.file}, {"n", std::to_string(bad)}});
+  check_finite(f, px, n, "the image");
   const auto& a = *in.arm;
   const int64_t ny = (a.row1 - a.row0) / in.biny, nx = (a.col1 - a.col0) / in.binx;
   soxs::PrepareParams p{a.rot90, a.row0 / in.biny, a.row0 / in.biny + ny, a.col0 / in.binx, a.col0 / in.binx + nx,
@@ -90,6 +95,9 @@ Product load_product(const In& f, int64_t ny, int64_t nx) {
     same_shape(qq, "QUAL");
     for (size_t i = 0; i < qq.data.size(); ++i) p.qual[i] = qq.data[i] != 0;
   }
+  // subtracted from / added to every flat (the Python front end's order: shapes, then FLUX, then ERRS)
+  check_finite(f, p.flux.data(), ny * nx, "its FLUX extension");
+  check_finite(f, p.err.data(), ny * nx, "its ERRS extension");
   return p;
 }
 

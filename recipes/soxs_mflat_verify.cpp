@@ -1,6 +1,7 @@
 // Classification and verification of the plugin's inputs: the rules, ids, messages and outcomes of the
 // input contract (data/contract/inputs.yaml, generated into soxs_mflat_generated.h), in the order the
 // Python front end (frames.py, verify.py) applies them, so that one bad input gives one rule in both.
+#include <fitsio.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -164,6 +165,46 @@ void check_complete(const std::string& file) {
   }
 }
 
+// A whole-file compressed frame (.fits.gz, .fits.Z): CFITSIO decompresses it into memory (as far as the
+// stream goes); every HDU's header and data unit must lie within what came out, as the Python front end
+// requires of the decompressed stream. Else unreadable-fits here, not a failed image load later.
+void check_complete_compressed(const std::string& file) {
+  fitsfile* fp = nullptr;
+  int status = 0;
+  auto fits_error = [&](const std::string& what) {
+    char msg[FLEN_STATUS] = "";
+    fits_get_errstatus(status, msg);
+    int ignored = 0;
+    if (fp) fits_close_file(fp, &ignored);
+    fail("unreadable-fits", {{"file", file}, {"detail", what + " (" + msg + ")"}});
+  };
+  if (fits_open_file(&fp, file.c_str(), READONLY, &status)) fits_error("not a readable FITS file");
+  const LONGLONG size = fp->Fptr->logfilesize;
+  int n = 0;
+  if (fits_get_num_hdus(fp, &n, &status)) fits_error("FITS file is truncated");
+  for (int i = 1; i <= n; ++i) {
+    LONGLONG head = 0, data = 0, end = 0, naxis = 0, pcount = 0, gcount = 1, bitpix = 8, pixels = 1;
+    if (fits_movabs_hdu(fp, i, nullptr, &status) || fits_get_hduaddrll(fp, &head, &data, &end, &status))
+      fits_error("FITS file is truncated");
+    int st = 0;
+    auto key = [&](const std::string& k, LONGLONG dflt) {
+      LONGLONG v = dflt;
+      st = 0;
+      if (fits_read_key_lnglng(fp, k.c_str(), &v, nullptr, &st)) v = dflt;
+      return v;
+    };
+    bitpix = key("BITPIX", 8), naxis = key("NAXIS", 0), pcount = key("PCOUNT", 0), gcount = key("GCOUNT", 1);
+    for (LONGLONG k = 1; k <= naxis; ++k) pixels *= key("NAXIS" + std::to_string(k), 0);
+    const LONGLONG need = data + (naxis > 0 ? std::llabs(bitpix) / 8 * gcount * (pcount + pixels) : 0);
+    if (need > size) {
+      fits_close_file(fp, &status);
+      fail("unreadable-fits", {{"file", file}, {"detail", "FITS file is truncated (" + std::to_string(size) +
+                                                 " bytes decompressed, header promises " + std::to_string(need) + ")"}});
+    }
+  }
+  fits_close_file(fp, &status);
+}
+
 Plist try_header(const std::string& file, int ext) {
   Plist p(cpl_propertylist_load(file.c_str(), ext));
   if (cpl_error_get_code() != CPL_ERROR_NONE) {
@@ -179,7 +220,8 @@ Plist try_header(const std::string& file, int ext) {
 void read_frame_header(In& f) {
   struct stat st;
   if (stat(f.file.c_str(), &st) != 0) fail("missing-file", {{"file", f.file}, {"hint", ""}});
-  if (!compressed(f.file)) check_complete(f.file);
+  if (compressed(f.file)) check_complete_compressed(f.file);
+  else check_complete(f.file);
   Plist h0 = try_header(f.file, 0);
   f.hdu = 0;
   if (get_num(h0.get(), "NAXIS", 0) == 0 && cpl_fits_count_extensions(f.file.c_str()) >= 1) {

@@ -94,6 +94,13 @@ def vis_cases(w, folder: Path):
     cut = folder / "cut.fits"
     cut.write_bytes(Path(_raw(w, 0)).read_bytes()[:20000])
     out.append(("truncated", rows + [[str(cut), "LAMP,FLAT_VIS"]], "unreadable-fits", "cut.fits"))
+    import gzip
+    import ncompress
+    for suffix, squeeze in ((".gz", gzip.compress), (".Z", ncompress.compress)):   # esorex: "processing failed"
+        packed = squeeze(Path(_raw(w, 0)).read_bytes())
+        cutz = folder / f"cut.fits{suffix}"
+        cutz.write_bytes(packed[:len(packed) // 2])
+        out.append((f"truncated{suffix}", replace(rows, _raw(w, 0), str(cutz)), "unreadable-fits", cutz.name))
     junk = folder / "junk.fits"
     junk.write_bytes(b"this is not FITS" * 200)
     out.append(("garbage", rows + [[str(junk), "LAMP,FLAT_VIS"]], "unreadable-fits", "junk.fits"))
@@ -162,6 +169,20 @@ def _data_cases(w, folder, rows):
             h.data = h.data[:100]
         hl.writeto(small)
     out.append(("shape-bias", replace(rows, bias, str(small)), "shape", "MASTER_BIAS_VIS.fits"))
+    # NaN/inf pixels: a float raw frame, a master bias's FLUX and ERRS (non-finite, as raw frames)
+    def one_inf(d):
+        d = d.astype(np.float32)
+        d[d.shape[0] // 2, 7] = np.inf
+        return d
+    out.append(("non-finite-float-raw", replace(rows, raw, with_data(folder, raw, one_inf, "inf.fits")), "non-finite",
+                "inf.fits"))
+    for ext, value in (("FLUX", np.nan), ("ERRS", -np.inf)):
+        bad = folder / f"nan_bias_{ext.lower()}.fits"
+        with fits.open(bias) as hl:
+            hl[ext].data = hl[ext].data.astype(np.float32)
+            hl[ext].data[10:12, 20] = value
+            hl.writeto(bad)
+        out.append((f"non-finite-bias-{ext}", replace(rows, bias, str(bad)), "non-finite", bad.name))
     return out
 
 

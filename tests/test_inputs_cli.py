@@ -105,3 +105,44 @@ def test_binning_from_cdelt_only(uvb, tmp_path):
     rows = ic.replace(ic.entries(uvb), str(Path(raw).resolve()), bare)
     from soxs_mflat.verify import verify
     verify(load_frames(ic.write_sof(tmp_path, rows)))   # no mixed-binning: CDELT says 1x2 too
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".Z"])
+def test_a_compressed_input_is_decompressed_once(vis, tmp_path, monkeypatch, suffix):
+    """A .fits.Z (or .fits.gz) was decompressed twice in the Python front end: once to read and classify its
+    header, once to load its pixels. The bytes of the first are now used for the second; the products are
+    those of the plain files (the run's master flat, bit for bit)."""
+    import gzip
+
+    import ncompress
+    import uncompresspy
+    from soxs_mflat.recipe import run_mflat
+    rows = ic.entries(vis)
+    packed = {}
+    for path, tag in rows:
+        if tag in ("LAMP,FLAT_VIS", "MASTER_BIAS_VIS", "BP_MAP_RP_VIS"):
+            dst = tmp_path / (Path(path).name + suffix)
+            raw = Path(path).read_bytes()
+            dst.write_bytes(gzip.compress(raw) if suffix == ".gz" else ncompress.compress(raw))
+            packed[path] = str(dst)
+    opened: list[str] = []
+
+    def counting(cls):
+        class Counting(cls):
+            def __init__(self, filename=None, *a, **k):
+                opened.append(str(filename if isinstance(filename, (str, os.PathLike)) else filename.name))
+                super().__init__(filename, *a, **k)
+        return Counting
+    if suffix == ".gz":
+        monkeypatch.setattr(gzip, "GzipFile", counting(gzip.GzipFile))
+    else:
+        monkeypatch.setattr(uncompresspy, "LZWFile", counting(uncompresspy.LZWFile))
+    sof = ic.write_sof(tmp_path, [[packed.get(p, p), t] for p, t in rows])
+    res = run_mflat(sof, tmp_path / "out", plots=False)
+    assert sorted(opened) == sorted(packed.values()), opened    # each compressed file decompressed once
+    plain = run_mflat(vis["sof"], tmp_path / "plain", plots=False)
+    np.testing.assert_array_equal(fits.getdata(res.products["MFLAT"]), fits.getdata(plain.products["MFLAT"]))
+    # the calibrations' DATAMD5 is that of their FITS data units (the decompressed stream), as for the plain files
+    h, hp = fits.getheader(res.products["MFLAT"]), fits.getheader(plain.products["MFLAT"])
+    md5 = [k for k in hp if k.startswith("ESO PRO REC1 CAL") and k.endswith("DATAMD5")]
+    assert len(md5) == 3 and all(h[k] == hp[k] for k in md5), [(h[k], hp[k]) for k in md5]

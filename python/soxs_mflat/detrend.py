@@ -14,7 +14,7 @@ from . import _core
 from .contract import section
 from .frames import Frame
 from .keywords import detector_value, number
-from .prepare import binning_of, gain_of, prepare_raw
+from .prepare import binning_of, check_finite, gain_of, prepare_raw
 from .rules import rule_error
 from .verify import InputSet
 
@@ -33,14 +33,22 @@ class Detrended:
 
 
 def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with fits.open(frame.path, memmap=False) as hl:
+    """A master bias or dark: FLUX, ERRS and QUAL, each of the FLUX's shape, FLUX and ERRS finite."""
+    with fits.open(frame.source(keep=True), memmap=False) as hl:   # UVB: read for each lamp
         names = [h.name for h in hl]
         flux = np.asarray(hl["FLUX"].data if "FLUX" in names else hl[0].data, np.float32)
         err = np.asarray(hl["ERRS"].data, np.float32) if "ERRS" in names else np.zeros_like(flux)
         qual = np.asarray(hl["QUAL"].data) != 0 if "QUAL" in names else np.zeros(flux.shape, bool)
     for ext, a in (("ERRS", err), ("QUAL", qual)):   # each is used pixel by pixel with the FLUX
         _check_shape(frame, a.shape, flux.shape, f"its {ext} extension")
+    for ext, a in (("FLUX", flux), ("ERRS", err)):   # subtracted from / added to every flat
+        check_finite(a, frame.path, f"its {ext} extension")
     return flux, err, qual
+
+
+def _read_bpm(frame: Frame) -> np.ndarray:
+    """The static bad-pixel map (the first HDU with data); non-finite values are bad pixels (non-zero)."""
+    return np.asarray(fits.getdata(frame.source(keep=True)), dtype=float)
 
 
 def _check_shape(frame: Frame, shape, want, what: str) -> None:
@@ -78,9 +86,10 @@ def detrend(s: InputSet, lamp: str, threads: int = 0) -> Detrended:
         def submit(fn, arg):
             return pool.submit(fn, arg) if arg is not None else None
 
-        bpm_f = submit(fits.getdata, s.bpm.path if s.bpm is not None else None)
+        bpm_f = submit(_read_bpm, s.bpm)
         bias_f, dark_f = submit(_read_product, s.bias), submit(_read_product, s.dark)
-        raw_f = {p: pool.submit(prepare_raw, p) for p in dict.fromkeys(f.path for f in [*flats, *offs])}
+        unique = {f.path: f for f in [*flats, *offs]}   # a compressed frame's bytes are used (and released) once
+        raw_f = {p: pool.submit(prepare_raw, p, None, f.source()) for p, f in unique.items()}
         mask, bias, bias_err = _calibration_mask(s, shape, bpm_f, bias_f)
         dark = dark_f.result() if dark_f else None
 

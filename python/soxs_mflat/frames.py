@@ -4,9 +4,10 @@ rules are those of the input contract (data/contract/inputs.yaml)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -29,10 +30,19 @@ class Frame:
     tag: str | None = None
     hdu: int = 0       # the image HDU: 0, or 1 in a tile-compressed (fpack) file
     digest: str = ""   # MD5 of the file's bytes, when another input has its size (duplicate inputs)
+    content: bytes | None = field(default=None, repr=False)   # a compressed file, decompressed once
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def source(self, keep: bool = False):
+        """What to give fits.open: the bytes decompressed when the header was read (a .fits.gz / .fits.Z is
+        decompressed once per run), else the path. ``keep=False`` releases the bytes (the pixels are read)."""
+        data = self.content
+        if not keep:
+            self.content = None
+        return self.path if data is None else io.BytesIO(data)
 
     def get(self, key: str, default=None):
         return self.header.get(key, default)
@@ -78,27 +88,62 @@ def _frame_header(hl: fits.HDUList, hdu: int) -> fits.Header:
     return h
 
 
-def _check_complete(path: Path) -> None:
-    """Every data unit complete (the padding may be missing); tile-compressed HDUs as stored."""
-    size = path.stat().st_size
-    with fits.open(path, memmap=False, lazy_load_hdus=False, disable_image_compression=True) as hl:
+def _check_complete(path: Path, data: bytes | None = None) -> None:
+    """Every data unit complete (the padding may be missing); tile-compressed HDUs as stored. ``data``: the
+    decompressed bytes of a whole-file compressed ``path``."""
+    size = path.stat().st_size if data is None else len(data)
+    src = path if data is None else io.BytesIO(data)
+    with fits.open(src, memmap=False, lazy_load_hdus=False, disable_image_compression=True) as hl:
         for h in hl:
             end = h.fileinfo()["datLoc"] + h.size
             if end > size:
+                what = f"{size} bytes" if data is None else f"{size} bytes decompressed"
                 raise rule_error("unreadable-fits", file=path,
-                                 detail=f"FITS file is truncated ({size} bytes, header promises {end})")
+                                 detail=f"FITS file is truncated ({what}, header promises {end})")
+
+
+def decompress(path: Path) -> bytes:
+    """A whole-file compressed FITS file (gzip, unix compress, bzip2) as bytes, read once."""
+    import bz2
+    import gzip
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x9d":
+        import uncompresspy   # what astropy reads .fits.Z with
+        opener = uncompresspy.LZWFile
+    else:
+        opener = gzip.GzipFile if magic == b"\x1f\x8b" else bz2.BZ2File
+    try:
+        with opener(path, mode="rb") as f:
+            return f.read()
+    except EOFError as exc:
+        raise rule_error("unreadable-fits", file=path, detail=f"FITS file is truncated (the compressed stream "
+                         f"ends early: {exc})") from None
+
+
+# Decompressed bytes kept from the header read for the pixel read, at most this much per run (beyond it a
+# compressed file is decompressed again when its pixels are read).
+KEEP_DECOMPRESSED_BYTES = 2 << 30
 
 
 def read_header(path: Path) -> tuple[fits.Header, int]:
     """The frame's header and image HDU, with a clear error for missing, unreadable or truncated files."""
+    return read_frame_file(path)[:2]
+
+
+def read_frame_file(path: Path) -> tuple[fits.Header, int, bytes | None]:
+    """read_header's header and image HDU, and the decompressed bytes of a whole-file compressed file
+    (None for others)."""
     if not path.exists():
         raise rule_error("missing-file", file=path, hint="")
+    data = None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if not is_compressed(path):
-                _check_complete(path)
-            with fits.open(path, memmap=False, lazy_load_hdus=False) as hl:
+            if is_compressed(path):
+                data = decompress(path)
+            _check_complete(path, data)
+            with fits.open(path if data is None else io.BytesIO(data), memmap=False, lazy_load_hdus=False) as hl:
                 hl.verify("silentfix")
                 hdu = image_hdu(hl)
                 header = _frame_header(hl, hdu)
@@ -109,7 +154,7 @@ def read_header(path: Path) -> tuple[fits.Header, int]:
         raise
     except Exception as exc:  # astropy (and gzip, uncompresspy) raise many types for broken files
         raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file ({exc})") from None
-    return header, hdu
+    return header, hdu, data
 
 
 def classify(header: fits.Header) -> str:
@@ -224,10 +269,13 @@ def load_frames(inputs: str | Path | Iterable[str | Path]) -> list[Frame]:
     limit = section("inputs")["sof"]["max_frames"]
     if len(entries) > limit:
         raise rule_error("too-many-frames", where=where, n=len(entries), max=limit)
-    frames = []
+    frames, kept = [], 0
     for path, tag in entries:
-        header, hdu = read_header(path)
-        f = Frame(path, header, classify(header), tag, hdu)
+        header, hdu, data = read_frame_file(path)
+        if data is not None and kept + len(data) > KEEP_DECOMPRESSED_BYTES:
+            data = None
+        kept += len(data or b"")
+        f = Frame(path, header, classify(header), tag, hdu, content=data)
         tags = accepted_tags(f)
         if tag is not None and tags and tag.upper() not in tags:
             raise rule_error("tag-mismatch", file=path, tag=tag, expected=tags[0], accepted=", ".join(tags))

@@ -34,10 +34,11 @@ def gain_of(header: fits.Header, arm: Arm, file: str = "header") -> float:
     return gain_e_per_adu(header, arm.instrument, arm.gain, file)
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, fits.Header]:
+def read_image(path: str | Path, source=None) -> tuple[np.ndarray, fits.Header]:
     """The frame's 2-D image (primary, or HDU 1 of a .fits.fz) as float32 and its primary-style header;
-    3-D images and NaN/inf pixels are refused."""
-    with fits.open(path) as hl:
+    3-D images and NaN/inf pixels are refused. ``source``: what fits.open reads instead of ``path``
+    (Frame.source(): a compressed file's bytes, decompressed once)."""
+    with fits.open(path if source is None else source) as hl:
         hdu = image_hdu(hl)
         header = hl[0].header.copy() if hdu == 0 else hl[hdu].header.copy()
         data = hl[hdu].data
@@ -45,15 +46,20 @@ def read_image(path: str | Path) -> tuple[np.ndarray, fits.Header]:
             shape = None if data is None else data.shape
             raise rule_error("shape", file=path, detail=f"the image has shape {shape}; a 2-D image is needed")
         data = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(data).all():
-        raise rule_error("non-finite", file=path, n=int((~np.isfinite(data)).sum()))
+    check_finite(data, path, "the image")
     return data, header
 
 
-def prepare_raw(path: str | Path, header: fits.Header | None = None) -> tuple[np.ndarray, fits.Header]:
+def check_finite(data: np.ndarray, path, what: str) -> None:
+    """Rule non-finite: no NaN or infinite pixel in ``what`` of ``path`` (raw frames, calibrations)."""
+    if not np.isfinite(data).all():
+        raise rule_error("non-finite", file=path, what=what, n=int((~np.isfinite(data)).sum()))
+
+
+def prepare_raw(path: str | Path, header: fits.Header | None = None, source=None) -> tuple[np.ndarray, fits.Header]:
     """Rotate (soxspipe's np.rot90 k = rotation / 90), trim to the science pixels, convert to e-.
-    ``header``: the frame's header as verified (else the image HDU's)."""
-    data, h = read_image(path)
+    ``header``: the frame's header as verified (else the image HDU's); ``source``: as for read_image."""
+    data, h = read_image(path, source)
     header = header if header is not None else h
     arm = arm_of(header, str(path))
     bx, by = binning_of(header, arm, str(path))

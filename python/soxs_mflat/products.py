@@ -3,10 +3,10 @@ and atomic writes that never overwrite an existing product without permission.""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,7 +16,7 @@ from astropy.io import fits
 from . import __version__
 from .contract import section
 from .errors import InputError
-from .frames import Frame, expected_tag
+from .frames import Frame, decompress, expected_tag, is_compressed
 from .qc import QCRow
 
 PIPE_ID = f"soxs-mflat/{__version__}"
@@ -53,7 +53,7 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
     for i, f in enumerate(cals, 1):
         h[f"HIERARCH ESO PRO REC1 CAL{i} NAME"] = f.name
         h[f"HIERARCH ESO PRO REC1 CAL{i} CATG"] = f.tag or expected_tag(f)
-        h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5") or input_datamd5(f.path))
+        h[f"HIERARCH ESO PRO REC1 CAL{i} DATAMD5"] = str(f.header.get("DATAMD5") or input_datamd5(f.path, f.content))
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = _param_str(v)
@@ -99,21 +99,27 @@ def master_flat_hdus(arrays: dict, primary: fits.Header) -> fits.HDUList:
     return fits.HDUList(hdus)
 
 
-@lru_cache(maxsize=64)
-def _cached_datamd5(path: str, mtime_ns: int, size: int) -> str:
-    return file_datamd5(Path(path))
+_DATAMD5: dict[tuple[str, int, int], str] = {}
 
 
-def input_datamd5(path: Path) -> str:
-    """DATAMD5 of a calibration input, computed once per file version."""
+def input_datamd5(path: Path, content: bytes | None = None) -> str:
+    """DATAMD5 of a calibration input, computed once per file version; ``content``: the decompressed bytes of
+    a compressed file (Frame.content), whose FITS data units are those of the decompressed stream."""
     st = Path(path).stat()
-    return _cached_datamd5(str(path), st.st_mtime_ns, st.st_size)
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DATAMD5:
+        if content is None and is_compressed(Path(path)):
+            content = decompress(Path(path))
+        _DATAMD5[key] = file_datamd5(path, content)
+    return _DATAMD5[key]
 
 
-def file_datamd5(path: Path) -> str:
-    """MD5 over the data units (with padding) of every HDU: header edits do not change it."""
+def file_datamd5(path: Path, content: bytes | None = None) -> str:
+    """MD5 over the data units (with padding) of every HDU: header edits do not change it. ``content``: the
+    file's bytes (a compressed file's decompressed stream) instead of reading ``path``."""
     md5 = hashlib.md5()
-    with fits.open(path, memmap=False) as hl, open(path, "rb") as fh:
+    src = (lambda: io.BytesIO(content)) if content is not None else (lambda: open(path, "rb"))
+    with fits.open(src(), memmap=False) as hl, src() as fh:
         spans = [(h.fileinfo()["datLoc"], h.fileinfo()["datSpan"]) for h in hl]
         for loc, span in spans:
             fh.seek(loc)
