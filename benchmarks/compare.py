@@ -142,7 +142,8 @@ def _log_figures(log: str) -> dict:
     """Step durations and the product timings from a `soxs-mflat run --log` file."""
     import re
     out = {f"step {m[1]}": float(m[2]) for m in re.finditer(r"step (\d) took ([\d.]+) s", log)}
-    out["fits"] = sum(float(m[1]) for m in re.finditer(r"FITS products\S* built and written in ([\d.]+) s", log))
+    fits_s = [float(m[1]) for m in re.finditer(r"FITS products\S* built and written in ([\d.]+) s", log)]
+    out["fits"] = sum(fits_s) if fits_s else float("nan")
     m = re.search(r"QC pages ready ([\d.]+) s after", log)
     out["pdf wait"] = float(m[1]) if m else float("nan")
     m = re.search(r"finished in ([\d.]+) s", log)
@@ -171,9 +172,10 @@ def io_floor(sof: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def breakdown(work: Path, repeat: int, venv: Path | None) -> dict:
+def breakdown(work: Path, repeat: int, venv: Path | None, before: str | None = None) -> dict:
     """SOXS VIS: soxs-mflat (-q --log) and soxspipe in alternation; the CLI's time split by its log, the
-    imports (python -c 'import soxs_mflat.recipe' less an empty interpreter) and the FITS I/O floor."""
+    imports (python -c 'import soxs_mflat.recipe' less an empty interpreter) and the FITS I/O floor.
+    ``before``: another installation's python (e.g. main's venv), run in the same alternation."""
     from soxs_mflat.simulate.run import simulate_set
     venv = venv or work / "soxspipe-venv"
     sxp = soxspipe_venv(venv)
@@ -183,8 +185,12 @@ def breakdown(work: Path, repeat: int, venv: Path | None) -> dict:
     settings = soxspipe_settings(venv, "soxs", d)
     sxp_sof = next((d / "set" / "soxspipe").glob("*.sof"))
     (d / "sxp").mkdir()
-    runs, logs, sx, imp, empty, floor = [], [], [], [], [], []
+    runs, logs, sx, imp, empty, floor, old, old_logs = [], [], [], [], [], [], [], []
     for i in range(repeat):
+        if before:
+            old.append(timed([before, "-m", "soxs_mflat.cli", "run", w["sof"], "-o", d / "old", "--overwrite", "-q",
+                              "--log", d / "old.log"], d))
+            old_logs.append(_log_figures((d / "old.log").read_text()))
         runs.append(timed([sys.executable, "-m", "soxs_mflat.cli", "run", w["sof"], "-o", d / "py", "--overwrite", "-q",
                            "--log", d / "run.log"], d))
         logs.append(_log_figures((d / "run.log").read_text()))
@@ -196,24 +202,40 @@ def breakdown(work: Path, repeat: int, venv: Path | None) -> dict:
     row = {k: med(x[k] for x in logs) for k in logs[0]}
     row.update({"wall": med(r["s"] for r in runs), "best": min(r["s"] for r in runs), "soxspipe": med(sx),
                 "imports": med(imp) - med(empty), "python": med(empty), "floor": med(floor), "n": repeat})
+    if before:
+        row["before"] = {k: med(x[k] for x in old_logs) for k in old_logs[0]}
+        row["before"].update({"wall": med(r["s"] for r in old), "best": min(r["s"] for r in old), "exe": before})
     return row
 
 
 def breakdown_markdown(b: dict) -> str:
-    outside = b["wall"] - b["run"]
+    o = b.get("before")
+    nan = float("nan")
+
+    def row(label, key=None, value=None, old=None):
+        after = b.get(key, nan) if key else value
+        before = (o.get(key, nan) if key else old) if o else None
+        fmt = lambda v: "–" if v is None or v != v else f"{v:.2f}"  # noqa: E731
+        return f"| {label} | " + (f"{fmt(before)} | " if o else "") + f"{fmt(after)} |"
     L = ["## Where the CLI's time goes (SOXS VIS, 5 flats)", "",
-         f"`python benchmarks/compare.py --breakdown {b['n']}`: medians of {b['n']} alternating runs. soxspipe "
-         f"{b['soxspipe']:.2f} s, soxs-mflat {b['wall']:.2f} s (best {b['best']:.2f} s): **{b['soxspipe'] / b['wall']:.1f}x** "
-         f"(20x needs {b['soxspipe'] / 20:.2f} s).", "",
-         "| part | s |", "|---|---|",
-         f"| interpreter start, imports, exit (outside the recipe) | {outside:.2f} |",
-         f"| of which `import soxs_mflat.recipe` (numpy, astropy.io.fits, core) | {b['imports']:.2f} |",
-         f"| of which an empty interpreter | {b['python']:.2f} |"]
-    L += [f"| step {k}: {name} | {b.get(f'step {k}', float('nan')):.2f} |" for k, name in STEPS.items()]
-    L += [f"| step 4: products (FITS built and written; QC pages submitted before) | {b['fits']:.2f} |",
-          f"| step 4: waiting for the QC pages after the FITS | {b['pdf wait']:.2f} |",
-          f"| recipe total (`finished in`) | {b['run']:.2f} |",
-          f"| FITS I/O floor (read the inputs, write same-size products, astropy, no processing) | {b['floor']:.2f} |"]
+         f"`python benchmarks/compare.py --breakdown {b['n']}" + (" --before PYTHON" if o else "") + f"`: medians of "
+         f"{b['n']} alternating runs. soxspipe {b['soxspipe']:.2f} s; soxs-mflat {b['wall']:.2f} s (best {b['best']:.2f} s): "
+         f"**{b['soxspipe'] / b['wall']:.1f}x** (20x needs {b['soxspipe'] / 20:.2f} s)."]
+    if o:
+        L.append(f"Before ({o['exe']}, same alternation): {o['wall']:.2f} s (best {o['best']:.2f} s): "
+                 f"**{b['soxspipe'] / o['wall']:.1f}x**.")
+    L += ["", "| part | " + ("before (s) | " if o else "") + "after (s) |", "|---|" + ("---|" if o else "") + "---|",
+          row("wall time (GNU time)", "wall"),
+          row("interpreter start, imports, exit (outside the recipe)", value=b["wall"] - b["run"],
+              old=o["wall"] - o["run"] if o else None),
+          row("of which `import soxs_mflat.recipe` (numpy, astropy.io.fits, core), this installation", "imports"),
+          row("of which an empty interpreter", "python")]
+    L += [row(f"step {k}: {name}", f"step {k}") for k, name in STEPS.items()]
+    L += [row("step 4: products, all", "step 4"),
+          row("step 4: FITS products built and written (the QC pages render meanwhile)", "fits"),
+          row("step 4: then waiting for the QC pages", "pdf wait"),
+          row("recipe total (`finished in`)", "run"),
+          row("FITS I/O floor: read the inputs, write same-size products (astropy, no processing)", "floor")]
     return "\n".join(L) + "\n"
 
 
@@ -272,10 +294,11 @@ def main() -> int:
     ap.add_argument("--soxspipe-venv", type=Path, help="an existing venv with soxspipe 0.17.4 and six "
                     "(default: WORK/soxspipe-venv, created when missing)")
     ap.add_argument("--breakdown", type=int, metavar="N", help="only the SOXS VIS time breakdown, N alternating runs")
+    ap.add_argument("--before", metavar="PYTHON", help="with --breakdown: also time this installation's CLI")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.breakdown:
-        b = breakdown(args.work, args.breakdown, args.soxspipe_venv)
+        b = breakdown(args.work, args.breakdown, args.soxspipe_venv, args.before)
         (args.work / "breakdown.json").write_text(json.dumps(b))
         print(breakdown_markdown(b))
         return 0

@@ -61,3 +61,16 @@ def test_the_run_never_imports_matplotlib(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "['bkground_vis.pdf', 'order_loc_res_vis.pdf']"
     assert all((tmp_path / "out" / n).stat().st_size > 10000 for n in ("bkground_vis.pdf", "order_loc_res_vis.pdf"))
+
+
+def test_workers_watched_without_pidfd(tmp_path, monkeypatch):
+    """Where os.pidfd_open is missing (Linux < 5.3), the server polls its workers instead."""
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    edges, lo, up = _edges()
+    srv = PlotServer.start()
+    try:
+        srv.submit("order_loc_pdf", (_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info()), tmp_path / "a.pdf")
+        srv.wait()
+    finally:
+        srv.close()
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")

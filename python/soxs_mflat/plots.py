@@ -272,7 +272,9 @@ def _residuals(fig, axes, edges: dict, layout: OrderLayout) -> None:
     for ax, key in zip(axes[:2], ("lower", "upper")):
         fit = edges[key]
         keep = ~np.asarray(fit["clipped"], bool) & np.isfinite(fit["residuals"])
-        sc = ax.scatter(pts["b"][keep], fit["residuals"][keep], s=2, c=idx[keep], cmap=cmap, norm=norm, lw=0)
+        for k, colour in enumerate(cols):   # one marker line per order: far cheaper in the PDF than a scatter
+            sel = keep & (idx == k)
+            ax.plot(pts["b"][sel], fit["residuals"][sel], "o", ms=1.4, mew=0, color=colour)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"{key} edge: fit - measured (rms {fit['rms']:.3f} px)", fontsize=9, loc="left")
         ax.set_xlabel("along the order (unbinned px)", fontsize=8)
@@ -281,7 +283,8 @@ def _residuals(fig, axes, edges: dict, layout: OrderLayout) -> None:
     axes[0].set_ylabel("residual (px)", fontsize=8)
     for ax in axes[:2]:
         ax.set_ylim(-1.1 * lim - 1e-6, 1.1 * lim + 1e-6)
-    cb = fig.colorbar(sc, ax=axes[1], fraction=0.05, pad=0.02, ticks=np.arange(len(orders)))
+    from matplotlib.cm import ScalarMappable
+    cb = fig.colorbar(ScalarMappable(norm, cmap), ax=axes[1], fraction=0.05, pad=0.02, ticks=np.arange(len(orders)))
     cb.ax.set_yticklabels([str(o) for o in orders], fontsize=5.5 if len(orders) > 16 else 6.5)
     cb.set_label("order", fontsize=7)
     ax = axes[2]
@@ -316,7 +319,7 @@ def order_loc_figure(flat: np.ndarray, edges: dict, layout: OrderLayout, info: P
     label = "flux / order median" if spread > 1 else "flux (normalised)"
     vlim = np.nanpercentile(shown, (1, 99.5))
     ax0 = fig.add_subplot(gs[0, :])
-    _image(fig, ax0, shown, extent, "detected edge points (triangles: up lower, down upper) on the stacked flat", vmin=vlim[0],
+    _image(fig, ax0, shown, extent, "detected edge points on the stacked flat (triangles pointing up: lower edge, down: upper edge)", vmin=vlim[0],
            vmax=vlim[1], label=label)
     _points(ax0, edges, layout)
     ax1 = fig.add_subplot(gs[1, :], sharex=ax0, sharey=ax0)

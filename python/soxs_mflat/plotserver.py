@@ -224,47 +224,61 @@ def _serve(conn, warm: bool) -> None:
         import matplotlib.backends.backend_pdf  # noqa: F401
     gc.freeze()   # what the imports made is never collected: the workers' collections stay short
     store: dict[str, Any] = {}
-    running: dict[int, tuple[int, int, int]] = {}   # pidfd -> (pid, job, error pipe)
+    running: dict[int, tuple[int, int, int | None]] = {}   # pid -> (job, error pipe, pidfd or None)
     header = None
     while True:
-        ready, _, _ = select.select([conn, *running], [], [])
-        for fd in ready:
-            if fd is conn:
-                try:
-                    msg = conn.recv_bytes()
-                except (EOFError, OSError):
-                    return   # the run closed the pipe: running workers die with this process
-                if header is not None:   # the raw buffer of the array announced just before
-                    import numpy as np
-                    key, dtype, shape = header
-                    store[key] = np.frombuffer(msg, dtype=dtype).reshape(shape)
-                    header = None
-                    continue
+        wake = [fd for _, _, fd in running.values() if fd is not None]
+        poll = 0.01 if any(fd is None for _, _, fd in running.values()) else None   # no pidfd: poll waitpid
+        ready, _, _ = select.select([conn, *wake], [], [], poll)
+        if conn in ready:
+            try:
+                msg = conn.recv_bytes()
+            except (EOFError, OSError):
+                return   # the run closed the pipe: running workers die with this process
+            if header is not None:   # the raw buffer of the array announced just before
+                import numpy as np
+                key, dtype, shape = header
+                store[key] = np.frombuffer(msg, dtype=dtype).reshape(shape)
+                header = None
+            else:
                 kind, *rest = pickle.loads(msg)
                 if kind == "data":
                     header = rest
                 else:
                     job, name, args, path = rest
-                    pid, pidfd, err = _fork_worker(plots, store, name, args, path)
-                    running[pidfd] = (pid, job, err)
-            else:
-                pid, job, err = running.pop(fd)
-                os.close(fd)
-                _, status = os.waitpid(pid, 0)
+                    pid, err = _fork_worker(plots, store, name, args, path)
+                    running[pid] = (job, err, _pidfd(pid))
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                job, err, fd = running.pop(pid)
+                if fd is not None:
+                    os.close(fd)
                 text = os.read(err, 4000).decode("utf-8", "replace")
                 os.close(err)
                 conn.send_bytes(pickle.dumps(("done", job, os.waitstatus_to_exitcode(status), text)))
 
 
-def _fork_worker(plots, store: dict, name: str, args: bytes, path: str) -> tuple[int, int, int]:
-    """Render one page in a fork of the server: (pid, pidfd, read end of its error pipe)."""
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that select() sees readable when the worker ends (Linux >= 5.3), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _fork_worker(plots, store: dict, name: str, args: bytes, path: str) -> tuple[int, int]:
+    """Render one page in a fork of the server: (pid, read end of its error pipe)."""
     r, w = os.pipe()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.close(r)
             die_with_parent()
+            if os.getppid() != server:
+                raise RuntimeError("the plot server ended")
             import io
             unpickler = pickle.Unpickler(io.BytesIO(args))
             unpickler.persistent_load = store.__getitem__
@@ -278,4 +292,4 @@ def _fork_worker(plots, store: dict, name: str, args: bytes, path: str) -> tuple
         finally:
             os._exit(code)
     os.close(w)
-    return pid, os.pidfd_open(pid), r
+    return pid, r
