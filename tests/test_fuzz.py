@@ -22,7 +22,7 @@ from test_esorex import HAVE_ESOREX, PLUGIN_DIR
 
 SEED = int(os.environ.get("SOXS_FUZZ_SEED", "14"))
 BUDGET_S = float(os.environ.get("SOXS_FUZZ_SECONDS", "55"))   # per front end
-MAX_CASES = 400
+MAX_CASES = int(os.environ.get("SOXS_FUZZ_CASES", "400"))   # with SOXS_FUZZ_SECONDS large: a fixed N
 CASE_TIMEOUT_S = 60.0
 PRODUCT_GLOB = ("master_flat_*", "order_tab_*", "mflat_bkground_*")
 

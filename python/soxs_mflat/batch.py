@@ -70,7 +70,7 @@ def products_verify(outdir: Path) -> bool:
     from .products import file_datamd5
     from astropy.io import fits
     try:
-        record = json.loads((outdir / "qc.json").read_text())
+        record = json.loads((outdir / section("qc")["json"]["file"]).read_text())
         for name in record["products"].values():
             path = outdir / name
             if not path.is_file():

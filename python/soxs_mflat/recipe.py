@@ -27,7 +27,7 @@ log = logging.getLogger("soxs_mflat")
 Progress = Callable[[str], None]
 PRODUCTS = contract.section("products")["products"]   # label -> file, PRO CATG/TYPE/TECH (data/contract)
 PRODUCT_CATGS = tuple(d["catg"] for d in PRODUCTS.values() if "catg" in d)   # + "_<ARM>"; EDPS classifies these
-QC_JSON, QC_LABEL = "qc.json", "QC JSON"   # QC values and run description, machine-readable, beside the products
+QC_JSON, QC_LABEL = contract.section("qc")["json"]["file"], "QC JSON"   # data/contract/qc.yaml (the plugin's too)
 
 
 @dataclass

@@ -17,7 +17,8 @@ BASE_COLUMNS = ["night", "instrument", "arm", "setup", "set", "status", "reason"
 
 def _qc_record(outdir: Path) -> dict | None:
     try:
-        return json.loads((outdir / "qc.json").read_text())
+        from .contract import section
+        return json.loads((outdir / section("qc")["json"]["file"]).read_text())
     except (OSError, ValueError):
         return None
 
