@@ -18,7 +18,8 @@ from dask.distributed import LocalCluster
 from soxs_mflat.batch import batch, exit_code, report
 from soxs_mflat.simulate.archive import simulate_archive
 
-# night 1: SOXS VIS 2x2 and 1x2; night 2: the same, its 2x2 set without a master bias (incomplete)
+# night 1: SOXS VIS 2x2 (frames .fits.fz) and 1x2 (.fits.Z); night 2: the same, its 2x2 set without a
+# master bias (incomplete), its 1x2 set with a corrupted frame (failing)
 SETUPS = ["soxs/vis/2x2", "soxs/vis/1x2"]
 
 
@@ -27,16 +28,23 @@ def _batch(*args):
                           capture_output=True, text=True)
 
 
+def _cut_two_rows(path: Path) -> None:
+    """A corrupted frame: two rows short, rewritten in its own form (here tile-compressed, HDU 1)."""
+    with fits.open(path) as hl:
+        data, header = hl[1].data[:-2].copy(), hl[1].header.copy()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header, compression_type="RICE_1")]).writeto(
+        path, overwrite=True)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
-    truth = simulate_archive(root, 2, setups=SETUPS, nflats=2, compress=("", "gz"))
+    truth = simulate_archive(root, 2, setups=SETUPS, nflats=2, compress=("fz", "Z"))
     sets = {s["id"]: s for s in truth["sets"]}
-    broken = next(s for s in truth["sets"] if s["binning"] == "1x2" and s["complete"] and s["night"] == "2025-10-11")
-    path = root / "archive" / broken["flats"][1]       # a corrupted frame: two rows short
-    with fits.open(path) as hl:
-        data, header = hl[0].data[:-2].copy(), hl[0].header.copy()
-    fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
+    broken = next(s for s in truth["sets"] if s["binning"] == "1x2" and s["night"] == "2025-10-12")
+    assert broken["complete"] and broken["compressed"] == "fz"
+    assert sorted(s["compressed"] for s in truth["sets"] if s["complete"] and s is not broken) == ["Z", "fz"]
+    _cut_two_rows(root / "archive" / broken["flats"][1])
     out = root / "out"
     # first run in this process, on a real LocalCluster of two thread workers reached by its address
     # (as --scheduler ADDRESS does; the cluster is left running for its owner)
@@ -100,11 +108,14 @@ def test_second_run_skips_finished_sets(runs):
     assert done and all(rows[sid]["status"] == "skipped" for sid in done)
 
 
-def test_batch_products_equal_the_single_set_cli(runs, tmp_path):
+@pytest.mark.parametrize("form", ["fz", "Z"])
+def test_batch_products_equal_the_single_set_cli(runs, tmp_path, form):
+    """For the set of tile-compressed (.fits.fz) and of unix-compressed (.fits.Z) frames."""
     root, sets, broken, out, _, _ = runs
-    sid = next(sid for sid, s in sets.items() if s["complete"] and sid != broken)
+    sid = next(sid for sid, s in sets.items() if s["complete"] and sid != broken and s["compressed"] == form)
     night = sets[sid]["night"]
     sof = out / "sof" / f"{sid}.sof"
+    assert all(ln.split()[0].endswith(f".fits.{form}") for ln in sof.read_text().splitlines() if "_FLAT_" in ln)
     r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(sof), "-o", str(tmp_path), "-q"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -120,3 +131,28 @@ def test_batch_products_equal_the_single_set_cli(runs, tmp_path):
                     assert np.array_equal(ha.data.view(np.uint8) if ha.data.dtype.kind != "V" else ha.data,
                                           hb.data.view(np.uint8) if hb.data.dtype.kind != "V" else hb.data)
             assert a[0].header["DATAMD5"] == b[0].header["DATAMD5"]
+
+
+def test_parquet_summary_equals_the_csv(runs):
+    """qc_summary.parquet (pyarrow is a test dependency): the CSV's columns in its order, its rows,
+    its values (numbers as numbers, empty cells as nulls)."""
+    import pyarrow.parquet as pq       # a test dependency: no skip
+    _, _, _, out, _, _ = runs
+    with open(out / "qc_summary.csv") as f:
+        reader = csv.reader(f)
+        header, body = next(reader), list(reader)
+    table = pq.read_table(out / "qc_summary.parquet")
+    assert table.column_names == header and table.num_rows == len(body) == 4
+    cols = table.to_pydict()
+    n_numeric = 0
+    for i, row in enumerate(body):
+        for name, cell in zip(header, row):
+            v = cols[name][i]
+            if v is None:
+                assert cell == "", (name, i)
+            elif isinstance(v, str):
+                assert v == cell, (name, i)
+            else:
+                assert float(cell) == v, (name, i)
+                n_numeric += 1
+    assert n_numeric >= 2 * 10          # the QC values of the reduced sets are numbers, not text

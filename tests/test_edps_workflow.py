@@ -80,6 +80,11 @@ def test_every_recipe_exists(wkf):
     assert all(t.min_group_size == 1 for t in flow.tasks)
 
 
+def _header(p: Path) -> fits.Header:
+    """A raw frame's header: HDU 1 of a tile-compressed (.fz) file, else the primary."""
+    return fits.getheader(p, 1 if p.name.endswith(".fz") else 0)
+
+
 def _jobs(flow, wkf, files: list[Path]) -> dict[str, set]:
     """Raw flats classified by the workflow's rules, grouped by each task's grouping keywords (EDPS
     groups main-input files with equal values of them; this partition is computed here, not by EDPS)."""
@@ -87,7 +92,7 @@ def _jobs(flow, wkf, files: list[Path]) -> dict[str, set]:
     jobs: dict[str, set] = {}
     for p in files:
         try:
-            h = edps_header(fits.getheader(p, 1 if p.name.endswith(".fz") else 0))
+            h = edps_header(_header(p))
         except OSError:      # the HTML page saved as .fits: no FITS file, classified as nothing
             continue
         if not any(r.is_classified(h) for r in raw_flats):
@@ -107,7 +112,7 @@ def test_jobs_are_the_organisers_sets(wkf, sim_archive):
     sets = {frozenset(f.path.resolve() for f in s.flats) for s in organise(out / "archive").sets}
     assert {frozenset(v) for v in jobs.values()} == sets
     uvb = [v for k, v in jobs.items() if k[0] == "mflat_uvb"]
-    assert len(uvb) == 1 and {fits.getval(p, "EXPTIME") for p in uvb[0]} == {4.0, 15.0}
+    assert len(uvb) == 1 and {_header(p)["EXPTIME"] for p in uvb[0]} == {4.0, 15.0}
 
 
 def test_classification_of_every_archive_frame(wkf, sim_archive):
@@ -169,7 +174,7 @@ def test_grouping_keywords_exist_in_raw_headers(wkf, sim_archive):
     from soxs.soxs_datasources import CONTRACT, grouping_keywords
     out, truth = sim_archive
     for s in truth["sets"]:
-        h = edps_header(fits.getheader(out / "archive" / s["flats"][0]))
+        h = edps_header(_header(out / "archive" / s["flats"][0]))
         kws = grouping_keywords(s["arm"])
         assert {"instrume", "seq.arm", "tpl.start", "dpr.type", "exptime"} <= set(h)
         for name in ("readout", "slit") + (("binx", "biny") if s["arm"] != "NIR" else ()):

@@ -34,6 +34,17 @@ def test_every_set_found_with_the_true_calibrations(archive, tmp_path):
         assert cal == want, t["id"]
         assert s.complete == t["complete"] and s.missing == t["missing"]
     assert o.n_ignored == truth["n_ignored"]
+    # raw frames in each of the four forms were classified (and found in their sets above)
+    suffixes = {f.path.name.split(".fits")[-1] for s in o.sets for f in s.flats}
+    assert suffixes == {"", ".gz", ".fz", ".Z"}
+    for s in o.sets:
+        for f in s.flats:
+            kind = {".gz": "gz", ".fz": "fz", ".Z": "Z", "": ""}[f.path.name.split(".fits")[-1]]
+            assert kind == next(t["compressed"] for t in truth["sets"] if t["id"] == s.name)
+            assert (f.hdu == 1) == (kind == "fz")
+            with open(f.path, "rb") as fh:     # what the name says: the magic bytes of each form
+                magic = fh.read(2)
+            assert magic == {"gz": b"\x1f\x8b", "Z": b"\x1f\x9d", "fz": b"SI", "": b"SI"}[kind]
 
 
 def test_wrong_binning_never_chosen(archive):

@@ -19,8 +19,9 @@ def add_archive_commands(sub) -> None:
                    help="setups observed each night, e.g. soxs/vis/2x2 (soxs/vis/2x2@0: on the first night only; "
                    "default: three per instrument)")
     a.add_argument("--nflats", type=int, default=3)
-    a.add_argument("--compress", nargs="*", default=["", "gz"], metavar="{gz,fz}",
-                   help="compression cycled over the sets ('' = none; default: none, gz)")
+    a.add_argument("--compress", nargs="*", default=None, metavar="{'',gz,fz,Z}",
+                   help="compression cycled over the sets ('' = none, gz, fz = tile-compressed, Z = unix compress; "
+                   "default: all four, Z only where the ncompress package is installed)")
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(archive_command=_simulate_archive)
     o = sub.add_parser("organise", help="find the master-flat sets of a directory tree and their calibrations")
@@ -44,9 +45,10 @@ def add_archive_commands(sub) -> None:
 def _simulate_archive(args: argparse.Namespace) -> int:
     from .simulate.archive import simulate_archive
     t0 = time.perf_counter()
+    compress = args.compress if args.compress is not None else _default_compressions()
     try:
         truth = simulate_archive(args.out, args.nights, args.instruments, args.setups, args.nflats,
-                                 [c for c in args.compress], args.seed)
+                                 list(compress), args.seed)
     except ValueError as exc:
         print(f"soxs-mflat simulate-archive: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -54,6 +56,16 @@ def _simulate_archive(args: argparse.Namespace) -> int:
     print(f"wrote {len(truth['sets'])} sets ({n_ok} complete) and {truth['n_ignored']} distractor files to "
           f"{truth['archive']} in {time.perf_counter() - t0:.1f} s; truth in {args.out}/truth/sets.json")
     return 0
+
+
+def _default_compressions() -> tuple[str, ...]:
+    from .simulate.archive import COMPRESSIONS
+    try:
+        import ncompress  # noqa: F401
+        return COMPRESSIONS
+    except ImportError:
+        print("soxs-mflat simulate-archive: no .fits.Z files (pip install ncompress to write them)", file=sys.stderr)
+        return tuple(c for c in COMPRESSIONS if c != "Z")
 
 
 def _organise(args: argparse.Namespace) -> int:

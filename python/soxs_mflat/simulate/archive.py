@@ -31,6 +31,7 @@ PREFIX = {"SOXS": "SOXS", "XSHOOTER": "XSHOO"}
 # the 2x2 master bias of the same night is nearer in time to its flats than its own (1x2) bias.
 SETUPS = {"soxs": ["soxs/vis/1x2", "soxs/vis/2x2", "soxs/nir/1x1"],
           "xshooter": ["xshooter/uvb/2x2", "xshooter/vis/2x2", "xshooter/nir/1x1"]}
+COMPRESSIONS = ("", "gz", "fz", "Z")   # none, gzip, tile-compressed (fpack layout), unix compress
 D2_EXPTIME = 15.0                # s; the QTH flats keep the arm's 4 s
 SET_SPACING_DAYS = 0.02          # 29 min between the sets of one night
 FIRST_NIGHT_MJD = Time("2025-10-12T11:14:44").mjd   # morning calibrations (UT) after the night 2025-10-11
@@ -47,7 +48,8 @@ def _night(mjd: float) -> str:
 
 
 def _store(src: Path, dest_dir: Path, compress: str) -> Path:
-    """Move a raw frame into the tree under its archive name, compressed as asked ("", "gz", "fz")."""
+    """Move a raw frame into the tree under its archive name, compressed as asked: "" (none), "gz"
+    (gzip), "fz" (tile-compressed image in HDU 1, fpack's layout) or "Z" (unix compress)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     header = fits.getheader(src)
     if compress == "gz":
@@ -62,10 +64,25 @@ def _store(src: Path, dest_dir: Path, compress: str) -> Path:
                                  quantize_level=0.0)
         fits.HDUList([fits.PrimaryHDU(), comp]).writeto(dest)
         src.unlink()
-    else:
+    elif compress == "Z":    # unix compress (LZW), as old archive downloads come; ncompress writes it
+        dest = dest_dir / archive_name(header, ".fits.Z")
+        dest.write_bytes(_lzw(src.read_bytes()))
+        src.unlink()
+    elif compress == "":
         dest = dest_dir / archive_name(header)
         shutil.move(src, dest)
+    else:
+        raise ValueError(f"unknown compression {compress!r} (one of '', gz, fz, Z)")
     return dest
+
+
+def _lzw(data: bytes) -> bytes:
+    try:
+        import ncompress
+    except ImportError:
+        raise ValueError("writing .fits.Z needs the ncompress package (pip install ncompress), "
+                         "or leave Z out of the compressions") from None
+    return ncompress.compress(data)
 
 
 def _store_calib(src: Path, dest_dir: Path, label: str, mjd: float | None = None) -> Path:
@@ -148,14 +165,19 @@ def _make_incomplete(out: Path, s: dict) -> None:
 
 
 def simulate_archive(out: str | Path, nights: int, instruments=("soxs", "xshooter"), setups=None,
-                     nflats: int = 3, compress=("", "gz"), seed: int = 0) -> dict:
+                     nflats: int = 3, compress=COMPRESSIONS, seed: int = 0) -> dict:
     """Write the archive; returns the truth (also in ``out/truth/sets.json``). ``setups``:
     "instrument/arm/binning" strings observed each night ("...@N": on night N only; default: SETUPS
     of each instrument);
-    ``compress``: cycled over the sets. The first set of the last night is made incomplete."""
+    ``compress``: cycled over the sets ("", "gz", "fz", "Z"; checked before anything is written). The first set of the last night is made incomplete."""
     out = Path(out)
     if nights < 1:
         raise ValueError("nights must be >= 1")
+    for c in compress:
+        if c not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {c!r} (one of '', gz, fz, Z)")
+    if "Z" in compress:
+        _lzw(b"")        # ncompress is there (before anything is written)
     specs = list(setups) if setups else [s for i in instruments for s in SETUPS[i.lower()]]
     on_night = lambda spec, n: "@" not in spec or int(spec.split("@")[1]) == n   # noqa: E731
     rng = np.random.default_rng(seed)
