@@ -283,9 +283,14 @@ def _preload_plots() -> None:
 
 
 def start_plots(jobs, st: Staging) -> list:
-    """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores)."""
+    """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores);
+    rendered in this process by finish_plots where it may not fork: a daemonic process (a Dask
+    worker: daemons may not have children) or a thread other than the main one (a fork copies
+    the other threads' locks)."""
     for th in _PRELOAD:   # no fork while the import thread runs
         th.join()
+    if mp.current_process().daemon or threading.current_thread() is not threading.main_thread():
+        return [(None, job) for job in jobs]
     ctx = mp.get_context("fork")
     workers = []
     for name, args, path in jobs:
@@ -298,6 +303,14 @@ def start_plots(jobs, st: Staging) -> list:
 
 def finish_plots(workers: list) -> None:
     for proc, path in workers:
+        if proc is None:       # rendered here (see start_plots)
+            name, args, path = path
+            try:
+                from . import plots
+                write_atomic_bytes(getattr(plots, name)(*args), path, False)
+            except Exception as exc:   # noqa: BLE001 - as a failed worker: the run fails, nothing is written
+                raise ProcessingError(f"could not render the QC plot {path} ({type(exc).__name__}: {exc})") from None
+            continue
         proc.join()
         if proc.exitcode != 0:
             raise ProcessingError(f"could not render the QC plot {path} (worker exit code {proc.exitcode})")
