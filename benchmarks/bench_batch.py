@@ -91,18 +91,18 @@ def soxspipe_run(sofs: list[Path], work: Path, venv: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     settings = soxspipe_settings(venv, "soxs", work)
-    total, ok, mb, per = 0.0, 0, 0.0, []
+    total, ok, mb, per, cpu = 0.0, 0, 0.0, [], 0.0
     for s in sofs:
         sof = work / s.name           # soxspipe's SOF: without our static bad-pixel map
         sof.write_text("".join(ln + "\n" for ln in s.read_text().splitlines() if "BP_MAP_RP" not in ln))
         r = timed([exe, "mflat", sof, "-s", settings, "-x"], work)
         good = r["rc"] == 0 and any((work / "reduced").rglob(f"{s.stem}*.fits"))
-        total, ok, mb = total + r["s"], ok + good, max(mb, r["mb"])
+        total, ok, mb, cpu = total + r["s"], ok + good, max(mb, r["mb"]), cpu + r["cpu"]
         per.append(r["s"])
         if not good:
             print(f"soxspipe failed on {s.name}:\n{r['log'][-1500:]}", flush=True)
     print(f"soxspipe: {ok} sets in {total:.1f} s", flush=True)
-    return {"s": total, "sets": ok, "mb": mb, "rc": 0 if ok == len(sofs) else 1, "per_set_s": per}
+    return {"s": total, "sets": ok, "mb": mb, "rc": 0 if ok == len(sofs) else 1, "per_set_s": per, "cpu": cpu}
 
 
 def _floor(sof: Path, products: dict, out: Path) -> tuple[float, float, int, int]:
@@ -235,6 +235,7 @@ def main() -> None:
     if not a.no_soxspipe:
         res["soxspipe"] = soxspipe_run(sofs, work / "out-sxp", Path(a.soxspipe_venv))
     res["batch none again"] = batch_run(archive, work / "out-none", ["--plots", "none"])
+    res["phases"] = batch_phases(archive, work / "out-phases")
     for b in ("1x1", "2x2"):
         res[f"warm {b}"] = warm_breakdown([s for s in sofs if f"_{b.upper()}_" in s.name], work / f"out-warm-{b}")
     res["dask"] = dask_overhead(500)
@@ -262,7 +263,9 @@ def _rate(r: dict) -> float:
 
 def markdown(res: dict) -> str:
     base = _rate(res["soxspipe"]) if "soxspipe" in res else None
-    L = ["| tool | sets | wall (s) | sets / hour | vs soxspipe | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    cbase = res["soxspipe"]["cpu"] / res["soxspipe"]["sets"] if "soxspipe" in res else None
+    L = ["| tool | sets | wall (s) | sets / hour | vs soxspipe | CPU s per set | vs soxspipe (CPU) | peak RSS (MB) |",
+         "|---|---|---|---|---|---|---|---|"]
     for key, label in (("batch none", "batch --workers 2 --plots none"), ("batch pdf", "batch --workers 2 (PDFs)"),
                        ("loop", "bash loop of soxs-mflat run (PDFs)"), ("soxspipe", "soxspipe 0.17.4 mflat per set"),
                        ("batch none again", "batch --workers 2 --plots none, again at the end")):
@@ -270,7 +273,9 @@ def markdown(res: dict) -> str:
             r = res[key]
             mb = r.get("worker_mb") or r.get("mb")
             vs = f"{_rate(r) / base:.1f}x" if base else "-"
-            L.append(f"| {label} | {r['sets']} | {r['s']:.1f} | {_rate(r):.0f} | {vs} | {mb:.0f} |")
+            c = r["cpu"] / r["sets"] if r.get("sets") else float("nan")
+            cvs = f"{cbase / c:.1f}x" if cbase else "-"
+            L.append(f"| {label} | {r['sets']} | {r['s']:.1f} | {_rate(r):.0f} | {vs} | {c:.2f} | {cvs} | {mb:.0f} |")
     for key in ("warm 1x1", "warm 2x2", "many warm"):
         if key in res:
             L += ["", f"{key} (median per set, s): " + ", ".join(f"{k} {v:.3f}" for k, v in res[key].items())]
@@ -287,8 +292,9 @@ def markdown(res: dict) -> str:
         L.append(f"many: {m['sets']} sets in {m['s']:.1f} s wall, sum of task times / 2 = {busy:.1f} s, "
                  f"rest {m['s'] - busy:.1f} s ({(m['s'] - busy) / max(1, m['sets']) * 1000:.0f} ms per set), "
                  f"worker peak RSS {m['worker_mb']:.0f} MB")
-    if "many phases" in res:
-        L.append("many phases (in-process, s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["many phases"].items()))
+    for key in ("phases", "many phases"):
+        if key in res:
+            L.append(f"{key} (in-process, s): " + ", ".join(f"{k} {v:.2f}" for k, v in res[key].items()))
     L.append(f"load average before {res['load_before']}, after {res['load_after']}")
     return "\n".join(L) + "\n"
 

@@ -28,10 +28,13 @@ QC_KEYS = ["ORDEXP50", "X RES SD", "N LOW SENS", "INNER ORDER PIX MEAN"]
 
 
 def timed(cmd, cwd) -> dict:
-    """Wall time (s) and peak RSS (MB) of a command, via GNU time."""
-    p = subprocess.run(["/usr/bin/time", "-f", "@@%e %M", *map(str, cmd)], cwd=cwd, capture_output=True, text=True)
+    """Wall time (s), peak RSS (MB) and CPU time (user + system, s; of the command and the children
+    it waited for) of a command, via GNU time."""
+    p = subprocess.run(["/usr/bin/time", "-f", "@@%e %M %U %S", *map(str, cmd)], cwd=cwd, capture_output=True,
+                       text=True)
     tail = [ln for ln in p.stderr.splitlines() if ln.startswith("@@")][-1][2:].split()
-    return {"rc": p.returncode, "s": float(tail[0]), "mb": float(tail[1]) / 1024, "log": (p.stdout + p.stderr)[-3000:]}
+    return {"rc": p.returncode, "s": float(tail[0]), "mb": float(tail[1]) / 1024, "cpu": float(tail[2]) + float(tail[3]),
+            "log": (p.stdout + p.stderr)[-3000:]}
 
 
 def soxspipe_venv(path: Path) -> Path:
