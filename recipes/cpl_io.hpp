@@ -75,19 +75,4 @@ inline int find_ext(const std::string& file, const char* name) {
   return static_cast<int>(e);
 }
 
-inline Table load_table(const std::string& file, int ext) {
-  Table t(cpl_table_load(file.c_str(), ext, 0));
-  check("cannot load table extension " + std::to_string(ext) + " of " + file);
-  return t;
-}
-
-inline double cell(const cpl_table* t, const std::string& col, cpl_size row, const std::string& file) {
-  if (!cpl_table_has_column(t, col.c_str()))
-    throw std::invalid_argument(file + ": order table lacks column " + col);
-  int null = 0;
-  double v = cpl_table_get(t, col.c_str(), row, &null);
-  check("cannot read column " + col + " of " + file);
-  return v;
-}
-
 }  // namespace soxs_cpl

@@ -1,12 +1,6 @@
 // esorex plugin "soxs_mflat": the same C++ core as the Python front end, with CPL I/O and DFS saving.
 #include <cpl.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <malloc.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +13,7 @@
 #include <vector>
 
 #include "soxs_mflat_inputs.hpp"
+#include "soxs_mflat_output.hpp"
 #include "soxs_mflat_qc.hpp"
 
 #ifndef SOXS_VERSION
@@ -68,106 +63,7 @@ const char* DESCRIPTION =
     "Parameters set to -1 take the instrument/arm default; values outside the ranges of\n"
     "data/parameters.yaml are refused (rule parameter-range) before any frame is read.";
 
-// Output safety. Products are saved into a staging directory in the working directory and renamed to
-// their final names only when every one is complete; esorex then signs them and moves them to
-// --output-dir. A failure, a full disk or a kill so never leaves a truncated product under its final
-// name. The working directory is locked (the Python front end's lock file) against a second run, and
-// its free space is checked against the products' size before any processing.
-struct OutputError : std::runtime_error {
-  cpl_error_code code;
-  OutputError(cpl_error_code c, const std::string& m) : std::runtime_error(m), code(c) {}
-};
-
-const char* LOCK_NAME = ".soxs-mflat.lock";
-
-struct Staging {
-  std::string dir;          // "<name>/" once created
-  int lock_fd = -1;
-
-  void lock() {
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      int fd = ::open(LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-      if (fd < 0) throw OutputError(CPL_ERROR_FILE_NOT_CREATED, std::string("the working directory is not writable (") +
-                                    std::strerror(errno) + ")");
-      if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ::close(fd);
-        throw OutputError(CPL_ERROR_FILE_ALREADY_OPEN, std::string("another soxs_mflat run is writing into the "
-                          "working directory (lock file ") + LOCK_NAME + "); wait for it or run elsewhere");
-      }
-      struct stat a, b;   // the holder removes the file when done: lock the file that is still there
-      if (fstat(fd, &a) == 0 && ::stat(LOCK_NAME, &b) == 0 && a.st_ino == b.st_ino) {
-        std::string pid = std::to_string(getpid()) + "\n";
-        if (ftruncate(fd, 0) != 0 || write(fd, pid.data(), pid.size()) < 0) { /* the pid is informative only */ }
-        lock_fd = fd;
-        return;
-      }
-      ::close(fd);
-    }
-    throw OutputError(CPL_ERROR_FILE_ALREADY_OPEN, std::string("could not take the lock ") + LOCK_NAME);
-  }
-
-  void check_space(double need) const {
-    struct statvfs v;
-    if (statvfs(".", &v) != 0) return;
-    double free_b = double(v.f_bavail) * double(v.f_frsize);
-    if (need > free_b)
-      throw OutputError(CPL_ERROR_FILE_NOT_CREATED, "not enough free space in the working directory for the "
-                        "products (need about " + std::to_string(need / 1e6) + " MB, " +
-                        std::to_string(free_b / 1e6) + " MB free)");
-  }
-
-  void open(double need) {
-    lock();
-    check_space(need);
-    char tmpl[] = ".soxs-mflat-staging-XXXXXX";
-    if (!mkdtemp(tmpl)) throw OutputError(CPL_ERROR_FILE_NOT_CREATED, std::string("cannot create a staging "
-                                          "directory in the working directory (") + std::strerror(errno) + ")");
-    dir = std::string(tmpl) + "/";
-  }
-
-  std::vector<cpl_frame*> staged(cpl_frameset* frames) const {
-    std::vector<cpl_frame*> out;
-    for (cpl_size i = 0; i < cpl_frameset_get_size(frames); ++i) {
-      cpl_frame* f = cpl_frameset_get_position(frames, i);
-      const char* fn = cpl_frame_get_filename(f);
-      if (!dir.empty() && fn && std::string(fn).rfind(dir, 0) == 0) out.push_back(f);
-    }
-    return out;
-  }
-
-  void commit(cpl_frameset* frames) {
-    std::vector<cpl_frame*> fs = staged(frames);
-    for (cpl_frame* f : fs) {
-      std::string from = cpl_frame_get_filename(f), to = from.substr(dir.size());
-      if (std::rename(from.c_str(), to.c_str()) != 0)
-        throw OutputError(CPL_ERROR_FILE_NOT_CREATED, "cannot write the product " + to + " (" + std::strerror(errno) + ")");
-      cpl_frame_set_filename(f, to.c_str());
-    }
-    release();
-  }
-
-  // Everything in the staging directory goes, and the product frames pointing into it.
-  void release(cpl_frameset* frames = nullptr) {
-    if (frames)
-      for (cpl_frame* f : staged(frames)) cpl_frameset_erase_frame(frames, f);
-    if (!dir.empty()) {
-      if (DIR* d = opendir(dir.c_str())) {
-        while (dirent* e = readdir(d))
-          if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") ::unlink((dir + e->d_name).c_str());
-        closedir(d);
-      }
-      ::rmdir(dir.c_str());
-      dir.clear();
-    }
-    if (lock_fd >= 0) {
-      ::unlink(LOCK_NAME);
-      ::close(lock_fd);
-      lock_fd = -1;
-    }
-  }
-};
-
-Staging g_stage;   // one run at a time per process (esorex runs one recipe)
+Staging g_stage;   // one run at a time per process (esorex runs one recipe); soxs_mflat_output.hpp
 
 // Bytes of the products: per set FLUX+ERRS float32 and QUAL uint8, a float32 background, tables.
 double product_bytes(const Inputs& in, int sets, bool background) {
@@ -526,18 +422,22 @@ int exec(cpl_plugin* plugin) {
     run(recipe->frames, recipe->parameters);
   } catch (const OutputError& e) {
     g_stage.release(recipe->frames);
+    g_stage.unlock();
     cpl_msg_error(RECIPE, "output error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
   } catch (const RuleError& e) {   // a rule of the input contract: its outcome's CPL code (esorex's exit status)
     g_stage.release(recipe->frames);
+    g_stage.unlock();
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
   } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
     g_stage.release(recipe->frames);
+    g_stage.unlock();
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
   } catch (const std::exception& e) {
     g_stage.release(recipe->frames);
+    g_stage.unlock();
     cpl_msg_error(RECIPE, "processing failed: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_ILLEGAL_OUTPUT, "%s", e.what()));
   }
@@ -545,6 +445,7 @@ int exec(cpl_plugin* plugin) {
 }
 
 int destroy(cpl_plugin* plugin) {
+  g_stage.unlock();   // esorex has moved the products to --output-dir by now
   cpl_parameterlist_delete(reinterpret_cast<cpl_recipe*>(plugin)->parameters);
   return 0;
 }

@@ -164,6 +164,9 @@ static const int N_VALUES = 7;
 
 static const char* const EXPTIME_REQUIRED = "FLAT,DFLAT,QFLAT,LAMPOFF";   // kinds that must carry EXPTIME
 static const int MAX_FRAMES = 255;
+// order-centre tables (rule order-table, when the table is read): orders in the meta table, degrees
+static const int MAX_ORDERS = 100;
+static const int MAX_TABLE_DEGREE = 9;
 static const double EXPTIME_TOL_S = 0.005;
 static const int GAIN_DECIMALS = 4;
 static const int MIN_FLATS_WARN = 3;
@@ -317,5 +320,8 @@ static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
 static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
 // X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"
 static const char* const UVB_LAMP_TAGS[] = {"DLAMP", "QLAMP"};
+// output safety: the lock file of a product directory, the prefix of the staging directories
+static const char* const LOCK_FILE = ".soxs-mflat.lock";
+static const char* const STAGING_PREFIX = ".soxs-mflat-staging-";
 
 }  // namespace soxs_gen

@@ -200,22 +200,90 @@ Lamp detrend_lamp(Inputs& in, Kind lamp, int threads) {
   return L;
 }
 
+namespace {
+
+// The order table's checks of the Python front end (ordertable.read_centre_table), same order and text,
+// rule order-table: nothing of a bad table reaches the core, and a table is refused when it is read.
+[[noreturn]] void bad_table(const In& f, const std::string& detail) {
+  fail("order-table", {{"file", f.file}, {"detail", detail}});
+}
+
+double table_cell(const In& f, const cpl_table* t, const std::string& col, cpl_size row) {
+  if (!cpl_table_has_column(t, col.c_str())) bad_table(f, "order table lacks column '" + col + "'");
+  const cpl_type type = cpl_table_get_column_type(t, col.c_str());
+  if (type == CPL_TYPE_STRING || (type & CPL_TYPE_POINTER))
+    bad_table(f, "bad order table: column " + col + " is not numeric");
+  int null = 0;
+  const double v = cpl_table_get(t, col.c_str(), row, &null);
+  if (cpl_error_get_code() != CPL_ERROR_NONE) {
+    cpl_error_reset();
+    bad_table(f, "bad order table: cannot read column " + col);
+  }
+  return null ? NAN : v;
+}
+
+int whole(const In& f, double v, const std::string& what) {
+  if (!std::isfinite(v) || v != std::floor(v) || std::fabs(v) > 2147483647.0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    bad_table(f, "bad order table: " + what + " " + buf + " is not a whole number");
+  }
+  return static_cast<int>(v);
+}
+
+int degree(const In& f, const cpl_table* t, const std::string& col) {
+  const int d = whole(f, table_cell(f, t, col, 0), col);
+  if (d < 0 || d > soxs_gen::MAX_TABLE_DEGREE)
+    bad_table(f, "bad order table: " + col + " = " + std::to_string(d) + " is outside [0, " +
+                 std::to_string(soxs_gen::MAX_TABLE_DEGREE) + "]");
+  return d;
+}
+
+Table table_ext(const In& f, int ext) {
+  Table t(cpl_table_load(f.file.c_str(), ext, 0));
+  if (cpl_error_get_code() != CPL_ERROR_NONE || !t) {
+    const std::string msg = cpl_error_get_message();
+    cpl_error_reset();
+    bad_table(f, "not an order table (need coefficient and meta table extensions: " + msg + ")");
+  }
+  return t;
+}
+
+}  // namespace
+
 CentreTable read_centre_table(const In& f) {
   CentreTable ct;
-  ct.coeffs = load_table(f.file, 1);
-  ct.meta = load_table(f.file, 2);
-  const cpl_table* c = ct.coeffs.get();
+  ct.coeffs = table_ext(f, 1);
+  ct.meta = table_ext(f, 2);
+  const cpl_table *c = ct.coeffs.get(), *m = ct.meta.get();
+  const cpl_size rows = cpl_table_get_nrow(c), n = cpl_table_get_nrow(m);
+  if (rows != 1 || n == 0)
+    bad_table(f, "bad order table: need one coefficient row and at least one order (has " + std::to_string(rows) +
+                 " coefficient rows, " + std::to_string(n) + " orders)");
+  if (n > soxs_gen::MAX_ORDERS)
+    bad_table(f, "bad order table: the meta table lists " + std::to_string(n) + " orders; at most " +
+                 std::to_string(soxs_gen::MAX_ORDERS) + " are accepted");
   ct.a_is_x = cpl_table_has_column(c, "degy_cent") != 0;
   const std::string b = ct.a_is_x ? "y" : "x";
-  ct.centre.deg_n = static_cast<int>(cell(c, "degorder_cent", 0, f.file));
-  ct.centre.deg_b = static_cast<int>(cell(c, "deg" + b + "_cent", 0, f.file));
+  ct.centre.deg_n = degree(f, c, "degorder_cent");
+  ct.centre.deg_b = degree(f, c, "deg" + b + "_cent");
   for (int i = 0; i <= ct.centre.deg_n; ++i)
     for (int j = 0; j <= ct.centre.deg_b; ++j)
-      ct.centre.c.push_back(cell(c, "cent_" + std::to_string(i) + std::to_string(j), 0, f.file));
-  const cpl_table* m = ct.meta.get();
-  for (cpl_size r = 0; r < cpl_table_get_nrow(m); ++r)
-    ct.orders.push_back({static_cast<int>(cell(m, "order", r, f.file)), cell(m, b + "min", r, f.file),
-                         cell(m, b + "max", r, f.file)});
+      ct.centre.c.push_back(table_cell(f, c, "cent_" + std::to_string(i) + std::to_string(j), 0));
+  std::vector<int> orders;
+  for (cpl_size r = 0; r < n; ++r) orders.push_back(whole(f, table_cell(f, m, "order", r), "order"));
+  std::vector<double> lo, hi;
+  for (const auto& [v, col] : std::vector<std::pair<std::vector<double>*, std::string>>{{&lo, b + "min"}, {&hi, b + "max"}}) {
+    for (cpl_size r = 0; r < n; ++r) v->push_back(table_cell(f, m, col, r));
+    for (double x : *v)
+      if (!std::isfinite(x)) bad_table(f, "bad order table: " + col + " is not finite");
+  }
+  for (double x : ct.centre.c)
+    if (!std::isfinite(x)) bad_table(f, "bad order table: a centre coefficient is not finite");
+  for (cpl_size r = 0; r < n; ++r) {
+    if (lo[r] >= hi[r]) bad_table(f, "bad order table: an order has " + b + "min >= " + b + "max");
+    ct.orders.push_back({orders[r], lo[r], hi[r]});
+  }
   return ct;
 }
 

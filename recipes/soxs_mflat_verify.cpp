@@ -277,11 +277,24 @@ static bool has_detector_key(const soxs_gen::ArmDef& arm, const char* what) {
   return false;
 }
 
+// Binning with its own guard: every division by it (science region, geometry) is safe whatever the
+// contract's ranges say; a value that is not a whole number >= 1 (and within the contract's maximum) is
+// bad-keyword, never a SIGFPE.
 void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by) {
   bx = by = 1;
   if (arm.nir_like) return;
-  bx = static_cast<int>(detector_value(f, arm, "binx", 1));
-  by = static_cast<int>(detector_value(f, arm, "biny", 1));
+  for (auto [out, what] : {std::pair<int*, const char*>{&bx, "binx"}, {&by, "biny"}}) {
+    const double v = detector_value(f, arm, what, 1), hi = std::min(value_def(what).max, 1024.0);
+    if (!(v >= 1 && v <= hi && v == std::floor(v))) {
+      std::string key = what;
+      for (int i = 0; i < soxs_gen::N_DET_KEYS; ++i)
+        if (std::string(soxs_gen::DET_KEYS[i].instrument) == arm.instrument && key == soxs_gen::DET_KEYS[i].what)
+          key = soxs_gen::DET_KEYS[i].keys[0];
+      fail("bad-keyword", {{"file", f.file}, {"key", key}, {"value", fmt_g(v)},
+                           {"problem", "is not a binning (a whole number in [1, " + fmt_g(hi) + "])"}});
+    }
+    *out = static_cast<int>(v);
+  }
 }
 
 // As soxs_mflat.keywords.gain_e_per_adu: CONAD (SOXS: max(CONAD, GAIN)), else the nominal gain.

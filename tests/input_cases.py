@@ -102,6 +102,43 @@ def vis_cases(w, folder: Path):
     shutil.copy(_raw(w, 0), twin)
     out.append(("duplicate-bytes", rows + [[str(twin), "LAMP,FLAT_VIS"]], "duplicate-input", "twin.fits"))
     out += _data_cases(w, folder, rows)
+    out += _table_cases(w, folder, rows)
+    return out
+
+
+def table_copy(src, dst: Path, kind: str) -> str:
+    """A copy of an order-centre table broken one way (rule order-table in both front ends)."""
+    from soxs_mflat.contract import section
+    with fits.open(src) as hl:
+        poly, meta = hl[1], hl[2]
+        if kind == "too-many-orders":   # one more than the contract accepts
+            n = int(section("inputs")["order_table"]["max_orders"]) + 1
+            rows = np.resize(meta.data, n)
+            rows["order"] = np.arange(1, n + 1)
+            hl[2] = fits.BinTableHDU(rows, header=meta.header)
+        elif kind == "missing-column":
+            cols = [c for c in poly.columns if c.name != "cent_00"]
+            hl[1] = fits.BinTableHDU.from_columns(cols)
+        elif kind == "degree":
+            poly.data["degorder_cent"] = 12
+        elif kind == "nan-coefficient":
+            poly.data["cent_01"] = np.nan
+        elif kind == "inverted-range":
+            b = "y" if "degy_cent" in poly.columns.names else "x"
+            meta.data[f"{b}min"][1], meta.data[f"{b}max"][1] = meta.data[f"{b}max"][1], meta.data[f"{b}min"][1]
+        hl.writeto(dst)
+    return str(dst)
+
+
+TABLE_CASES = ("too-many-orders", "missing-column", "degree", "nan-coefficient", "inverted-range")
+
+
+def _table_cases(w, folder, rows):
+    table = next(e[0] for e in rows if e[1].startswith("ORDER_TAB"))
+    out = []
+    for kind in TABLE_CASES:
+        bad = table_copy(table, folder / f"order_tab_{kind}.fits", kind)
+        out.append((f"order-table-{kind}", replace(rows, table, bad), "order-table", Path(bad).name))
     return out
 
 

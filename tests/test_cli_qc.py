@@ -88,3 +88,14 @@ def test_params_names_its_arm_refuses_soxs_uvb_and_survives_a_closed_pipe():
                        stderr=subprocess.PIPE, text=True)
     os.close(wr)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_log_of_a_refused_run_records_why_and_nothing_else_is_written(sof, tmp_path):
+    """Exit 2 writes no product (not even the output directory); the --log FILE asked for is kept and
+    records the error, once on stderr and once in the file."""
+    log, out = tmp_path / "bad.log", tmp_path / "out"
+    r = _cli("run", sof, "-o", out, "--log", log, "--param", "order_deg=0")
+    assert r.returncode == 2 and not out.exists()
+    text = "[parameter-range] parameter order_deg must be >= 1, got 0"
+    assert r.stderr.count(text) == 1, r.stderr
+    assert f"ERROR soxs-mflat run: input error: {text}" in log.read_text()

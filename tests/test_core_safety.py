@@ -169,14 +169,8 @@ BAD_PARAMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def vis_set(tmp_path_factory):
-    from soxs_mflat.simulate.run import simulate_set
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vis"), nflats=2, seed=5)
-
-
 @pytest.mark.parametrize("name,value,text", BAD_PARAMS)
-def test_cli_refuses_bad_parameter_before_reading_frames(vis_set, tmp_path, monkeypatch, name, value, text):
+def test_cli_refuses_bad_parameter_before_reading_frames(inputs_vis, tmp_path, monkeypatch, name, value, text):
     from soxs_mflat import recipe
     from soxs_mflat.frames import VerificationError
 
@@ -184,16 +178,16 @@ def test_cli_refuses_bad_parameter_before_reading_frames(vis_set, tmp_path, monk
         raise AssertionError("frames were read before the parameters were checked")
     monkeypatch.setattr(recipe, "detrend", no_frames)
     with pytest.raises(VerificationError) as exc:
-        recipe.run_mflat(vis_set["sof"], tmp_path / "out", params=[f"{name}={value}"])
+        recipe.run_mflat(inputs_vis["sof"], tmp_path / "out", params=[f"{name}={value}"])
     assert text in str(exc.value)
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(not HAVE_ESOREX, reason="esorex or the plugin is missing (scripts/setup.sh builds it)")
 @pytest.mark.parametrize("name,value,text", BAD_PARAMS)
-def test_esorex_refuses_bad_parameter_with_the_cli_text(vis_set, tmp_path, name, value, text):
+def test_esorex_refuses_bad_parameter_with_the_cli_text(inputs_vis, tmp_path, name, value, text):
     r = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={tmp_path}", f"--log-dir={tmp_path}",
-                        "soxs_mflat", f"--{name.replace('_', '-')}={value}", str(vis_set["sof"])],
+                        "soxs_mflat", f"--{name.replace('_', '-')}={value}", str(inputs_vis["sof"])],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode != 0 and text in out, out[-2000:]
@@ -213,12 +207,12 @@ def test_settings_ranges_come_from_parameters_yaml():
 
 
 @pytest.mark.parametrize("ext", ["ERRS", "QUAL"])
-def test_master_bias_extension_of_another_shape_is_refused_by_both(vis_set, tmp_path, ext):
+def test_master_bias_extension_of_another_shape_is_refused_by_both(inputs_vis, tmp_path, ext):
     """The plugin read ny * nx values of the bias ERRS/QUAL whatever their shape (out of bounds, exit 0 with
     products); the CLI raised a broadcast ValueError. Both now refuse it by the rule "shape"."""
     import numpy as np
     from astropy.io import fits
-    sof = Path(vis_set["sof"])
+    sof = Path(inputs_vis["sof"])
     lines = sof.read_text().splitlines()
     bias = next(line.split()[0] for line in lines if "MASTER_BIAS" in line)
     bad = tmp_path / "bad_bias.fits"
@@ -247,39 +241,75 @@ def test_yaml_true_is_not_a_number():
 
 
 def _table_variant(src: Path, dst: Path, kind: str) -> None:
-    import numpy as np
     from astropy.io import fits
     with fits.open(src) as hl:
-        if kind == "cent_05":
-            hl[1].data["cent_05"] = 1000.0
-        elif kind == "cent_35":
-            hl[1].data["cent_35"] = 1e300
-        else:   # 400 orders in the meta table
-            meta = hl[2].data
-            rows = np.resize(meta, 400)
-            rows["order"] = np.arange(1, 401)
-            hl[2] = fits.BinTableHDU(rows, header=hl[2].header)
+        hl[1].data[{"cent_05": "cent_05", "cent_35": "cent_35"}[kind]] = 1000.0 if kind == "cent_05" else 1e300
         hl.writeto(dst)
 
 
-@pytest.mark.parametrize("kind,words", [("cent_05", "edge"), ("cent_35", "not finite"), ("400_orders", "400 orders")])
-def test_extreme_order_table_is_a_clean_error_in_both_front_ends(vis_set, tmp_path, kind, words):
-    """Segfaults (cent_05 = 1000, cent_35 = 1e300) and a hang (400 orders) of both front ends in issue 14."""
-    sof = Path(vis_set["sof"])
-    lines = sof.read_text().splitlines()
-    table = next(line.split()[0] for line in lines if "ORDER_TAB" in line)
-    bad = tmp_path / "order_tab_bad.fits"
-    _table_variant(Path(table), bad, kind)
+def _sof_with_table(w, tmp_path: Path, bad: Path) -> Path:
+    lines = Path(w["sof"]).read_text().splitlines()
     bad_sof = tmp_path / "bad.sof"
     bad_sof.write_text("\n".join(f"{bad} {line.split()[1]}" if "ORDER_TAB" in line else line for line in lines) + "\n")
+    return bad_sof
+
+
+def _esorex_run(sof: Path, out: Path) -> tuple[int, str]:
+    out.mkdir()
+    es = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={out}", f"--log-dir={out}",
+                         "soxs_mflat", str(sof)], capture_output=True, text=True, cwd=out, timeout=120)
+    return es.returncode, " ".join((es.stdout + es.stderr).split())
+
+
+@pytest.mark.parametrize("kind,words", [("cent_05", "edge"), ("cent_35", "not finite")])
+def test_extreme_order_table_is_a_clean_error_in_both_front_ends(inputs_vis, tmp_path, kind, words):
+    """Segfaults (cent_05 = 1000, cent_35 = 1e300) of both front ends in issue 14."""
+    table = next(line.split()[0] for line in Path(inputs_vis["sof"]).read_text().splitlines() if "ORDER_TAB" in line)
+    bad = tmp_path / "order_tab_bad.fits"
+    _table_variant(Path(table), bad, kind)
+    bad_sof = _sof_with_table(inputs_vis, tmp_path, bad)
     if kind == "cent_35" or not HAVE_ESOREX:   # the CLI's core calls are those of the forked cases above
         cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(bad_sof), "-o", str(tmp_path / "py")],
                              capture_output=True, text=True, timeout=120)
         assert cli.returncode in (2, 3) and words in cli.stderr and "Traceback" not in cli.stderr, cli.stderr[-2000:]
     if HAVE_ESOREX:
-        out = tmp_path / "es"
-        out.mkdir()
-        es = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={out}", f"--log-dir={out}",
-                             "soxs_mflat", str(bad_sof)], capture_output=True, text=True, cwd=out, timeout=120)
-        text = " ".join((es.stdout + es.stderr).split())
-        assert es.returncode > 0 and words in text and not list(out.glob("*.fits")), text[-2000:]
+        rc, text = _esorex_run(bad_sof, tmp_path / "es")
+        assert rc > 0 and words in text and not list((tmp_path / "es").glob("*.fits")), text[-2000:]
+
+
+def test_order_table_with_too_many_orders_is_refused_when_read(inputs_vis, tmp_path, monkeypatch):
+    """A table listing 400 orders hung both front ends (issue 14), then was refused only by the core
+    after every flat was detrended. The contract's limit (inputs.yaml order_table.max_orders) is now
+    applied when the table is read, before any frame, by both front ends (rule order-table); a table
+    of exactly max_orders orders passes that check."""
+    import input_cases as ic
+    from soxs_mflat import recipe
+    from soxs_mflat.contract import section
+    from soxs_mflat.frames import Frame, VerificationError
+    from soxs_mflat.ordertable import read_centre_table
+    from soxs_mflat.rules import outcome
+    limit = section("inputs")["order_table"]["max_orders"]
+    table = next(line.split()[0] for line in Path(inputs_vis["sof"]).read_text().splitlines() if "ORDER_TAB" in line)
+    bad = Path(ic.table_copy(table, tmp_path / "order_tab_400.fits", "too-many-orders"))
+    from astropy.io import fits
+    assert len(fits.getdata(bad, 2)) == limit + 1
+    with fits.open(bad) as hl:   # the limit itself is accepted when the table is read
+        hl[2] = fits.BinTableHDU(hl[2].data[:limit], header=hl[2].header)
+        hl.writeto(tmp_path / "order_tab_limit.fits")
+    assert len(read_centre_table(Frame(tmp_path / "order_tab_limit.fits", fits.Header(), "ORDER_TAB")).layout_orders) \
+        == limit
+    bad_sof = _sof_with_table(inputs_vis, tmp_path, bad)
+
+    def no_frames(*a, **k):
+        raise AssertionError("frames were detrended before the order table was checked")
+    monkeypatch.setattr(recipe, "detrend", no_frames)
+    with pytest.raises(VerificationError) as exc:
+        recipe.run_mflat(bad_sof, tmp_path / "py")
+    assert exc.value.rule == "order-table" and bad.name in str(exc.value), exc.value
+    assert f"lists {limit + 1} orders; at most {limit}" in str(exc.value)
+    assert not (tmp_path / "py").exists()
+    if HAVE_ESOREX:
+        rc, text = _esorex_run(bad_sof, tmp_path / "es")
+        assert rc == outcome("order-table")["esorex_exit"], text[-2000:]
+        assert f"[order-table] {bad}" in text and f"lists {limit + 1} orders; at most {limit}" in text, text[-2000:]
+        assert "C++ core" not in text and not list((tmp_path / "es").glob("*.fits"))   # before any frame was read

@@ -70,8 +70,7 @@ def test_every_bad_input_gives_the_same_rule_in_both_front_ends(request, tmp_pat
     rows = [[str(tmp_path / f"f{i}.fits"), "LAMP,FLAT_VIS"] for i in range(256)]   # none exists: checked first
     check_parity("too-many", rows, "too-many-frames", "256 input frames", tmp_path, capsys)
     from soxs_mflat.contract import section
-    untested = set(section("inputs")["rules"]) - seen - {"too-many-frames", "sof-format", "no-input", "unknown-arm",
-                                                          "order-table"}
+    untested = set(section("inputs")["rules"]) - seen - {"too-many-frames", "sof-format", "no-input", "unknown-arm"}
     assert not untested, untested
 
 

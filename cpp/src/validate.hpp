@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "contract_limits.hpp"   // generated from data/contract/inputs.yaml
 #include "soxs/mflat.hpp"
 
 namespace soxs::detail {
@@ -14,7 +15,7 @@ namespace soxs::detail {
 constexpr int MAX_POLY_DEG = 15;          // far above any echelle trace; keeps (deg+1)^2 coefficients small
 constexpr int64_t MAX_SIDE = 1 << 16;     // pixels along one image axis
 constexpr int64_t MAX_PIXELS = int64_t(1) << 30;
-constexpr size_t MAX_ORDERS = 100;        // X-shooter NIR, the most, has 16
+constexpr size_t MAX_ORDERS = soxs::contract::MAX_ORDERS;   // the contract's order_table.max_orders
 constexpr int MAX_ORDER_NUMBER = 10000;
 constexpr int MAX_CLIP_ITERS = 1000;
 constexpr int MAX_LOWSENS_HALF = 50;      // the separable median costs (2h+1) per pixel and axis

@@ -114,12 +114,20 @@ def _setup_logging(args: argparse.Namespace) -> None:
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
     err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    err.addFilter(lambda record: not getattr(record, "log_file_only", False))
     log.addHandler(err)
     if args.log:
         fh = logging.FileHandler(args.log, mode="w", encoding="utf-8")
         fh.setLevel(logging.INFO)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(fh)
+
+
+def _error(text: str) -> None:
+    """An error line on stderr and, with --log FILE, in the log: it tells why nothing was written."""
+    import logging
+    print(text, file=sys.stderr)
+    logging.getLogger("soxs_mflat").error(text, extra={"log_file_only": True})
 
 
 def _log_result(res) -> None:
@@ -176,15 +184,15 @@ def _run(args: argparse.Namespace) -> int:
         res = _in_worker(run_mflat, inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
     except OutputBusy as exc:
         progress.done()
-        print(f"soxs-mflat run: output directory busy: {exc}", file=sys.stderr)
+        _error(f"soxs-mflat run: output directory busy: {exc}")
         return EXIT_BUSY
     except InputError as exc:
         progress.done()
-        print(f"soxs-mflat run: input error: {exc}", file=sys.stderr)
+        _error(f"soxs-mflat run: input error: {exc}")
         return EXIT_BAD_INPUT
     except ProcessingError as exc:
         progress.done()
-        print(f"soxs-mflat run: processing failed: {exc}", file=sys.stderr)
+        _error(f"soxs-mflat run: processing failed: {exc}")
         return EXIT_PROCESSING
     progress.done()
     _log_result(res)
@@ -270,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
         if os.environ.get("SOXS_MFLAT_TRACEBACK"):
             raise
-        print(f"soxs-mflat {args.command}: internal error: {type(exc).__name__}: {exc} (please report it; "
-              f"SOXS_MFLAT_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        _error(f"soxs-mflat {args.command}: internal error: {type(exc).__name__}: {exc} (please report it; "
+               f"SOXS_MFLAT_TRACEBACK=1 shows the traceback)")
         return EXIT_INTERNAL
     finally:
         if in_main:
@@ -289,7 +297,7 @@ def _interrupted(command: str, sig: signal.Signals) -> int:
     what = "; nothing was written" if command == "run" else ""
     try:
         sys.stdout.flush()
-        print(f"\nsoxs-mflat {command}: interrupted by {sig.name}{what}", file=sys.stderr)
+        _error(f"\nsoxs-mflat {command}: interrupted by {sig.name}{what}")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

@@ -32,7 +32,14 @@ class CentreTable:
 
 
 def _coeffs(row, prefix: str, dn: int, db: int, sep: str = "") -> np.ndarray:
-    return np.array([[float(row[f"{prefix}{sep}{i}{j}"]) for j in range(db + 1)] for i in range(dn + 1)])
+    return np.array([[float(_get(row, f"{prefix}{sep}{i}{j}")) for j in range(db + 1)] for i in range(dn + 1)])
+
+
+def _get(rec, name: str):
+    """A column of a table (or field of a row); KeyError when absent (numpy raises ValueError)."""
+    if name not in (rec.dtype.names or ()):
+        raise KeyError(name)
+    return rec[name]
 
 
 def read_centre_table(frame: Frame) -> CentreTable:
@@ -51,11 +58,14 @@ def read_centre_table(frame: Frame) -> CentreTable:
         if len(coeffs) != 1 or len(meta) == 0:
             raise ValueError(f"need one coefficient row and at least one order (has {len(coeffs)} coefficient "
                              f"rows, {len(meta)} orders)")
+        if len(meta) > MAX_ORDERS:
+            raise ValueError(f"the meta table lists {len(meta)} orders; at most {MAX_ORDERS} are accepted")
         row = coeffs[0]
         dn, db = _degree(row, "degorder_cent"), _degree(row, f"deg{axis_b}_cent")
         centre = _coeffs(row, "cent_", dn, db)
-        orders = [_whole(o, "order") for o in meta["order"]]
-        bmin, bmax = _finite(meta[f"{axis_b}min"], f"{axis_b}min"), _finite(meta[f"{axis_b}max"], f"{axis_b}max")
+        orders = [_whole(o, "order") for o in _get(meta, "order")]
+        bmin = _finite(_get(meta, f"{axis_b}min"), f"{axis_b}min")
+        bmax = _finite(_get(meta, f"{axis_b}max"), f"{axis_b}max")
         if not np.isfinite(centre).all():
             raise ValueError("a centre coefficient is not finite")
         if any(lo >= hi for lo, hi in zip(bmin, bmax)):
@@ -67,7 +77,9 @@ def read_centre_table(frame: Frame) -> CentreTable:
     return CentreTable(centre, orders, bmin, bmax, a_is_x, coeffs, meta)
 
 
-MAX_DEGREE = 9   # soxspipe's column names cent_<i><j> have one digit per degree
+# limits of the input contract (data/contract/inputs.yaml, order_table; the plugin's are generated from it)
+MAX_ORDERS = int(section("inputs")["order_table"]["max_orders"])
+MAX_DEGREE = int(section("inputs")["order_table"]["max_degree"])   # cent_<i><j>: one digit per degree
 
 
 def _whole(v, what: str) -> int:
@@ -78,7 +90,7 @@ def _whole(v, what: str) -> int:
 
 
 def _degree(row, col: str) -> int:
-    d = _whole(row[col], col)
+    d = _whole(_get(row, col), col)
     if not 0 <= d <= MAX_DEGREE:
         raise ValueError(f"{col} = {d} is outside [0, {MAX_DEGREE}]")
     return d

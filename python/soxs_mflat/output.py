@@ -14,10 +14,11 @@ import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .contract import section
 from .errors import InputError, ProcessingError, SoxsMflatError
 
-LOCK_NAME = ".soxs-mflat.lock"
-STAGING_PREFIX = ".soxs-mflat-staging-"
+_OUTPUT = section("products")["output"]          # data/contract/products.yaml (the plugin's names too)
+LOCK_NAME, STAGING_PREFIX = _OUTPUT["lock_file"], _OUTPUT["staging_prefix"]
 PDF_BYTES = 4 << 20          # a QC PDF: images reduced to <= 800 px per axis (measured: 0.3-2 MB)
 TABLE_BYTES = 256 << 10      # an order table, qc.json
 SPACE_MARGIN = 1.1
