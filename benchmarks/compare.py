@@ -138,6 +138,110 @@ def scaling(work: Path) -> list[dict]:
     return out
 
 
+STEPS = {1: "read + verify", 2: "detrend", 3: "core (C++)"}
+
+
+def _log_figures(log: str) -> dict:
+    """Step durations and the product timings from a `soxs-mflat run --log` file."""
+    import re
+    out = {f"step {m[1]}": float(m[2]) for m in re.finditer(r"step (\d) took ([\d.]+) s", log)}
+    fits_s = [float(m[1]) for m in re.finditer(r"FITS products\S* built and written in ([\d.]+) s", log)]
+    out["fits"] = sum(fits_s) if fits_s else float("nan")
+    m = re.search(r"QC pages ready ([\d.]+) s after", log)
+    out["pdf wait"] = float(m[1]) if m else float("nan")
+    m = re.search(r"finished in ([\d.]+) s", log)
+    out["run"] = float(m[1]) if m else float("nan")
+    return out
+
+
+def io_floor(sof: Path, out: Path) -> float:
+    """Seconds to read every input of the SOF and write products of the same sizes with astropy (FLUX, QUAL,
+    ERRS of a master flat, a background image), no processing: what any Python front end pays."""
+    import time
+    import numpy as np
+    t0 = time.perf_counter()
+    shape = None
+    for line in Path(sof).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            with fits.open(line.split()[0], memmap=False) as hl:
+                for h in hl:
+                    if h.data is not None and shape is None and h.data.ndim == 2:
+                        shape = h.data.shape
+    out.mkdir(parents=True, exist_ok=True)
+    img = np.zeros(shape, ">f4")
+    fits.HDUList([fits.PrimaryHDU(img), fits.ImageHDU(np.zeros(shape, np.uint8)), fits.ImageHDU(img)]).writeto(
+        out / "mf.fits", overwrite=True, checksum=True)
+    fits.PrimaryHDU(img).writeto(out / "bkg.fits", overwrite=True, checksum=True)
+    return time.perf_counter() - t0
+
+
+def breakdown(work: Path, repeat: int, venv: Path | None, before: str | None = None) -> dict:
+    """SOXS VIS: soxs-mflat (-q --log) and soxspipe in alternation; the CLI's time split by its log, the
+    imports (python -c 'import soxs_mflat.recipe' less an empty interpreter) and the FITS I/O floor.
+    ``before``: another installation's python (e.g. main's venv), run in the same alternation."""
+    from soxs_mflat.simulate.run import simulate_set
+    venv = venv or work / "soxspipe-venv"
+    sxp = soxspipe_venv(venv)
+    d = work / "breakdown"
+    shutil.rmtree(d, ignore_errors=True)
+    w = simulate_set("soxs", "vis", d / "set", nflats=5, seed=1)
+    settings = soxspipe_settings(venv, "soxs", d)
+    sxp_sof = next((d / "set" / "soxspipe").glob("*.sof"))
+    (d / "sxp").mkdir()
+    runs, logs, sx, imp, empty, floor, old, old_logs = [], [], [], [], [], [], [], []
+    for i in range(repeat):
+        if before:
+            old.append(timed([before, "-m", "soxs_mflat.cli", "run", w["sof"], "-o", d / "old", "--overwrite", "-q",
+                              "--log", d / "old.log"], d))
+            old_logs.append(_log_figures((d / "old.log").read_text()))
+        runs.append(timed([sys.executable, "-m", "soxs_mflat.cli", "run", w["sof"], "-o", d / "py", "--overwrite", "-q",
+                           "--log", d / "run.log"], d))
+        logs.append(_log_figures((d / "run.log").read_text()))
+        sx.append(timed([sxp, "mflat", sxp_sof, "-s", settings, "-x"], d / "sxp")["s"])
+        imp.append(timed([sys.executable, "-c", "import soxs_mflat.recipe"], d)["s"])
+        empty.append(timed([sys.executable, "-c", "pass"], d)["s"])
+        floor.append(io_floor(Path(w["sof"]), d / "floor"))
+    med = statistics.median
+    row = {k: med(x[k] for x in logs) for k in logs[0]}
+    row.update({"wall": med(r["s"] for r in runs), "best": min(r["s"] for r in runs), "soxspipe": med(sx),
+                "imports": med(imp) - med(empty), "python": med(empty), "floor": med(floor), "n": repeat})
+    if before:
+        row["before"] = {k: med(x[k] for x in old_logs) for k in old_logs[0]}
+        row["before"].update({"wall": med(r["s"] for r in old), "best": min(r["s"] for r in old), "exe": before})
+    return row
+
+
+def breakdown_markdown(b: dict) -> str:
+    o = b.get("before")
+    nan = float("nan")
+
+    def row(label, key=None, value=None, old=None):
+        after = b.get(key, nan) if key else value
+        before = (o.get(key, nan) if key else old) if o else None
+        fmt = lambda v: "–" if v is None or v != v else f"{v:.2f}"  # noqa: E731
+        return f"| {label} | " + (f"{fmt(before)} | " if o else "") + f"{fmt(after)} |"
+    L = ["## Where the CLI's time goes (SOXS VIS, 5 flats)", "",
+         f"`python benchmarks/compare.py --breakdown {b['n']}" + (" --before PYTHON" if o else "") + f"`: medians of "
+         f"{b['n']} alternating runs. soxspipe {b['soxspipe']:.2f} s; soxs-mflat {b['wall']:.2f} s (best {b['best']:.2f} s): "
+         f"**{b['soxspipe'] / b['wall']:.1f}x** (20x needs {b['soxspipe'] / 20:.2f} s)."]
+    if o:
+        L.append(f"Before ({o['exe']}, same alternation): {o['wall']:.2f} s (best {o['best']:.2f} s): "
+                 f"**{b['soxspipe'] / o['wall']:.1f}x**.")
+    L += ["", "| part | " + ("before (s) | " if o else "") + "after (s) |", "|---|" + ("---|" if o else "") + "---|",
+          row("wall time (GNU time)", "wall"),
+          row("interpreter start, imports, exit (outside the recipe)", value=b["wall"] - b["run"],
+              old=o["wall"] - o["run"] if o else None),
+          row("of which `import soxs_mflat.recipe` (numpy, astropy.io.fits, core), this installation", "imports"),
+          row("of which an empty interpreter", "python")]
+    L += [row(f"step {k}: {name}", f"step {k}") for k, name in STEPS.items()]
+    L += [row("step 4: products, all", "step 4"),
+          row("step 4: FITS products built and written (the QC pages render meanwhile)", "fits"),
+          row("step 4: then waiting for the QC pages", "pdf wait"),
+          row("recipe total (`finished in`)", "run"),
+          row("FITS I/O floor: read the inputs, write same-size products (astropy, no processing)", "floor")]
+    return "\n".join(L) + "\n"
+
+
 def markdown(rows, scale, repeat) -> str:
     L = ["## soxs-mflat vs soxspipe 0.17.4 on the same simulated sets", "",
          f"`python benchmarks/compare.py --repeat {repeat}`: 5 flats per set (UVB: 5 D2 + 5 QTH; NIR: 5 on + 5 off), "
@@ -192,8 +296,15 @@ def main() -> int:
                     help="run only these sets (repeatable), e.g. --only soxs_vis --skip-scaling")
     ap.add_argument("--soxspipe-venv", type=Path, help="an existing venv with soxspipe 0.17.4 and six "
                     "(default: WORK/soxspipe-venv, created when missing)")
+    ap.add_argument("--breakdown", type=int, metavar="N", help="only the SOXS VIS time breakdown, N alternating runs")
+    ap.add_argument("--before", metavar="PYTHON", help="with --breakdown: also time this installation's CLI")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.breakdown:
+        b = breakdown(args.work, args.breakdown, args.soxspipe_venv, args.before)
+        (args.work / "breakdown.json").write_text(json.dumps(b))
+        print(breakdown_markdown(b))
+        return 0
     saved = args.work / "results.json"
     if args.from_json:
         data = json.loads(saved.read_text())

@@ -157,8 +157,8 @@ def test_batch_products_equal_the_single_set_cli(runs, cli_run, form):
 
 def test_batch_of_a_sof_with_pdfs_in_a_worker_process(runs, cli_run, tmp_path):
     """batch SOF (not a tree), QC PDFs on (the default) in a LocalCluster worker process (a daemon,
-    which may not fork: the PDFs are drawn in the worker): the single-set CLI's products, the same
-    FITS bit for bit, and the same PDFs."""
+    where multiprocessing may not start children): the single-set CLI's products, the same FITS bit
+    for bit, and the same PDFs."""
     _, sets, _, out, _, _ = runs
     sid, sof = _good_set(runs, "Z")
     cli = cli_run(sof)

@@ -43,3 +43,17 @@ def test_edps_classification_agrees_with_the_front_ends(monkeypatch):
         assert expected_tag(f) == rule.name
         arms.add((h["INSTRUME"], h["HIERARCH ESO SEQ ARM"]))
     assert arms == {("SOXS", "VIS"), ("SOXS", "NIR"), ("XSHOOTER", "UVB"), ("XSHOOTER", "VIS"), ("XSHOOTER", "NIR")}
+
+
+def test_package_yaml_parses_as_pyyaml_safe_load():
+    """The contract and the parameter definitions are read with libyaml when available: the same values."""
+    from importlib import resources
+
+    import yaml
+    from soxs_mflat.contract import package_yaml
+    root = resources.files("soxs_mflat").joinpath("data")
+    files = [root.joinpath("parameters.yaml"), *root.joinpath("contract").iterdir()]
+    texts = [f.read_text() for f in files if f.name.endswith(".yaml")]
+    assert len(texts) >= 5
+    for text in texts:
+        assert package_yaml(text) == yaml.safe_load(text)

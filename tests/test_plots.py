@@ -126,3 +126,37 @@ def test_background_residual_is_measured_between_the_orders_only():
     assert finite.any() and np.nanmax(np.abs(resid)) < 1e-6    # the model is exact between the orders
     # more than 30 px beyond the outermost orders (rows 0-19 and 940-999): not measured
     assert not finite[: 20 // blocks[0]].any() and not finite[940 // blocks[0]:].any()
+
+
+def test_block_means_equal_numpy_means():
+    rng = np.random.default_rng(3)
+    img = rng.normal(1.0, 0.1, (1703, 2411)).astype(np.float32)
+    img[5, 7] = np.nan                               # a NaN spoils its block only
+    for data, transpose in ((img, False), (img, True)):
+        small, extent, (fy, fx) = plots._reduce(data, transpose)
+        d = data.T if transpose else data
+        ny, nx = d.shape[0] // fy * fy, d.shape[1] // fx * fx
+        twin = d[:ny, :nx].astype(np.float64).reshape(ny // fy, fy, nx // fx, fx).mean(axis=(1, 3))
+        assert small.shape == twin.shape and max(small.shape) <= plots.MAX_DISPLAY
+        assert extent == (-0.5, nx - 0.5, -0.5, ny - 0.5)
+        assert np.array_equal(np.isnan(small), np.isnan(twin))
+        np.testing.assert_allclose(small[~np.isnan(small)], twin[~np.isnan(twin)], rtol=1e-6)
+
+
+def test_every_text_exists_in_the_pdf_standard_fonts():
+    """The pages use the PDF's own Helvetica (not embedded), which has only the WinAnsi characters: any
+    other (a Unicode minus, a triangle) would print as '?'."""
+    from matplotlib import rc_context
+    from matplotlib.text import Text
+    edges, lo, up = _edges()
+    flat = _flat(lo, up, [1.0] * 16)
+    model = np.full((NA, NB), 0.01, np.float32)
+    bad = [QCRow("X RES SD", -0.5, "pixels", "", 0.0, 0.2)]
+    with rc_context(plots.PDF_RC):
+        for fig in (plots.order_loc_figure(flat, edges, LAYOUT, _info(bad)),
+                    plots.background_figure(flat + model, model - 0.02, edges, LAYOUT, _info(bad))):
+            FigureCanvasAgg(fig).draw()              # tick labels exist once drawn
+            texts = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+            assert any(t.startswith("-") for t in texts)      # negative tick labels are drawn
+            for t in texts:
+                t.encode(plots.PDF_ENCODING)

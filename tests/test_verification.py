@@ -3,6 +3,7 @@ bad input (each rule of the input contract) lives in tests/input_cases.py and ru
 esorex in tests/test_inputs_esorex.py."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from soxs_mflat.frames import VerificationError
@@ -60,3 +61,20 @@ def test_parameter_docs_and_shipped_settings_are_generated_from_the_single_sourc
     assert settings.markdown_table() in doc
     shipped = resources.files("soxs_mflat").joinpath("data/settings.yaml").read_text()
     assert shipped == settings.example_yaml()
+
+
+def test_identical_bytes_found_past_equal_headers(tmp_path):
+    """Duplicates are hashed whole only when sizes and the first 64 kB agree: a file that differs from
+    another only in its last byte is not a duplicate, a byte copy is."""
+    from astropy.io import fits
+
+    from soxs_mflat.frames import Frame, _refuse_duplicates
+    data = np.random.default_rng(2).integers(0, 255, 200_000, dtype=np.uint8).tobytes()
+    paths = {n: tmp_path / f"{n}.fits" for n in "abc"}
+    paths["a"].write_bytes(data)
+    paths["b"].write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    paths["c"].write_bytes(data)
+    frame = lambda n: Frame(paths[n], fits.Header(), "FLAT")  # noqa: E731
+    _refuse_duplicates([frame("a"), frame("b")])
+    with pytest.raises(VerificationError, match="c.fits"):
+        _refuse_duplicates([frame("a"), frame("b"), frame("c")])

@@ -170,9 +170,26 @@ def _in_worker(fn, *args):
 
 
 def _run(args: argparse.Namespace) -> int:
+    # first, before numpy and astropy are imported here: the QC-plot server imports matplotlib meanwhile
+    import gc
+    from .plotserver import PlotServer
+    server = PlotServer.start()
+    gc.disable()   # the imports make ~10^5 objects and no garbage: collections cost 10 % of their time
+    try:
+        return _run_with(args, server)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+        server.close()
+
+
+def _run_with(args: argparse.Namespace, server) -> int:
     from .errors import InputError, ProcessingError
     from .output import OutputBusy
     from .recipe import run_mflat
+    import gc
+    gc.freeze()    # what the imports made is never scanned again
+    gc.enable()
     try:
         _setup_logging(args)
     except OSError as exc:
@@ -181,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     progress = _Progress(not args.quiet, args.verbose)
     try:
-        res = _in_worker(run_mflat, inputs, args.outdir, args.settings, args.param, args.overwrite, progress)
+        res = _in_worker(run_mflat, inputs, args.outdir, args.settings, args.param, args.overwrite, progress,
+                         True, server)
     except OutputBusy as exc:
         progress.done()
         _error(f"soxs-mflat run: output directory busy: {exc}")

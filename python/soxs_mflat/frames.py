@@ -199,12 +199,19 @@ def _entries(inputs) -> tuple[list[tuple[Path, str | None]], str]:
 
 
 def _refuse_duplicates(frames: list[Frame]) -> None:
-    """The same file twice (resolved path) or two byte-identical files (MD5, of equal sizes only)."""
-    sizes: dict[int, int] = {}
+    """The same file twice (resolved path) or two byte-identical files (MD5 of the whole file, only for files
+    of equal size whose first 64 kB, the headers, are equal too: flats of one set differ there already)."""
+    def count(keys):
+        n: dict = {}
+        for k in keys:
+            n[k] = n.get(k, 0) + 1
+        return n
+    size = {id(f): f.path.stat().st_size for f in frames}
+    sizes = count(size.values())
+    head = {id(f): (size[id(f)], _head_md5(f.path)) for f in frames if sizes[size[id(f)]] > 1}
+    heads = count(head.values())
     for f in frames:
-        sizes[f.path.stat().st_size] = sizes.get(f.path.stat().st_size, 0) + 1
-    for f in frames:
-        if sizes[f.path.stat().st_size] > 1:
+        if id(f) in head and heads[head[id(f)]] > 1:
             f.digest = hashlib.md5(f.path.read_bytes()).hexdigest()
     seen: dict[tuple, Frame] = {}
     for f in frames:
@@ -214,6 +221,11 @@ def _refuse_duplicates(frames: list[Frame]) -> None:
             if key in seen:
                 raise rule_error("duplicate-input", file=f.path, how=how, other=seen[key].path)
             seen[key] = f
+
+
+def _head_md5(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.md5(fh.read(1 << 16)).hexdigest()
 
 
 def load_frames(inputs: str | Path | Iterable[str | Path]) -> list[Frame]:

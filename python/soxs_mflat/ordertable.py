@@ -142,5 +142,12 @@ def order_table_hdus(ct: CentreTable, lower: np.ndarray, upper: np.ndarray, per_
     coeffs = _with_columns(ct.coeffs, edge_columns(lower, upper, ct.axis_b))
     meta = _with_columns(ct.meta, per_order)
     poly_name, meta_name = section("products")["order_table_extnames"]   # soxspipe reads them by position
-    return fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU(coeffs, name=poly_name),
-                         fits.BinTableHDU(meta, name=meta_name)])
+    return fits.HDUList([fits.PrimaryHDU(header=header), _table_hdu(coeffs, poly_name), _table_hdu(meta, meta_name)])
+
+
+def _table_hdu(data: np.ndarray, name: str) -> fits.BinTableHDU:
+    """The same HDU as ``fits.BinTableHDU(data, name=name)`` (the same bytes: tests/test_esorex.py), without
+    the import of astropy.table (~0.15 s) that its constructor makes to test whether ``data`` is a Table."""
+    hdu = fits.BinTableHDU(name=name)
+    hdu.data = data
+    return hdu

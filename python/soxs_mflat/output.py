@@ -53,6 +53,7 @@ class Staging:
         self.overwrite, self.nbytes = overwrite, nbytes
         self.dir: Path | None = None
         self.workers: list = []          # QC-plot processes, killed on abort
+        self.plot_server = None          # plotserver.PlotServer rendering this run's QC pages
         self._lock_fd: int | None = None
         self._created: list[Path] = []   # directories this run created (removed again on abort)
         self._mutex = threading.Lock()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import Future
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -99,15 +99,44 @@ def master_flat_hdus(arrays: dict, primary: fits.Header) -> fits.HDUList:
     return fits.HDUList(hdus)
 
 
-@lru_cache(maxsize=64)
-def _cached_datamd5(path: str, mtime_ns: int, size: int) -> str:
-    return file_datamd5(Path(path))
+_MD5: dict[tuple, Future] = {}      # (path, mtime, size) -> DATAMD5, computed once per file version
+_MD5_LOCK = threading.Lock()
 
 
 def input_datamd5(path: Path) -> str:
-    """DATAMD5 of a calibration input, computed once per file version."""
+    """DATAMD5 of a calibration input, computed once per file version (a second caller waits for the
+    first: see prefetch_datamd5)."""
     st = Path(path).stat()
-    return _cached_datamd5(str(path), st.st_mtime_ns, st.st_size)
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    with _MD5_LOCK:
+        job, mine = _MD5.get(key), False
+        if job is None:
+            if len(_MD5) >= 64:
+                _MD5.clear()
+            job, mine = _MD5.setdefault(key, Future()), True
+    if mine:
+        try:
+            job.set_result(file_datamd5(Path(path)))
+        except BaseException as exc:
+            with _MD5_LOCK:
+                _MD5.pop(key, None)
+            job.set_exception(exc)
+    return job.result()
+
+
+def prefetch_datamd5(frames: Iterable[Frame]) -> None:
+    """Start computing, in a thread, the DATAMD5 of inputs whose header has none (simulated calibrations:
+    ~45 MB to hash on SOXS VIS), while the frames are detrended; the products' header then finds it."""
+    todo = [f.path for f in frames if f is not None and not f.header.get("DATAMD5")]
+
+    def run():
+        for path in todo:
+            try:
+                input_datamd5(path)
+            except Exception:   # noqa: BLE001 - the product writer meets the error again and reports it
+                pass
+    if todo:
+        threading.Thread(target=run, name="soxs-mflat-datamd5", daemon=True).start()
 
 
 def file_datamd5(path: Path) -> str:

@@ -1,11 +1,7 @@
 """The soxs_mflat recipe: SOF (or directory / file list) in, DFS products and a QC table out."""
 from __future__ import annotations
 
-import importlib
 import logging
-import multiprocessing as mp
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +17,9 @@ from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import InputError, ProcessingError
 from .prepare import binning_of
 from .output import Staging, product_bytes
-from .products import base_header, data_product_cards, master_flat_hdus, product_header, write_atomic_bytes, write_fits
+from .plotserver import PlotError, PlotInfo, PlotServer
+from .products import (base_header, data_product_cards, master_flat_hdus, prefetch_datamd5, product_header,
+                       write_atomic_bytes, write_fits)
 from .qc import QCRow, log_failures, qc_json_bytes, qc_record, qc_table
 from .verify import InputSet, verify
 
@@ -50,14 +48,31 @@ def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
 
 def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".",
               settings_file: str | Path | None = None, params: Mapping[str, Any] | Iterable[str] | None = None,
-              overwrite: bool = False, progress: Progress | None = None, plots: bool = True) -> RecipeResult:
+              overwrite: bool = False, progress: Progress | None = None, plots: bool = True,
+              plot_server: PlotServer | None = None) -> RecipeResult:
     """Run the recipe. Verification errors raise before anything is written. ``plots=False``: no QC
-    PDFs (batch runs of many sets; the FITS products and qc.json are unchanged)."""
+    PDFs (batch runs of many sets; the FITS products and qc.json are unchanged). ``plot_server``: one
+    started earlier (the command line starts it before its imports); else one is started here. Either
+    way it is closed when the run ends."""
     t0 = time.perf_counter()
-    _preload_plots()
-    say = progress or (lambda msg: None)
+    if plots and plot_server is None:
+        plot_server = PlotServer.start()   # matplotlib loads in that process while this one computes
+    elif not plots and plot_server is not None:
+        plot_server.close()
+        plot_server = None
+    try:
+        return _run(inputs, outdir, settings_file, params, overwrite, progress or (lambda msg: None), plots,
+                    plot_server, t0)
+    finally:
+        if plot_server is not None:
+            plot_server.close()
+
+
+def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, plots: bool,
+         server: PlotServer | None, t0: float) -> RecipeResult:
     say("reading and verifying input frames")
     s = verify(load_frames(inputs))
+    prefetch_datamd5([s.bias, s.dark, *s.order_tabs.values(), s.bpm])   # for the products' provenance keys
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
     for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
         settings.check_limits(p, len(read_centre_table(table).layout_orders), table.name)
@@ -67,6 +82,9 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     paths = without_plots(planned_paths(s, p, outdir), plots)
     ny, nx = frame_shape(next(iter(s.flats.values()))[0])
     with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx)) as st:
+        if server is not None:
+            st.plot_server = server
+            st.workers.append(server)   # killed (with the pages it renders) when the run is aborted
         per_lamp: dict[str, list[QCRow]] = {}
         if s.arm.arm == "UVB":
             from .uvb import run_uvb
@@ -84,6 +102,14 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
         except OSError as exc:
             raise ProcessingError(f"{paths[QC_LABEL]}: cannot write the product ({exc})") from None
         products[QC_LABEL] = paths[QC_LABEL]
+        if server is not None:
+            t_wait = time.perf_counter()
+            try:
+                server.wait()
+            except PlotError as exc:
+                raise ProcessingError(str(exc)) from None
+            server.close()
+            log.info("QC pages ready %.2f s after the other products", time.perf_counter() - t_wait)
         products = st.commit(products)
     return RecipeResult(products, qc, s.arm.arm, time.perf_counter() - t0, list(s.warnings), per_lamp)
 
@@ -180,7 +206,9 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     if res["background"] is not None:
         plots[f"BKGROUND{tag}"] = ("background_pdf", (res["stacked"], res["background"], res["edges"], layout, info))
     plots = {label: job for label, job in plots.items() if label in paths}   # none with --plots none
-    workers = start_plots([(n, a, st.path(paths[label])) for label, (n, a) in plots.items()], st)   # in parallel
+    for label, (name, args) in plots.items():   # rendered by the plot server while the FITS are written
+        st.plot_server.submit(name, args, st.path(paths[label]))
+    t_write = time.perf_counter()
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
     base = base_header(flats[0], list(flats) + offs, cals, p)
@@ -193,7 +221,7 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
                 job.result()
             except OSError as exc:   # e.g. the disk filled up after the check
                 raise ProcessingError(f"{paths[label]}: cannot write the product ({exc})") from None
-    finish_plots(workers)
+    log.info("%d FITS products%s built and written in %.2f s", len(hdus), tag.lower(), time.perf_counter() - t_write)
     return {label: paths[label] for label in (*hdus, *plots)}
 
 
@@ -202,7 +230,6 @@ LAMP_NAMES = {" DLAMP": "D2 lamp (DLAMP)", " QLAMP": "QTH lamp (QLAMP)"}
 
 def plot_info(s: InputSet, lamp: str, p: dict, flats: list, qc: list[QCRow], tag: str):
     """The header block of the QC PDFs."""
-    from .plots import PlotInfo
     from .qc import night_of
     if tag:
         name = LAMP_NAMES.get(tag, tag.strip())
@@ -245,72 +272,3 @@ def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc
             bh[k] = (v, comment)
         out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
     return out
-
-
-def _render(name: str, args: tuple, path: Path) -> None:
-    """A QC PDF, in a forked worker: it dies with its parent (PR_SET_PDEATHSIG) and leaves Ctrl-C and
-    SIGTERM to the parent, which removes the unfinished products."""
-    import signal
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.SIG_IGN)
-    _die_with_parent()
-    from . import plots
-    write_atomic_bytes(getattr(plots, name)(*args), path, False)
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-
-
-_PRELOAD: list[threading.Thread] = []
-
-
-def _preload_plots() -> None:
-    """Import matplotlib (~0.4 s) and astropy.table (~0.15 s; astropy.io.fits imports it for every
-    BinTableHDU) in a thread while the frames are read and the C++ core runs with the GIL released."""
-    if not _PRELOAD and "soxs_mflat.plots" not in sys.modules:
-        def load():
-            for name in ("astropy.table", "soxs_mflat.plots"):
-                importlib.import_module(name)
-        th = threading.Thread(target=load, daemon=True)
-        th.start()
-        _PRELOAD.append(th)
-
-
-def start_plots(jobs, st: Staging) -> list:
-    """QC PDFs in forked worker processes (matplotlib is single-threaded; the machine has 2 cores);
-    rendered in this process by finish_plots where it may not fork: a daemonic process (a Dask
-    worker: daemons may not have children) or a thread other than the main one (a fork copies
-    the other threads' locks)."""
-    for th in _PRELOAD:   # no fork while the import thread runs
-        th.join()
-    if mp.current_process().daemon or threading.current_thread() is not threading.main_thread():
-        return [(None, job) for job in jobs]
-    ctx = mp.get_context("fork")
-    workers = []
-    for name, args, path in jobs:
-        proc = ctx.Process(target=_render, args=(name, args, path), daemon=True)
-        proc.start()
-        st.workers.append(proc)
-        workers.append((proc, path))
-    return workers
-
-
-def finish_plots(workers: list) -> None:
-    for proc, path in workers:
-        if proc is None:       # rendered here (see start_plots)
-            name, args, path = path
-            try:
-                from . import plots
-                write_atomic_bytes(getattr(plots, name)(*args), path, False)
-            except Exception as exc:   # noqa: BLE001 - as a failed worker: the run fails, nothing is written
-                raise ProcessingError(f"could not render the QC plot {path} ({type(exc).__name__}: {exc})") from None
-            continue
-        proc.join()
-        if proc.exitcode != 0:
-            raise ProcessingError(f"could not render the QC plot {path} (worker exit code {proc.exitcode})")

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .contract import package_yaml
 from .errors import InputError
 
 INSTRUMENTS = ("soxs", "xshooter")
@@ -21,7 +22,7 @@ log = logging.getLogger("soxs_mflat")
 @lru_cache(maxsize=None)
 def definitions() -> dict[str, dict]:
     text = resources.files("soxs_mflat").joinpath("data/parameters.yaml").read_text()
-    return yaml.safe_load(text)
+    return package_yaml(text)
 
 
 def qc_ranges(instrument: str, arm: str, settings_file: str | Path | None = None) -> dict[str, tuple[float, float]]:

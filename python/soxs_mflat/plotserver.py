@@ -1,0 +1,295 @@
+"""QC PDFs off the critical path: a plot server, forked at the start of a run, imports matplotlib and warms
+it up while the run reads, detrends and computes; each PDF is then rendered in a fresh fork of the server,
+all of them concurrently. The run itself never imports matplotlib (an import thread in the run's process
+competed for the GIL with the detrending), and nothing depends on the number of cores.
+
+The server and its workers ignore SIGINT (the run handles Ctrl-C and removes its staged products), take
+SIGTERM's default, and die with their parent (PR_SET_PDEATHSIG). Arrays go to the server once, as raw
+buffers, however many pages use them; messages are sent from a thread, so the run never waits for the
+server to read them."""
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import select
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+BIG = 1 << 16    # arrays of at least this many bytes go to the server once, as raw buffers
+
+
+@dataclass
+class PlotInfo:
+    """What the header block of a QC page says about the run (built by the recipe)."""
+    instrument: str
+    arm: str
+    lamp: str                      # "QTH", "D2 (DLAMP)", "D2 + QTH stitched", ...
+    date_obs: str | None = None
+    night: str | None = None
+    n_flats: int = 0
+    qc: Sequence[Any] = ()         # qc.QCRow
+    params: dict = field(default_factory=dict)
+
+
+def die_with_parent() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def write_atomic(data: bytes, path: str) -> None:
+    """``path`` written through a hidden temporary beside it and renamed (never a partial file)."""
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class PlotError(RuntimeError):
+    """A QC page could not be rendered (the message names it and says why)."""
+
+
+class PlotServer:
+    """``srv = PlotServer.start()`` early; ``srv.submit(name, args, path)`` for each page (``name``: a
+    function of soxs_mflat.plots returning the PDF's bytes); ``srv.wait()`` before the products are
+    committed; ``srv.close()`` at the end (also on errors; idempotent)."""
+
+    def __init__(self, pid: int, conn, warm: bool):
+        self.pid, self.conn, self.warm = pid, conn, warm
+        self.exitcode: int | None = None
+        self._out: queue.Queue = queue.Queue()
+        self._sender = threading.Thread(target=self._send_loop, name="soxs-mflat-plots", daemon=True)
+        self._sender.start()
+        self._shared: dict[int, tuple[str, Any]] = {}    # id(array) -> (key, array kept alive)
+        self._pending: dict[int, str] = {}               # job id -> path
+        self._send_error: BaseException | None = None
+        self._next = 0
+
+    @classmethod
+    def start(cls) -> "PlotServer":
+        """Fork the server. It imports matplotlib itself (and the PDF backend when the plots module
+        was not loaded yet: a fresh command-line process)."""
+        from multiprocessing.connection import Pipe
+        ours, theirs = Pipe(duplex=True)
+        warm = "soxs_mflat.plots" not in sys.modules
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:   # the server: never returns into the caller's stack
+            code = 0
+            try:
+                ours.close()
+                _child_signals()
+                die_with_parent()
+                if os.getppid() == parent:
+                    _serve(theirs, warm)
+            except BaseException:   # noqa: BLE001 - the parent learns of it through the closed pipe
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        return cls(pid, ours, warm)
+
+    # --- the run's side -----------------------------------------------------------------------
+    def submit(self, name: str, args: tuple, path) -> int:
+        job, self._next = self._next, self._next + 1
+        self._pending[job] = str(path)
+        buf = _Pickler.dumps(args, self)
+        self._out.put(("job", job, name, buf, str(path)))
+        return job
+
+    def _share(self, arr) -> str:
+        """Key of ``arr`` on the server; the array is queued for it the first time."""
+        import numpy as np
+        if id(arr) not in self._shared:
+            key = f"a{len(self._shared)}"
+            c = np.ascontiguousarray(arr)
+            self._shared[id(arr)] = (key, arr)
+            self._out.put(("data", key, c.dtype.str, c.shape))
+            self._out.put(c)
+        return self._shared[id(arr)][0]
+
+    def _send_loop(self) -> None:
+        while True:
+            msg = self._out.get()
+            if msg is None:
+                return
+            try:
+                if isinstance(msg, tuple):
+                    self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+                else:
+                    self.conn.send_bytes(memoryview(msg).cast("B"))
+            except (OSError, ValueError) as exc:   # the server died: wait() reports it
+                self._send_error = exc
+                return
+
+    def wait(self) -> None:
+        """Block until every submitted page is written; PlotError names the first that failed."""
+        failed = []
+        while self._pending:
+            try:
+                if not self.conn.poll(0.5):
+                    if self._dead():
+                        raise EOFError
+                    continue
+                _, job, code, text = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                paths = ", ".join(self._pending.values())
+                raise PlotError(f"could not render the QC plot(s) {paths} (the plot server ended, exit code "
+                                f"{self.exitcode})") from None
+            path = self._pending.pop(job)
+            if code != 0:
+                failed.append(f"could not render the QC plot {path} (worker exit code {code}: {text})")
+        if failed:
+            raise PlotError("; ".join(failed))
+
+    def _dead(self) -> bool:
+        if self.exitcode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.exitcode = os.waitstatus_to_exitcode(status)
+        return self.exitcode is not None
+
+    # --- what the staging area needs to abort a run (as for a multiprocessing.Process) -------------
+    def is_alive(self) -> bool:
+        return not self._dead()
+
+    def kill(self) -> None:
+        if not self._dead():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while not self._dead() and (t_end is None or time.monotonic() < t_end):
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        """End the server (its running workers die with it) and reap it."""
+        if self.conn is not None:
+            self._out.put(None)
+            self.conn.close()
+            self.conn = None
+        self.kill()
+        self.join(5)
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a page's arguments with its big arrays replaced by their keys on the server."""
+
+    def __init__(self, fh, server: PlotServer):
+        super().__init__(fh, protocol=5)
+        self.server = server
+
+    def persistent_id(self, obj):
+        if type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy" and obj.nbytes >= BIG:
+            return self.server._share(obj)
+        return None
+
+    @classmethod
+    def dumps(cls, obj, server: PlotServer) -> bytes:
+        import io
+        fh = io.BytesIO()
+        cls(fh, server).dump(obj)
+        return fh.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ the server
+def _serve(conn, warm: bool) -> None:
+    import gc
+    from . import plots
+    if warm:   # what the first page would load: the PDF backend and the image encoder
+        import PIL.PngImagePlugin  # noqa: F401
+        import matplotlib.backends.backend_pdf  # noqa: F401
+    gc.freeze()   # what the imports made is never collected: the workers' collections stay short
+    store: dict[str, Any] = {}
+    running: dict[int, tuple[int, int, int | None]] = {}   # pid -> (job, error pipe, pidfd or None)
+    header = None
+    while True:
+        wake = [fd for _, _, fd in running.values() if fd is not None]
+        poll = 0.01 if any(fd is None for _, _, fd in running.values()) else None   # no pidfd: poll waitpid
+        ready, _, _ = select.select([conn, *wake], [], [], poll)
+        if conn in ready:
+            try:
+                msg = conn.recv_bytes()
+            except (EOFError, OSError):
+                return   # the run closed the pipe: running workers die with this process
+            if header is not None:   # the raw buffer of the array announced just before
+                import numpy as np
+                key, dtype, shape = header
+                store[key] = np.frombuffer(msg, dtype=dtype).reshape(shape)
+                header = None
+            else:
+                kind, *rest = pickle.loads(msg)
+                if kind == "data":
+                    header = rest
+                else:
+                    job, name, args, path = rest
+                    pid, err = _fork_worker(plots, store, name, args, path)
+                    running[pid] = (job, err, _pidfd(pid))
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                job, err, fd = running.pop(pid)
+                if fd is not None:
+                    os.close(fd)
+                text = os.read(err, 4000).decode("utf-8", "replace")
+                os.close(err)
+                conn.send_bytes(pickle.dumps(("done", job, os.waitstatus_to_exitcode(status), text)))
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that select() sees readable when the worker ends (Linux >= 5.3), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _fork_worker(plots, store: dict, name: str, args: bytes, path: str) -> tuple[int, int]:
+    """Render one page in a fork of the server: (pid, read end of its error pipe)."""
+    r, w = os.pipe()
+    server = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            die_with_parent()
+            if os.getppid() != server:
+                raise RuntimeError("the plot server ended")
+            import io
+            unpickler = pickle.Unpickler(io.BytesIO(args))
+            unpickler.persistent_load = store.__getitem__
+            write_atomic(getattr(plots, name)(*unpickler.load()), path)
+            code = 0
+        except BaseException as exc:   # noqa: BLE001 - reported to the run, which names the page
+            try:
+                os.write(w, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:3000])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, r

@@ -1,0 +1,76 @@
+"""The QC-plot server: pages rendered in forks of it, the run's process never importing matplotlib,
+failures named, and a server closed early leaving nothing behind."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from soxs_mflat.plotserver import PlotError, PlotServer
+from test_plots import LAYOUT, NA, NB, _edges, _flat, _info
+
+
+def test_pages_rendered_by_the_server(tmp_path):
+    edges, lo, up = _edges()
+    flat = _flat(lo, up, [1.0] * 16)
+    model = np.full((NA, NB), 0.01, np.float32)
+    srv = PlotServer.start()
+    try:
+        srv.submit("order_loc_pdf", (flat, edges, LAYOUT, _info()), tmp_path / "a.pdf")
+        srv.submit("background_pdf", (flat + model, model, edges, LAYOUT, _info()), tmp_path / "b.pdf")
+        srv.wait()
+        assert len(srv._shared) == 3        # flat, flat + model and the model, each sent once
+    finally:
+        srv.close()
+    assert not srv.is_alive()
+    for name, images in (("a.pdf", 4), ("b.pdf", 6)):   # as test_plots: two / three images and their bars
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"%PDF") and data.count(b"/Subtype /Image") == images
+    assert sorted(os.listdir(tmp_path)) == ["a.pdf", "b.pdf"]   # no temporaries left
+
+
+def test_a_failing_page_is_named_with_its_reason(tmp_path):
+    srv = PlotServer.start()
+    try:
+        srv.submit("order_loc_pdf", (np.zeros((3, 3, 3)), {}, LAYOUT, _info()), tmp_path / "bad.pdf")
+        with pytest.raises(PlotError, match=r"bad\.pdf \(worker exit code 1: \w+"):
+            srv.wait()
+    finally:
+        srv.close()
+    assert not (tmp_path / "bad.pdf").exists()
+
+
+def test_closed_at_once_and_reaped():
+    srv = PlotServer.start()
+    srv.close()
+    assert not srv.is_alive() and srv.exitcode is not None
+    srv.close()                              # idempotent
+
+
+def test_the_run_never_imports_matplotlib(tmp_path):
+    """The pages are made in the server's forks; the run's own process does not load matplotlib (its
+    import there competed for the GIL with the detrending)."""
+    from soxs_mflat.simulate.run import simulate_set
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=2, binning="2x2", seed=4)
+    code = ("import sys; from soxs_mflat.recipe import run_mflat; r = run_mflat(sys.argv[1], sys.argv[2]); "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; print(sorted(p.name for p in "
+            "r.products.values() if p.suffix == '.pdf'))")
+    p = subprocess.run([sys.executable, "-c", code, str(w["sof"]), str(tmp_path / "out")], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "['bkground_vis.pdf', 'order_loc_res_vis.pdf']"
+    assert all((tmp_path / "out" / n).stat().st_size > 10000 for n in ("bkground_vis.pdf", "order_loc_res_vis.pdf"))
+
+
+def test_workers_watched_without_pidfd(tmp_path, monkeypatch):
+    """Where os.pidfd_open is missing (Linux < 5.3), the server polls its workers instead."""
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    edges, lo, up = _edges()
+    srv = PlotServer.start()
+    try:
+        srv.submit("order_loc_pdf", (_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info()), tmp_path / "a.pdf")
+        srv.wait()
+    finally:
+        srv.close()
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
