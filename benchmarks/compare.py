@@ -1,6 +1,7 @@
 """soxs-mflat (Python CLI and esorex plugin) against soxspipe 0.17.4 on identical simulated sets.
 
     python benchmarks/compare.py [--work /tmp/soxs-compare] [--repeat 2] [--write docs/benchmarks.md]
+    python benchmarks/compare.py --breakdown 7 [--before OTHER/.venv/bin/python]   # SOXS VIS time split
 
 For every arm configuration (SOXS VIS/NIR, X-shooter UVB/VIS/NIR; 5 flats, 1x1) the simulator writes
 one set; the three tools run on it in alternation (wall time and peak RSS from GNU time), and their
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -28,10 +30,8 @@ QC_KEYS = ["ORDEXP50", "X RES SD", "N LOW SENS", "INNER ORDER PIX MEAN"]
 
 
 def timed(cmd, cwd) -> dict:
-    """Wall time (s), peak RSS (MB) and CPU time (user + system, s; of the command and the children
-    it waited for) of a command, via GNU time."""
-    p = subprocess.run(["/usr/bin/time", "-f", "@@%e %M %U %S", *map(str, cmd)], cwd=cwd, capture_output=True,
-                       text=True)
+    """Wall time (s) and peak RSS (MB) of a command, via GNU time."""
+    p = subprocess.run(["/usr/bin/time", "-f", "@@%e %M %U %S", *map(str, cmd)], cwd=cwd, capture_output=True, text=True)
     tail = [ln for ln in p.stderr.splitlines() if ln.startswith("@@")][-1][2:].split()
     return {"rc": p.returncode, "s": float(tail[0]), "mb": float(tail[1]) / 1024, "cpu": float(tail[2]) + float(tail[3]),
             "log": (p.stdout + p.stderr)[-3000:]}
@@ -197,17 +197,20 @@ def breakdown(work: Path, repeat: int, venv: Path | None, before: str | None = N
         runs.append(timed([sys.executable, "-m", "soxs_mflat.cli", "run", w["sof"], "-o", d / "py", "--overwrite", "-q",
                            "--log", d / "run.log"], d))
         logs.append(_log_figures((d / "run.log").read_text()))
-        sx.append(timed([sxp, "mflat", sxp_sof, "-s", settings, "-x"], d / "sxp")["s"])
+        sx.append(timed([sxp, "mflat", sxp_sof, "-s", settings, "-x"], d / "sxp"))
         imp.append(timed([sys.executable, "-c", "import soxs_mflat.recipe"], d)["s"])
         empty.append(timed([sys.executable, "-c", "pass"], d)["s"])
         floor.append(io_floor(Path(w["sof"]), d / "floor"))
     med = statistics.median
     row = {k: med(x[k] for x in logs) for k in logs[0]}
-    row.update({"wall": med(r["s"] for r in runs), "best": min(r["s"] for r in runs), "soxspipe": med(sx),
+    row.update({"wall": med(r["s"] for r in runs), "best": min(r["s"] for r in runs), "cpu": med(r["cpu"] for r in runs),
+                "soxspipe": med(r["s"] for r in sx), "soxspipe best": min(r["s"] for r in sx),
+                "soxspipe cpu": med(r["cpu"] for r in sx), "load": os.getloadavg()[0],
                 "imports": med(imp) - med(empty), "python": med(empty), "floor": med(floor), "n": repeat})
     if before:
         row["before"] = {k: med(x[k] for x in old_logs) for k in old_logs[0]}
-        row["before"].update({"wall": med(r["s"] for r in old), "best": min(r["s"] for r in old), "exe": before})
+        row["before"].update({"wall": med(r["s"] for r in old), "best": min(r["s"] for r in old),
+                              "cpu": med(r["cpu"] for r in old), "exe": before})
     return row
 
 
@@ -222,11 +225,15 @@ def breakdown_markdown(b: dict) -> str:
         return f"| {label} | " + (f"{fmt(before)} | " if o else "") + f"{fmt(after)} |"
     L = ["## Where the CLI's time goes (SOXS VIS, 5 flats)", "",
          f"`python benchmarks/compare.py --breakdown {b['n']}" + (" --before PYTHON" if o else "") + f"`: medians of "
-         f"{b['n']} alternating runs. soxspipe {b['soxspipe']:.2f} s; soxs-mflat {b['wall']:.2f} s (best {b['best']:.2f} s): "
-         f"**{b['soxspipe'] / b['wall']:.1f}x** (20x needs {b['soxspipe'] / 20:.2f} s)."]
+         f"{b['n']} alternating runs (1-min load average at the end: {b['load']:.1f} on this machine's cores). soxspipe "
+         f"{b['soxspipe']:.2f} s (best {b['soxspipe best']:.2f} s, CPU {b['soxspipe cpu']:.2f} s); soxs-mflat {b['wall']:.2f} s "
+         f"(best {b['best']:.2f} s, CPU {b['cpu']:.2f} s with its plot processes): **{b['soxspipe'] / b['wall']:.1f}x** "
+         f"(best/best {b['soxspipe best'] / b['best']:.1f}x, CPU {b['soxspipe cpu'] / b['cpu']:.1f}x; 20x needs "
+         f"{b['soxspipe'] / 20:.2f} s)."]
     if o:
-        L.append(f"Before ({o['exe']}, same alternation): {o['wall']:.2f} s (best {o['best']:.2f} s): "
-                 f"**{b['soxspipe'] / o['wall']:.1f}x**.")
+        L.append(f"Before ({o['exe']}, same alternation): {o['wall']:.2f} s (best {o['best']:.2f} s, CPU {o['cpu']:.2f} s): "
+                 f"**{b['soxspipe'] / o['wall']:.1f}x** (best/best {b['soxspipe best'] / o['best']:.1f}x, CPU "
+                 f"{b['soxspipe cpu'] / o['cpu']:.1f}x).")
     L += ["", "| part | " + ("before (s) | " if o else "") + "after (s) |", "|---|" + ("---|" if o else "") + "---|",
           row("wall time (GNU time)", "wall"),
           row("interpreter start, imports, exit (outside the recipe)", value=b["wall"] - b["run"],
