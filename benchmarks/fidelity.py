@@ -8,7 +8,7 @@ cosmics=2000, stale=1 together), ``bin2`` (nominal, 2x2; CCD arms only). For eac
 response RMS over the stack's photon limit, the RMS and max of the 32-px block z-score, the worst
 cosmic residual in truth sigma (and how many exceed 5), the ERRS z-score std, the background error
 (% RMS of its level in the orders), the worst edge RMS (px) and low-sensitivity recall / false rate.
-X-shooter UVB is scored per lamp (its D2 and QTH masters).
+X-shooter UVB is scored per lamp (its D2 and QTH masters) and stitched (background: not scored).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from astropy.io import fits
 
 from soxs_mflat.recipe import run_mflat
 from soxs_mflat.simulate.evaluate import evaluate
@@ -48,6 +50,11 @@ def run_one(arm: str, stress: str, work: Path, seed: int) -> list[tuple[str, lis
         ev = evaluate(p[f"MFLAT{tag}"], p[f"ORDER LOC{tag}"], w["truth"], lamp=lamp,
                       background=p.get(f"BKGROUND FITS{tag}"))
         rows.append((f"{inst} {name}{' ' + lamp if tag else ''} {stress}", score(ev)))
+    if name == "uvb":   # the stitched master: D2 from the crossover order up, QTH below
+        cross = int(next(r.value for r in res.qc if r.name.endswith("CROSSOVER ORDER")))
+        orders = fits.getdata(w["truth"], "ORDERS")["order"]
+        ev = evaluate(p["MFLAT"], p["ORDER LOC"], w["truth"], lamp={int(o): "D2" if o >= cross else "QTH" for o in orders})
+        rows.append((f"{inst} {name} stitched {stress}", score(ev)))
     return rows
 
 

@@ -76,7 +76,13 @@ def test_dead_pixels_flagged_and_cosmics_gone(run):
     assert np.all(q[run["bpm"]] & 1)
     assert r["qc"]["N LOW SENS"] >= 60
     assert r["qc"]["N LOW SENS"] < 60 + 0.0005 * run["inside"].sum()
-    good = run["inside"] & (q == 0) & (run["illum"] > 0.1 * run["illum"].max())
+    # clear of the true edges by the edge tolerance (0.05 px, test_edges_match_truth): a pixel centred
+    # on an edge may fall just outside the fitted order, where the flat is 1 with no error by design
+    lo, up = so.edge_coeffs()
+    lo[0, 0] += 0.05
+    up[0, 0] -= 0.05
+    clear = sm.in_order_mask(q.shape, lo, up, LAY).astype(bool)
+    good = clear & (q == 0) & (run["illum"] > 0.1 * run["illum"].max())
     expected = run["illum"] * run["resp"]
     scale = np.median(r["flux"][good] / expected[good])
     z = (r["flux"][good] - scale * expected[good]) / r["error"][good]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import soxs_mflat as sm
@@ -37,8 +37,22 @@ def stacks(draw, max_frames=24):
     return frames, errors, masks, scales, sigma, iters, floor
 
 
+def _case(n, ny, nx, with_err, floor, seed=1):
+    """A fixed stack (for @example): the paths random draws may miss."""
+    rng = np.random.default_rng(seed)
+    frames = (np.round(rng.normal(0, 40, (n, ny, nx)) * 8) / 8 + 1000).astype(np.float32)
+    frames[rng.random(frames.shape) < 0.05] += 5000
+    frames[rng.random(frames.shape) < 0.05] = np.nan
+    errors = (rng.integers(8, 64, frames.shape) / 8).astype(np.float32) if with_err else None
+    return frames, errors, rng.random(frames.shape) < 0.1, 2.0 ** rng.integers(-2, 3, n), 3.0, 5, floor
+
+
 @PROFILE
 @given(stacks())
+@example(_case(20, 3, 37, True, True))      # scalar path (> 16 frames), block + padded tail, error floor
+@example(_case(24, 2, 21, False, True))     # scalar path without error maps (MAD clip, spread error)
+@example(_case(9, 4, 35, False, False))     # vector path without error maps, tail of 3
+@example(_case(16, 1, 16, True, False))     # exactly one full block, 16 frames, MAD clip with errors
 def test_stack_agrees_with_twin(case):
     frames, errors, masks, scales, sigma, iters, floor = case
     r = sm.clip_and_stack(list(frames), errors=None if errors is None else list(errors),

@@ -14,12 +14,40 @@ def test_outlier_frame_is_clipped_and_mean_is_exact():
     assert np.allclose(r.mean, 2.0)  # (0+10-10+0+10)/5
 
 
-def test_error_is_mean_sigma_over_sqrt_n_used():
-    frames = [np.full((2, 2), v, np.float32) for v in (1.0, 2.0, 3.0, 500.0)]
-    errors = [np.full((2, 2), e, np.float32) for e in (1.0, 2.0, 3.0, 4.0)]
+@pytest.mark.parametrize("width", [2, 16, 21, 37])   # scalar-free tail, one vector block, block + tail
+@pytest.mark.parametrize("nframes", [4, 20])           # vector path (<= 16 frames) and scalar path
+def test_error_is_propagated_sqrt_sum_sigma2_over_n_used(width, nframes):
+    # the 500 frame is clipped: the error of the mean of the rest is sqrt(sum sigma_k^2) / n
+    vals = [1.0 + k % 3 for k in range(nframes - 1)] + [500.0]
+    errs = [1.0 + 0.5 * (k % 5) for k in range(nframes - 1)] + [4.0]
+    frames = [np.full((2, width), v, np.float32) for v in vals]
+    errors = [np.full((2, width), e, np.float32) for e in errs]
     r = sm.clip_and_stack(frames, errors=errors, sigma_lower=5, sigma_upper=5)
-    assert np.all(r.n_used == 3)
-    assert np.allclose(r.error, 2.0 / np.sqrt(3))
+    assert np.all(r.n_used == nframes - 1)
+    e = np.array(errs[:-1])
+    np.testing.assert_allclose(r.error, np.sqrt(np.sum(e ** 2)) / e.size, rtol=1e-6)
+    # with scales: the errors scale with their frames before they are combined
+    sc = np.linspace(0.5, 2.0, nframes)
+    r = sm.clip_and_stack([f / s for f, s in zip(frames, sc)], errors=[x / s for x, s in zip(errors, sc)],
+                          scales=sc, sigma_lower=5, sigma_upper=5)
+    np.testing.assert_allclose(r.error, np.sqrt(np.sum(e ** 2)) / e.size, rtol=1e-5)
+
+
+@pytest.mark.parametrize("floor", [False, True])
+def test_error_is_calibrated_on_frames_of_unequal_noise(floor):
+    # Monte Carlo: frames with noise 1, 1, 3, 3, 5 (x scales); the z-score of the mean against the
+    # truth has unit std only with the propagated error (with the mean of the errors it is 1.15)
+    rng = np.random.default_rng(12)
+    sig = np.array([1.0, 1.0, 3.0, 3.0, 5.0])
+    sc = np.array([1.0, 0.5, 2.0, 1.0, 0.8])
+    shape = (200, 203)
+    frames = [(100 + rng.normal(0, s, shape)) / c for s, c in zip(sig, sc)]
+    errors = [np.full(shape, s / c) for s, c in zip(sig, sc)]
+    r = sm.clip_and_stack([f.astype(np.float32) for f in frames], errors=[e.astype(np.float32) for e in errors],
+                          scales=sc, sigma_lower=50, sigma_upper=50, max_iters=5 if floor else 0, error_floor=floor)
+    assert np.all(r.n_used == 5)
+    z = (r.mean - 100) / r.error
+    assert 0.98 < np.std(z) < 1.02 and abs(np.mean(z)) < 0.02
 
 
 def test_input_masks_are_honoured_and_all_masked_is_flagged():
@@ -41,21 +69,29 @@ def test_scales_normalise_without_copies():
     assert np.allclose(r.mean, 1.0)
 
 
-@pytest.mark.parametrize("seed,n,floor", [(0, 3, False), (1, 5, False), (2, 8, False), (3, 12, False), (4, 5, True),
-                                          (5, 9, True)])
-def test_agrees_with_numpy_twin(seed, n, floor):
+# paths: vector (<= 16 frames) and scalar (> 16), full 16-px blocks and a padded tail (sizes no
+# multiple of 16), with error maps (floor or MAD clip, propagated error) and without (MAD clip, spread)
+@pytest.mark.parametrize("seed,n,floor,shape,with_err", [
+    (0, 3, False, (40, 30), True), (1, 5, False, (40, 30), True), (2, 8, False, (40, 30), True),
+    (3, 12, False, (40, 30), True), (4, 5, True, (40, 30), True), (5, 9, True, (40, 30), True),
+    (6, 16, True, (13, 37), True), (7, 17, True, (13, 37), True), (8, 20, False, (13, 37), True),
+    (9, 24, True, (7, 5), True), (10, 5, False, (13, 37), False), (11, 5, True, (13, 37), False),
+    (12, 17, False, (13, 37), False), (13, 30, True, (11, 19), False), (14, 1, True, (3, 7), True)])
+def test_agrees_with_numpy_twin(seed, n, floor, shape, with_err):
     rng = np.random.default_rng(seed)
-    frames = rng.normal(100, 3, (n, 40, 30)).astype(np.float32)
+    frames = rng.normal(100, 3, (n, *shape)).astype(np.float32)
     frames[rng.random(frames.shape) < 0.02] += 500          # cosmics
     frames[rng.random(frames.shape) < 0.005] = np.nan       # NaNs are ignored
-    errors = rng.uniform(1, 4, frames.shape).astype(np.float32)
+    errors = rng.uniform(1, 4, frames.shape).astype(np.float32) if with_err else None
     masks = rng.random(frames.shape) < 0.05
     scales = rng.uniform(0.9, 1.1, n)
-    r = sm.clip_and_stack(list(frames), errors=list(errors), masks=list(masks), scales=scales,
-                          sigma_lower=2.5, sigma_upper=3.0, max_iters=4, error_floor=floor)
-    mean, err, qual, nused = twins.clip_and_stack(frames, masks, errors, scales, 2.5, 3.0, 4, floor)
+    r = sm.clip_and_stack(list(frames), errors=None if errors is None else list(errors), masks=list(masks),
+                          scales=scales, sigma_lower=2.5, sigma_upper=3.0, max_iters=4, error_floor=floor)
+    # without error maps there is no floor to clip on: both paths clip on the MAD sigma
+    mean, err, qual, nused = twins.clip_and_stack(frames, masks, errors, scales, 2.5, 3.0, 4, floor and with_err)
     assert np.array_equal(r.n_used, nused)
     assert np.array_equal(r.quality, qual)
+    assert (nused < n).any() and (nused > 0).any()          # clipping happened, most pixels survive
     np.testing.assert_allclose(r.mean, mean, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(r.error, err, rtol=1e-5, atol=1e-6)
 

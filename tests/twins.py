@@ -33,7 +33,8 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
         mean = np.where(n > 0, np.where(keep, cube, 0).sum(0) / n, 0)
         if errors is not None:
             e = np.asarray(errors, np.float64) * sc[:, None, None]
-            err = np.where(n > 0, np.where(keep, e, 0).sum(0) / n / np.sqrt(n), 0)
+            # the error of the mean of n frames: sqrt(sum sigma_k^2) / n
+            err = np.where(n > 0, np.sqrt(np.where(keep, e * e, 0).sum(0)) / np.maximum(n, 1), 0)
         else:
             var = np.where(keep, (cube - mean) ** 2, 0).sum(0) / np.maximum(n - 1, 1)
             err = np.where(n > 1, np.sqrt(var) / np.sqrt(np.maximum(n, 1)), 0)

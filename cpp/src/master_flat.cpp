@@ -246,6 +246,11 @@ MasterFlatResult master_flat(const std::vector<const float*>& frames, const std:
     auto bg = fit_background(flat, qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g, p.background, p.threads);
     r.background = std::move(bg.model);
     for (int64_t i = 0; i < npix; ++i) r.flux[i] -= r.background[i];
+    // edges again, on the background-subtracted stack: scattered light from bright neighbours tilts
+    // the profiles of dim orders and shifts their threshold crossings (the dim orders of a UVB lamp
+    // master: up to 1 px, and through the global fit 0.3 px on the bright ones next to them)
+    r.edges = detect_and_fit_edges(flat, r.error.data(), qmask, centre, orders, g, p.edges, p.order_deg,
+                                   p.disp_deg, p.fit_clip_sigma, p.fit_clip_iters, p.threads);
   }
   auto ls = flag_low_sensitivity(flat, r.error.data(), qmask, r.edges.lower.poly, r.edges.upper.poly, orders, g,
                                  p.low_sens, p.threads);

@@ -157,7 +157,7 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
   for (int k = 0; k < n; ++k) {
     VI in = (k >= lo) & (k < hi);
     sum += in ? v[k] : VF{};
-    if (HaveErr) esum += in ? ev[k] : VF{};
+    if (HaveErr) esum += in ? ev[k] * ev[k] : VF{};
   }
   VF fnu = __builtin_convertvector(nu, VF);
   VF mu = fnu > 0 ? sum / fnu : VF{};
@@ -166,7 +166,7 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
   float ev_out[W];
   for (int j = 0; j < W; ++j) {
     const float u = fnu[j];
-    ev_out[j] = HaveErr ? (u > 0 ? esum[j] / (u * std::sqrt(u)) : 0.0f)
+    ev_out[j] = HaveErr ? (u > 0 ? std::sqrt(esum[j]) / u : 0.0f)   // sqrt(sum sigma_k^2) / n
                         : (u > 1 ? std::sqrt(sq[j] / (u - 1)) / std::sqrt(u) : 0.0f);
   }
   std::memcpy(mean, &mu, sizeof(VF));
@@ -252,11 +252,11 @@ void clip_and_stack(const std::vector<const float*>& frames, const std::vector<c
       double sum = 0, esum = 0, sq = 0;
       for (int q = lo; q < hi; ++q) {
         sum += s[q].v;
-        if (have_err) esum += double(errors[s[q].k][i]) * sc[s[q].k];
+        if (have_err) { const double e = double(errors[s[q].k][i]) * sc[s[q].k]; esum += e * e; }
       }
       double mean = used ? sum / used : 0.0, err = 0.0;
       if (used && have_err) {
-        err = esum / used / std::sqrt(double(used));
+        err = std::sqrt(esum) / used;   // the error of a mean of `used` frames: sqrt(sum sigma_k^2) / n
       } else if (used > 1) {
         for (int q = lo; q < hi; ++q) sq += (s[q].v - mean) * (s[q].v - mean);
         err = std::sqrt(sq / (used - 1)) / std::sqrt(double(used));

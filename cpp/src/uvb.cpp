@@ -70,7 +70,7 @@ UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int6
     throw std::runtime_error("UVB: D2 to QTH scale at order " + std::to_string(r.crossover) + " is not positive");
   const int64_t lb = g.a_is_x ? ny : nx;
   r.line = stitch_line(d.lower, d.upper, r.crossover, lb, g, p.offset, &r.d_below);
-  // background-subtracted stitch (the product) and raw-stack stitch (edge re-detection)
+  // background-subtracted stitch (the product, and where edges are re-detected) and raw-stack stitch (plots)
   std::vector<float> dpre(d.stacked, d.stacked + npix), qpre(q.stacked, q.stacked + npix);
   if (d.background) for (int64_t i = 0; i < npix; ++i) dpre[i] -= d.background[i];
   if (q.background) for (int64_t i = 0; i < npix; ++i) qpre[i] -= q.background[i];
@@ -81,7 +81,8 @@ UvbResult combine_uvb(const LampMaster& d, const LampMaster& q, int64_t ny, int6
                 r.scale, r.flux.data(), r.error.data(), r.quality.data());
   stitch_frames(d.stacked, d.error, d.quality, q.stacked, q.error, q.quality, ny, nx, g, r.line, r.d_below, r.scale,
                 r.stacked.data(), tmp_err.data(), tmp_q.data());
-  ImageView st{r.stacked.data(), ny, nx};
+  // edges on the background-subtracted stitch: scattered light shifts the crossings of dim orders
+  ImageView st{r.flux.data(), ny, nx};
   r.edges = detect_and_fit_edges(st, r.error.data(), MaskView{r.quality.data()}, centre_q, orders, g, p.edges,
                                  p.order_deg, p.disp_deg, p.fit_clip_sigma, p.fit_clip_iters, p.threads);
   auto inorder = detail::finish_flat(r.flux, r.error, r.quality, ny, nx, r.edges.lower.poly, r.edges.upper.poly,

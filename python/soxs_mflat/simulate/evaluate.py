@@ -171,12 +171,14 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
     expect, noise, part, core, scale = _reference(flux, qual, t, lamps, masks, inside)
     resid = flux[core] / expect[core] - 1
     z = block_z(np.where(core, flux / np.where(core, expect, 1) - 1, 0), noise ** 2, core)
-    errs_z = (flux[core] - expect[core]) / err[core]
+    with np.errstate(divide="ignore", invalid="ignore"):   # an ERRS of 0 in the orders gives inf: counted
+        errs_z = (flux[core] - expect[core]) / err[core]
     out = {"edge_rms": edge_rms(lower, upper, t), "response_rms": float(np.std(resid)),
            "photon_limit": float(np.sqrt(np.mean(noise[core] ** 2))),
            "noise_rms": float(np.sqrt(np.mean((err[core] / flux[core]) ** 2))),
            "block_z_rms": float(np.sqrt(np.mean(z ** 2))), "block_z_max": float(np.abs(z).max()),
-           "errs_z_std": float(np.std(errs_z)), "response_rms_per_order": {}}
+           "errs_z_std": float(np.std(errs_z)), "n_zero_errs": int((err[core] <= 0).sum()),
+           "response_rms_per_order": {}}
     out["response_ratio"] = out["response_rms"] / out["photon_limit"]
     for o, m in masks.items():
         sel = m[core]
@@ -198,7 +200,8 @@ def _flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, no
     hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
     hit = core & hits.astype(bool)
     z_cr = (flux[hit] - expect[hit]) / (noise[hit] * expect[hit])      # truth sigma
-    z_errs = (flux[hit] - expect[hit]) / err[hit]                          # the product's own ERRS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_errs = (flux[hit] - expect[hit]) / err[hit]                      # the product's own ERRS
     return {"low_recall": float((flagged & low).sum() / max(low.sum(), 1)), "n_low": int(low.sum()),
             "false_rate": float(false[inside].sum() / inside.sum()), "n_cosmic_pixels": int(hit.sum()),
             "max_z_cosmics_truth": float(np.abs(z_cr).max()) if hit.any() else 0.0,
