@@ -96,7 +96,7 @@ def test_summary_has_the_qc_of_qc_json(runs):
                 assert float(r[q["name"]]) == pytest.approx(q["value"], rel=1e-12)
                 assert r[f"{q['name']} flag"] == q["flag"]
             assert r["night"] == rec["night"] and r["arm"] == "VIS" and r["instrument"] == "SOXS"
-    assert (out / "qc_trends.pdf").read_bytes().startswith(b"%PDF")
+    assert not (out / "qc_trends.pdf").exists()     # no PDF at all without plots
 
 
 def test_second_run_skips_finished_sets(runs):
@@ -108,22 +108,11 @@ def test_second_run_skips_finished_sets(runs):
     assert done and all(rows[sid]["status"] == "skipped" for sid in done)
 
 
-@pytest.mark.parametrize("form", ["fz", "Z"])
-def test_batch_products_equal_the_single_set_cli(runs, tmp_path, form):
-    """For the set of tile-compressed (.fits.fz) and of unix-compressed (.fits.Z) frames."""
-    root, sets, broken, out, _, _ = runs
-    sid = next(sid for sid, s in sets.items() if s["complete"] and sid != broken and s["compressed"] == form)
-    night = sets[sid]["night"]
-    sof = out / "sof" / f"{sid}.sof"
-    assert all(ln.split()[0].endswith(f".fits.{form}") for ln in sof.read_text().splitlines() if "_FLAT_" in ln)
-    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(sof), "-o", str(tmp_path), "-q"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    batch_dir = out / "reduced" / night / "soxs-mflat" / sid
-    fits_names = sorted(p.name for p in batch_dir.glob("*.fits"))
-    assert fits_names
-    for name in fits_names:
-        with fits.open(batch_dir / name) as a, fits.open(tmp_path / name) as b:
+def _assert_fits_bit_equal(a_dir: Path, b_dir: Path) -> list[str]:
+    names = sorted(p.name for p in a_dir.glob("*.fits"))
+    assert names and names == sorted(p.name for p in b_dir.glob("*.fits"))
+    for name in names:
+        with fits.open(a_dir / name) as a, fits.open(b_dir / name) as b:
             assert len(a) == len(b)
             for ha, hb in zip(a, b):
                 if ha.data is not None:
@@ -131,6 +120,57 @@ def test_batch_products_equal_the_single_set_cli(runs, tmp_path, form):
                     assert np.array_equal(ha.data.view(np.uint8) if ha.data.dtype.kind != "V" else ha.data,
                                           hb.data.view(np.uint8) if hb.data.dtype.kind != "V" else hb.data)
             assert a[0].header["DATAMD5"] == b[0].header["DATAMD5"]
+    return names
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """The single-set CLI's products (QC PDFs on) of a SOF, run once per SOF in this module."""
+    done = {}
+
+    def run(sof: Path) -> Path:
+        if sof not in done:
+            out = tmp_path_factory.mktemp("cli")
+            r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(sof), "-o", str(out), "-q"],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            done[sof] = out
+        return done[sof]
+    return run
+
+
+def _good_set(runs, form: str) -> tuple[str, Path]:
+    root, sets, broken, out, _, _ = runs
+    sid = next(sid for sid, s in sets.items() if s["complete"] and sid != broken and s["compressed"] == form)
+    sof = out / "sof" / f"{sid}.sof"
+    assert all(ln.split()[0].endswith(f".fits.{form}") for ln in sof.read_text().splitlines() if "_FLAT_" in ln)
+    return sid, sof
+
+
+@pytest.mark.parametrize("form", ["fz", "Z"])
+def test_batch_products_equal_the_single_set_cli(runs, cli_run, form):
+    """For the set of tile-compressed (.fits.fz) and of unix-compressed (.fits.Z) frames."""
+    _, sets, _, out, _, _ = runs
+    sid, sof = _good_set(runs, form)
+    _assert_fits_bit_equal(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid, cli_run(sof))
+
+
+def test_batch_of_a_sof_with_pdfs_in_a_worker_process(runs, cli_run, tmp_path):
+    """batch SOF (not a tree), QC PDFs on (the default) in a LocalCluster worker process (a daemon,
+    where multiprocessing may not start children): the single-set CLI's products, the same FITS bit
+    for bit, and the same PDFs."""
+    _, sets, _, out, _, _ = runs
+    sid, sof = _good_set(runs, "Z")
+    cli = cli_run(sof)
+    r = _batch(sof, "-o", tmp_path / "b", "--workers", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = tmp_path / "b" / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid
+    _assert_fits_bit_equal(got, cli)
+    pdfs = sorted(p.name for p in got.glob("*.pdf"))
+    assert pdfs and pdfs == sorted(p.name for p in cli.glob("*.pdf"))
+    assert all((got / n).read_bytes().startswith(b"%PDF") for n in pdfs)
+    assert _rows(tmp_path / "b")[sid]["status"] == "done"
+    assert (tmp_path / "b" / "qc_trends.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_parquet_summary_equals_the_csv(runs):
@@ -156,3 +196,44 @@ def test_parquet_summary_equals_the_csv(runs):
                 assert float(cell) == v, (name, i)
                 n_numeric += 1
     assert n_numeric >= 2 * 10          # the QC values of the reduced sets are numbers, not text
+
+
+def test_resume_verifies_products(runs, tmp_path):
+    """A finished set is one whose qc.json names products that all exist with a DATAMD5 equal to
+    their data: an altered data unit or a missing product makes it unfinished again."""
+    import shutil
+    from soxs_mflat.batch import products_verify
+    _, sets, _, out, _, _ = runs
+    sid, _ = _good_set(runs, "fz")
+    d = tmp_path / sid
+    shutil.copytree(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid, d)
+    assert products_verify(d)
+    flat = d / "master_flat_vis.fits"
+    with fits.open(flat) as hl:
+        offset = hl[1].fileinfo()["datLoc"] + 100     # a byte inside the FLUX data
+    raw = bytearray(flat.read_bytes())
+    raw[offset] ^= 0x01
+    flat.write_bytes(bytes(raw))
+    assert not products_verify(d)
+    shutil.rmtree(d)
+    shutil.copytree(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid, d)
+    (d / "order_tab_vis.fits").unlink()
+    assert not products_verify(d)
+
+
+def test_overwrite_reduces_finished_sets_again(runs, tmp_path):
+    """--overwrite: a set that verifies is reduced again (the same products), not skipped."""
+    import shutil
+    _, sets, _, out, _, _ = runs
+    sid, sof = _good_set(runs, "fz")
+    night = sets[sid]["night"]
+    dest = tmp_path / "reduced" / night / "soxs-mflat" / sid
+    shutil.copytree(out / "reduced" / night / "soxs-mflat" / sid, dest)
+    before = (dest / "qc.json").stat().st_mtime_ns
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        kept, _ = batch([sof], tmp_path, scheduler=cluster.scheduler_address, plots=False, progress=False)
+        redone, _ = batch([sof], tmp_path, scheduler=cluster.scheduler_address, plots=False, overwrite=True,
+                          progress=False)
+    assert [j.status for j in kept] == ["skipped"] and [j.status for j in redone] == ["done"]
+    assert (dest / "qc.json").stat().st_mtime_ns != before
+    _assert_fits_bit_equal(dest, out / "reduced" / night / "soxs-mflat" / sid)

@@ -92,3 +92,14 @@ def test_cli_json_lists_incomplete_set_with_missing(archive):
                            capture_output=True, text=True, check=True).stdout
     assert f"{truth['n_ignored']} files ignored" in table
     assert any(line.rstrip().endswith(" MASTER_BIAS") for line in table.splitlines())
+
+
+def test_simulate_archive_compressions(tmp_path):
+    """The CLI writes all four forms by default (ncompress is a test dependency) and refuses an
+    unknown one before writing anything."""
+    from soxs_mflat.cli_archive import _default_compressions
+    assert _default_compressions() == ("", "gz", "fz", "Z")
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "simulate-archive", "--out", str(tmp_path / "a"),
+                        "--nights", "1", "--compress", "gz", "xz"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown compression 'xz'" in r.stderr
+    assert not (tmp_path / "a").exists()

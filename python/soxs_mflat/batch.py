@@ -133,11 +133,12 @@ class _Closer:
         pass
 
 
-def _warm(client) -> None:
-    """Import the recipe once per worker (not once per set)."""
+def _warm(client, plots: bool = True) -> None:
+    """Import the recipe (and, with PDFs, matplotlib) once per worker, not once per set."""
     def load():
-        import soxs_mflat.plots  # noqa: F401
         import soxs_mflat.recipe  # noqa: F401
+        if plots:
+            import soxs_mflat.plots  # noqa: F401
         return os.getpid()
     client.run(load)
 
@@ -157,7 +158,7 @@ def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, ov
         todo.append(j)
     if not todo:
         return jobs
-    _warm(client)
+    _warm(client, plots)
     futures = {client.submit(reduce_set, str(j.sof), str(j.outdir), settings_file, plots, key=f"mflat-{j.name}",
                              pure=False): j for j in todo}
     t0, n = time.perf_counter(), 0
@@ -211,7 +212,8 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
           settings_file: str | None = None, plots: bool = True, overwrite: bool = False,
           progress: bool = True) -> tuple[list[Job], list[Path]]:
     """Plan, reduce on Dask (``client``, else one made from ``workers`` / ``scheduler`` and closed
-    afterwards) and write the QC summary. Returns the jobs and the summary files."""
+    afterwards) and write the QC summary (CSV, Parquet; the trends PDF unless ``plots`` is False:
+    no PDF at all). Returns the jobs and the summary files."""
     from .summary import write_summary
     out = Path(out)
     jobs = plan(inputs, out)
@@ -224,7 +226,7 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
         if own is not None:
             client.close()
             own.close()
-    return jobs, write_summary(jobs, out)
+    return jobs, write_summary(jobs, out, plots)
 
 
 def run_batch(args) -> int:

@@ -35,7 +35,8 @@ def add_archive_commands(sub) -> None:
     w = b.add_mutually_exclusive_group()
     w.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
     w.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
-    b.add_argument("--plots", choices=["pdf", "none"], default="pdf", help="QC PDFs (default pdf)")
+    b.add_argument("--plots", choices=["pdf", "none"], default="pdf",
+                   help="QC PDFs of every set and qc_trends.pdf (default pdf; none: no PDF, the CSV/Parquet summary only)")
     b.add_argument("--overwrite", action="store_true", help="reduce sets whose products exist and verify")
     b.add_argument("-s", "--settings", help="YAML settings file for every set")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
