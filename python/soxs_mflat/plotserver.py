@@ -130,12 +130,17 @@ class PlotServer:
             msg = self._out.get()
             if msg is None:
                 return
+            conn = self.conn
             try:
+                if conn is None:
+                    raise OSError("the plot server's pipe is closed")
                 if isinstance(msg, tuple):
-                    self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+                    conn.send_bytes(pickle.dumps(msg, protocol=5))
                 else:
-                    self.conn.send_bytes(memoryview(msg).cast("B"))
-            except (OSError, ValueError) as exc:   # the server died: wait() reports it
+                    conn.send_bytes(memoryview(msg).cast("B"))
+            # the server died (wait() reports it), or close() shut the pipe under a send (TypeError:
+            # the Connection's handle became None mid-write)
+            except (OSError, ValueError, TypeError) as exc:
                 self._send_error = exc
                 return
 
@@ -187,11 +192,12 @@ class PlotServer:
 
     def close(self) -> None:
         """End the server (its running workers die with it) and reap it."""
+        self._out.put(None)
+        self.kill()          # first: a send blocked on the server's full pipe then fails and returns
+        self._sender.join(5)
         if self.conn is not None:
-            self._out.put(None)
             self.conn.close()
             self.conn = None
-        self.kill()
         self.join(5)
 
 
