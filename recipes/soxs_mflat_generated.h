@@ -24,7 +24,7 @@ static const ParamDef PARAMS[] = {
   {"scale_d2_to_qth", 'b', "scale the D2-lamp master to the QTH master at the crossover order (X-shooter UVB)", false, {1.0, 1.0, 1.0, 1.0, 1.0}},
   {"bspline_deg", 'i', "background model across the orders; 1 = linear between gap levels, >= 2 = natural cubic spline", false, {2.0, 2.0, 2.0, 2.0, 2.0}},
   {"gaussian_blur_sigma", 'f', "Gaussian sigma (px) smoothing the background gap levels along the orders", false, {65.0, 65.0, 65.0, 65.0, 65.0}},
-  {"background_margin", 'i', "pixels kept clear of each fitted order edge when sampling the background", false, {3.0, 3.0, 3.0, 3.0, 3.0}},
+  {"background_margin", 'i', "pixels kept clear of each fitted order edge when sampling the background", false, {4.0, 4.0, 4.0, 4.0, 4.0}},
   {"edge_min_snr", 'f', "reject edge slices whose peak is below this multiple of the flat's error", false, {10.0, 10.0, 10.0, 10.0, 10.0}},
   {"low_sensitivity_half_window", 'i', "half size (px) of the separable median window of the low-sensitivity model", false, {3.0, 3.0, 3.0, 3.0, 3.0}},
   {"threads", 'i', "worker threads for reading the frames and for the C++ core (0 = all cores)", false, {0.0, 0.0, 0.0, 0.0, 0.0}},

@@ -55,7 +55,7 @@ void bind_orders(py::module_& m) {
     { py::gil_scoped_release rel; r = soxs::fit_background(v, {pm}, L, U, O, {a_is_x, bin_a, bin_b}, p, threads); }
     return py::make_tuple(to_image(std::move(r.model), v.ny, v.nx), r.n_samples);
   }, py::arg("image"), py::arg("mask"), py::arg("lower"), py::arg("upper"), py::arg("orders"), py::arg("b_min"),
-     py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("margin") = 3,
+     py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("margin") = 4,
      py::arg("spline_deg") = 2, py::arg("smooth_sigma") = 65.0, py::arg("outer_width") = 30, py::arg("end_margin") = 25, py::arg("threads") = 0,
      py::arg("halos") = true);
 

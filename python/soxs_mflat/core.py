@@ -137,7 +137,7 @@ def poly_eval(coeffs: np.ndarray, n: Any, b: Any) -> np.ndarray:
 
 
 def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
-                   mask: np.ndarray | None = None, margin: int = 3, spline_deg: int = 2,
+                   mask: np.ndarray | None = None, margin: int = 4, spline_deg: int = 2,
                    smooth_sigma: float = 65.0, outer_width: int = 30, end_margin: int = 25,
                    threads: int = 0, halos: bool = True) -> np.ndarray:
     """Scattered-light model: median level of every inter-order gap (``margin`` px clear of the

@@ -362,7 +362,7 @@ def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
     """Flat − model between the orders, kept clear of the edges by the background margin plus one display
     bin, and limited to where the model is measured (30 px beyond the outermost orders on each line and
     25 px past the order ends, as the core)."""
-    margin = float(info.params.get("background_margin", 3)) / layout.bin_a + max(blocks)
+    margin = float(info.params.get("background_margin", 4)) / layout.bin_a + max(blocks)
     pad_b = END_MARGIN / layout.bin_b
     keep = (_order_map(sb.shape, blocks, curves, pad=margin, pad_b=pad_b) < 0) & \
         _fitted_region(sb.shape, blocks, curves, 30.0 / layout.bin_a, pad_b)

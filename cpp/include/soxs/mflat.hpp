@@ -120,7 +120,7 @@ FitResult fit_global_poly(const std::vector<double>& n, const std::vector<double
 
 // ---------------------------------------------------------------- 5. scattered light
 struct BackgroundParams {
-  int margin = 3;              // binned pixels kept clear of each fitted edge
+  int margin = 4;              // binned pixels kept clear of each fitted edge
   int spline_deg = 2;          // 1 = linear between gap levels, >= 2 = natural cubic spline
   double smooth_sigma = 65;    // Gaussian sigma along B (binned px) of the gap levels
   int outer_width = 30;        // px sampled beyond the outermost orders
