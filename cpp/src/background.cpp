@@ -83,9 +83,12 @@ void blur_1d(const double* in, double* out, int64_t n, int64_t stride, double si
   std::vector<double> w(reach + 1);
   double norm = 0;
   for (int64_t d = 0; d <= reach; ++d) { w[d] = std::exp(-0.5 * double(d * d) / (sigma * sigma)); norm += d ? 2 * w[d] : w[d]; }
+  std::vector<double> pad(static_cast<size_t>(n + 2 * reach));   // the line, its edge values continued
+  for (int64_t k = 0; k < n + 2 * reach; ++k) pad[k] = in[std::clamp<int64_t>(k - reach, 0, n - 1) * stride];
   for (int64_t i = 0; i < n; ++i) {
-    double acc = 0;
-    for (int64_t k = i - reach; k <= i + reach; ++k) acc += w[std::abs(k - i)] * in[std::clamp<int64_t>(k, 0, n - 1) * stride];
+    const double* c = &pad[i + reach];
+    double acc = w[0] * c[0];
+    for (int64_t d = 1; d <= reach; ++d) acc += w[d] * (c[d] + c[-d]);
     out[i * stride] = acc / norm;
   }
 }
