@@ -15,7 +15,7 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
     keep = np.isfinite(cube)
     if masks is not None:
         keep &= ~np.asarray(masks, bool)
-    for _ in range(iters):
+    for it in range(iters):
         d = np.where(keep, cube, np.nan)
         with np.errstate(all="ignore"), _quiet():
             med = np.nanmedian(d, axis=0)
@@ -24,6 +24,8 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
                 e = np.asarray(errors, np.float64) * sc[:, None, None]
                 ee = np.sqrt(np.nanmean(np.where(keep, e * e, np.nan), axis=0))
                 sd = ee
+                if it == 0:   # the first pass only, as the core
+                    med = _densest_centre(cube, keep, med, sl * sd, su * sd)
         new = keep & (cube >= med - sl * sd) & (cube <= med + su * sd)
         if (new == keep).all():
             break
@@ -39,6 +41,31 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
             var = np.where(keep, (cube - mean) ** 2, 0).sum(0) / np.maximum(n - 1, 1)
             err = np.where(n > 1, np.sqrt(var) / np.sqrt(np.maximum(n, 1)), 0)
     return mean, err, (n == 0).astype(np.uint8), n
+
+
+def _densest_centre(cube, keep, med, lw, uw):
+    """The clip centre with known noise: the median, unless the window [x - lw, x + uw] around a kept
+    sample holds strictly more kept samples than the median's; then the sample whose window holds
+    the most (ties: the one whose rank is nearest the median's, then the lower). First pass only."""
+    def count(c):
+        return (keep & (cube >= c - lw) & (cube <= c + uw)).sum(0)
+    n = len(cube)
+    nk = keep.sum(0)
+    # rank of each kept sample among the kept ones of its pixel (ties by frame index)
+    order = np.argsort(np.where(keep, cube, np.inf), axis=0, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[:, None, None] * np.ones_like(order), axis=0)
+    best, bm = count(med), med.copy()
+    bdist = np.full(med.shape, np.iinfo(np.int64).max)
+    for r in range(n):   # candidates in rank order, as the core walks its sorted samples
+        k = np.take_along_axis(order, np.full((1,) + med.shape, r), axis=0)[0]
+        x = np.take_along_axis(cube, k[None], axis=0)[0]
+        ok = np.take_along_axis(keep, k[None], axis=0)[0]
+        c = count(x)
+        dist = np.abs(2 * r - (nk - 1))
+        better = ok & ((c > best) | ((c == best) & (bdist != np.iinfo(np.int64).max) & (dist < bdist)))
+        best, bm, bdist = np.where(better, c, best), np.where(better, x, bm), np.where(better, dist, bdist)
+    return bm
 
 
 class _quiet:

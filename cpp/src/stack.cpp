@@ -1,6 +1,8 @@
 // Kernel 1: iterative median/MAD sigma clipping along the stack axis, then mean.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -49,6 +51,24 @@ inline double mad_range(const Sample* s, int lo, int hi, double m) {
   return 0.5 * (kth_deviation(s, lo, hi, m, n / 2 - 1) + kth_deviation(s, lo, hi, m, n / 2));
 }
 
+// With known noise, the clip's centre: the median, unless the window [x - lw, x + uw] around one of
+// the samples holds strictly more samples than the median's; then the sample whose window holds
+// the most (ties: nearest the median, then the lower). Cosmic rays hitting 3 of 5 frames make the
+// median a hit and clip the 2 clean frames; their different energies rarely agree within the
+// noise, the clean frames do. Without outliers the median's window holds every sample: unchanged.
+// Applied on the first pass only (later passes start from the cluster it chose).
+inline double densest_centre(const Sample* s, int lo, int hi, double m, double lw, double uw) {
+  auto count = [&](double c) { int k = 0; for (int q = lo; q < hi; ++q) k += s[q].v >= c - lw && s[q].v <= c + uw; return k; };
+  int best = count(m), bdist = INT32_MAX;
+  if (best >= hi - lo) return m;
+  double bm = m;
+  for (int i = lo; i < hi; ++i) {
+    const int c = count(s[i].v), dist = std::abs(2 * i - (lo + hi - 1));
+    if (c > best || (c == best && bdist != INT32_MAX && dist < bdist)) { best = c; bm = s[i].v; bdist = dist; }
+  }
+  return bm;
+}
+
 // Clip sorted samples in place; returns surviving range [lo, hi).
 template <class ErrOf>
 inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, int& hi, ErrOf err_of) {
@@ -62,6 +82,7 @@ inline void clip_sorted(const Sample* s, int n, const ClipParams& p, int& lo, in
       // known noise: clip on it (frames equal up to a scale and a smooth colour, which the
       // caller divides out); the MAD of a handful of frames would let cosmic rays through
       sd = std::sqrt(e2 / (hi - lo));
+      if (it == 0) m = densest_centre(s, lo, hi, m, p.sigma_lower * sd, p.sigma_upper * sd);
     }
     double lb = m - p.sigma_lower * sd, ub = m + p.sigma_upper * sd;
     int nlo = lo, nhi = hi;
@@ -98,6 +119,33 @@ inline VF median_sel(const VF* x, int n, VI lo, VI nu) {
   VF a = x[0] - x[0], b = a;
   for (int k = 0; k < n; ++k) { a = (i1 == k) ? x[k] : a; b = (i2 == k) ? x[k] : b; }
   return 0.5f * (a + b);
+}
+
+// densest_centre, lane-wise.
+inline VF densest_centre_vec(const VF* x, int n, VI lo, VI hi, VF m, VF lw, VF uw) {
+  auto count = [&](VF c) {
+    VI k = VI{};
+    const VF a = c - lw, b = c + uw;
+    for (int q = 0; q < n; ++q) k -= (q >= lo) & (q < hi) & (x[q] >= a) & (x[q] <= b);
+    return k;
+  };
+  VI best = count(m), bdist = VI{} + INT32_MAX;
+  VF bm = m;
+  bool all_in = true;   // the usual case: the median's window holds every sample of every lane
+  for (int j = 0; j < W; ++j) all_in &= best[j] >= hi[j] - lo[j];
+  if (all_in) return m;
+  const VI mid2 = lo + hi - 1;
+  for (int i = 0; i < n; ++i) {
+    const VI in = (i >= lo) & (i < hi);
+    const VI c = count(x[i]);
+    VI dist = 2 * i - mid2;
+    dist = dist < 0 ? -dist : dist;
+    const VI better = in & ((c > best) | ((c == best) & (bdist != INT32_MAX) & (dist < bdist)));
+    best = better ? c : best;
+    bm = better ? x[i] : bm;
+    bdist = better ? dist : bdist;
+  }
+  return bm;
 }
 
 template <bool HaveErr>
@@ -138,6 +186,7 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
           sd[j] = std::sqrt(e2[j] / fnu[j]);   // known noise (as in clip_sorted)
         }
       }
+      if (it == 0) m = densest_centre_vec(v, n, lo, hi, m, float(p.sigma_lower) * sd, float(p.sigma_upper) * sd);
     }
     VF lb = m - float(p.sigma_lower) * sd, ub = m + float(p.sigma_upper) * sd;
     VI nlo = lo, nhi = hi;
