@@ -44,8 +44,8 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
 
 
 def _densest_centre(cube, keep, med, lw, uw):
-    """The clip centre with known noise: the median, unless the window [x - lw, x + uw] around a kept
-    sample holds strictly more kept samples than the median's; then the sample whose window holds
+    """The clip centre with known noise: the median, unless its window holds at most half of the kept
+    samples and the window [x - lw, x + uw] around a kept sample holds strictly more; then the sample whose window holds
     the most (ties: the one whose rank is nearest the median's, then the lower). First pass only."""
     def count(c):
         return (keep & (cube >= c - lw) & (cube <= c + uw)).sum(0)
@@ -56,6 +56,7 @@ def _densest_centre(cube, keep, med, lw, uw):
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(n)[:, None, None] * np.ones_like(order), axis=0)
     best, bm = count(med), med.copy()
+    minority = 2 * best <= nk            # the median's window holds at most half: it may move
     bdist = np.full(med.shape, np.iinfo(np.int64).max)
     for r in range(n):   # candidates in rank order, as the core walks its sorted samples
         k = np.take_along_axis(order, np.full((1,) + med.shape, r), axis=0)[0]
@@ -63,7 +64,7 @@ def _densest_centre(cube, keep, med, lw, uw):
         ok = np.take_along_axis(keep, k[None], axis=0)[0]
         c = count(x)
         dist = np.abs(2 * r - (nk - 1))
-        better = ok & ((c > best) | ((c == best) & (bdist != np.iinfo(np.int64).max) & (dist < bdist)))
+        better = minority & ok & ((c > best) | ((c == best) & (bdist != np.iinfo(np.int64).max) & (dist < bdist)))
         best, bm, bdist = np.where(better, c, best), np.where(better, x, bm), np.where(better, dist, bdist)
     return bm
 

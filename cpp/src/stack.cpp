@@ -51,16 +51,17 @@ inline double mad_range(const Sample* s, int lo, int hi, double m) {
   return 0.5 * (kth_deviation(s, lo, hi, m, n / 2 - 1) + kth_deviation(s, lo, hi, m, n / 2));
 }
 
-// With known noise, the clip's centre: the median, unless the window [x - lw, x + uw] around one of
-// the samples holds strictly more samples than the median's; then the sample whose window holds
-// the most (ties: nearest the median, then the lower). Cosmic rays hitting 3 of 5 frames make the
+// With known noise, the clip's centre: the median, unless its window [m - lw, m + uw] holds at most
+// half of the samples and the window around one of the samples holds strictly more; then the
+// sample whose window holds the most (ties: nearest the median, then the lower). Cosmic rays hitting 3 of 5 frames make the
 // median a hit and clip the 2 clean frames; their different energies rarely agree within the
-// noise, the clean frames do. Without outliers the median's window holds every sample: unchanged.
+// noise, the clean frames do. Where the median's window holds a majority nothing changes (a
+// marginal outlier within reach of an extreme clean sample must not move the centre to it).
 // Applied on the first pass only (later passes start from the cluster it chose).
 inline double densest_centre(const Sample* s, int lo, int hi, double m, double lw, double uw) {
   auto count = [&](double c) { int k = 0; for (int q = lo; q < hi; ++q) k += s[q].v >= c - lw && s[q].v <= c + uw; return k; };
   int best = count(m), bdist = INT32_MAX;
-  if (best >= hi - lo) return m;
+  if (2 * best > hi - lo) return m;   // the median's window holds a majority: it stands
   double bm = m;
   for (int i = lo; i < hi; ++i) {
     const int c = count(s[i].v), dist = std::abs(2 * i - (lo + hi - 1));
@@ -131,16 +132,17 @@ inline VF densest_centre_vec(const VF* x, int n, VI lo, VI hi, VF m, VF lw, VF u
   };
   VI best = count(m), bdist = VI{} + INT32_MAX;
   VF bm = m;
-  bool all_in = true;   // the usual case: the median's window holds every sample of every lane
-  for (int j = 0; j < W; ++j) all_in &= best[j] >= hi[j] - lo[j];
+  bool all_in = true;   // the usual case: the median's window holds a majority in every lane
+  for (int j = 0; j < W; ++j) all_in &= 2 * best[j] > hi[j] - lo[j];
   if (all_in) return m;
+  const VI minority = 2 * best <= hi - lo;   // lanes where the median's window holds at most half
   const VI mid2 = lo + hi - 1;
   for (int i = 0; i < n; ++i) {
     const VI in = (i >= lo) & (i < hi);
     const VI c = count(x[i]);
     VI dist = 2 * i - mid2;
     dist = dist < 0 ? -dist : dist;
-    const VI better = in & ((c > best) | ((c == best) & (bdist != INT32_MAX) & (dist < bdist)));
+    const VI better = minority & in & ((c > best) | ((c == best) & (bdist != INT32_MAX) & (dist < bdist)));
     best = better ? c : best;
     bm = better ? x[i] : bm;
     bdist = better ? dist : bdist;
