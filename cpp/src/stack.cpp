@@ -122,20 +122,23 @@ inline VF median_sel(const VF* x, int n, VI lo, VI nu) {
   return 0.5f * (a + b);
 }
 
-// densest_centre, lane-wise.
+// densest_centre, lane-wise, on the first pass: lo = 0 and the unusable samples past hi are +inf,
+// outside every finite window, so no range test is needed.
 inline VF densest_centre_vec(const VF* x, int n, VI lo, VI hi, VF m, VF lw, VF uw) {
   auto count = [&](VF c) {
     VI k = VI{};
     const VF a = c - lw, b = c + uw;
-    for (int q = 0; q < n; ++q) k -= (q >= lo) & (q < hi) & (x[q] >= a) & (x[q] <= b);
+    for (int q = 0; q < n; ++q) k -= (x[q] >= a) & (x[q] <= b);
     return k;
   };
   VI best = count(m), bdist = VI{} + INT32_MAX;
   VF bm = m;
-  bool all_in = true;   // the usual case: the median's window holds a majority in every lane
-  for (int j = 0; j < W; ++j) all_in &= 2 * best[j] > hi[j] - lo[j];
-  if (all_in) return m;
-  const VI minority = 2 * best <= hi - lo;   // lanes where the median's window holds at most half
+  // the usual case: the median's window holds a majority in every lane
+  const VI minority = 2 * best <= hi - lo;
+  uint64_t w[sizeof(VI) / sizeof(uint64_t)], any = 0;
+  std::memcpy(w, &minority, sizeof(VI));
+  for (uint64_t q : w) any |= q;
+  if (!any) return m;
   const VI mid2 = lo + hi - 1;
   for (int i = 0; i < n; ++i) {
     const VI in = (i >= lo) & (i < hi);
@@ -188,7 +191,7 @@ void block_vec(int n, const std::vector<const float*>& fr, const std::vector<con
           sd[j] = std::sqrt(e2[j] / fnu[j]);   // known noise (as in clip_sorted)
         }
       }
-      if (it == 0) m = densest_centre_vec(v, n, lo, hi, m, float(p.sigma_lower) * sd, float(p.sigma_upper) * sd);
+      if (it == 0) m = densest_centre_vec(v, n, lo, hi, m, float(p.sigma_lower) * sd, float(p.sigma_upper) * sd);   // lo = 0
     }
     VF lb = m - float(p.sigma_lower) * sd, ub = m + float(p.sigma_upper) * sd;
     VI nlo = lo, nhi = hi;
