@@ -45,16 +45,15 @@ def clip_and_stack(frames, masks=None, errors=None, scales=None, sl=5.0, su=5.0,
 
 def _densest_centre(cube, keep, med, lw, uw):
     """The clip centre with known noise: the median, unless its window holds at most half of the kept
-    samples and the window [x - lw, x + uw] around a kept sample holds strictly more; then the sample whose window holds
-    the most (ties: the one whose rank is nearest the median's, then the lower). First pass only."""
+    samples and the window [x - lw, x + uw] around a kept sample holds strictly more; then the sample
+    whose window holds the most (ties: the one whose rank is nearest the median's, then the lower).
+    First pass only."""
     def count(c):
         return (keep & (cube >= c - lw) & (cube <= c + uw)).sum(0)
     n = len(cube)
     nk = keep.sum(0)
-    # rank of each kept sample among the kept ones of its pixel (ties by frame index)
+    # the samples of each pixel in rank order, unusable ones last (ties by frame index)
     order = np.argsort(np.where(keep, cube, np.inf), axis=0, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n)[:, None, None] * np.ones_like(order), axis=0)
     best, bm = count(med), med.copy()
     minority = 2 * best <= nk            # the median's window holds at most half: it may move
     bdist = np.full(med.shape, np.iinfo(np.int64).max)

@@ -53,9 +53,9 @@ inline double mad_range(const Sample* s, int lo, int hi, double m) {
 
 // With known noise, the clip's centre: the median, unless its window [m - lw, m + uw] holds at most
 // half of the samples and the window around one of the samples holds strictly more; then the
-// sample whose window holds the most (ties: nearest the median, then the lower). Cosmic rays hitting 3 of 5 frames make the
-// median a hit and clip the 2 clean frames; their different energies rarely agree within the
-// noise, the clean frames do. Where the median's window holds a majority nothing changes (a
+// sample whose window holds the most (ties: nearest the median, then the lower). Cosmic rays
+// hitting 3 of 5 frames make the median a hit and clip the 2 clean frames; their different
+// energies rarely agree within the noise, the clean frames do. Where the median's window holds a majority nothing changes (a
 // marginal outlier within reach of an extreme clean sample must not move the centre to it).
 // Applied on the first pass only (later passes start from the cluster it chose).
 inline double densest_centre(const Sample* s, int lo, int hi, double m, double lw, double uw) {
