@@ -85,3 +85,33 @@ def test_halos_continue_beyond_the_detector_edges():
     ends[60:-60] = False                                   # the lines within 60 px of the B edges
     assert np.sqrt(np.mean(rel[ends] ** 2)) < 0.02, np.sqrt(np.mean(rel[ends] ** 2))
     assert np.sqrt(np.mean(rel[inside] ** 2)) < 0.015, np.sqrt(np.mean(rel[inside] ** 2))
+
+
+def _in_order_bias(arm_name, instrument="soxs"):
+    """Per-order mean of (model - truth) / truth on the simulator's noiseless light of an arm: its
+    orders (analytic geometry) plus its scattered light (the orders' light blurred by a 48-px Gaussian,
+    scipy), the true 20 % edges given to the fit."""
+    from soxs_mflat.instruments import get_arm
+    from soxs_mflat.simulate.scene import illumination, lamp_levels, make_geometry, scattered
+    arm = get_arm(instrument, arm_name)
+    geo = make_geometry(arm, 1, 1)
+    light = illumination(geo, lamp_levels(arm, "QTH")).astype(np.float64)
+    light *= 40000.0 / light.max()
+    truth = 0.02 / 0.012 * scattered(light).astype(np.float64)   # 2 % of the order light, as the stress sets
+    lo, up = geo.edge_poly(0.2, "lower"), geo.edge_poly(0.2, "upper")
+    lay = sm.OrderLayout(list(arm.orders), list(geo.b_min), list(geo.b_max), arm.a_is_x)
+    model = sm.fit_background((light + truth).astype(np.float32), lo, up, lay).astype(np.float64)
+    core = light > 0.25 * np.percentile(light[light > 0.05 * light.max()], 99)
+    rel = (model - truth) / np.where(core, truth, 1)
+    return {int(o): float(np.mean(rel[core & sm.in_order_mask(light.shape, lo, up, sm.OrderLayout(
+        [o], [b0], [b1], arm.a_is_x)).astype(bool)])) for o, b0, b1 in zip(arm.orders, geo.b_min, geo.b_max)}
+
+
+@pytest.mark.parametrize("instrument, arm_name", [("soxs", "nir"), ("xshooter", "vis")])
+def test_halo_width_between_the_grid_steps(instrument, arm_name):
+    """The simulator's halo (48 px) lies between two of the halo widths the fit mixes: the mix must
+    still match it in every order. Measured, worst order: SOXS NIR 0.12 %, X-shooter VIS 0.44 % of the
+    scattered light; with steps of 2^(1/2) (40, 56.6 px): 1.39 % and 1.70 %, trends across A that
+    reached 2x the block noise of a 5-flat stack at 2 % scattered light (docs/benchmarks.md)."""
+    bias = _in_order_bias(arm_name, instrument)
+    assert max(abs(v) for v in bias.values()) < 0.006, bias
