@@ -6,7 +6,9 @@
 Stresses: ``nominal`` (the default set), ``stress`` (scatter=0.02, level=0.08, tilt=0.04,
 cosmics=2000, stale=1 together), ``bin2`` (nominal, 2x2; CCD arms only). For each: the pixel-
 response RMS over the stack's photon limit, the RMS and max of the 32-px block z-score, the worst
-cosmic residual in truth sigma (and how many exceed 5), the ERRS z-score std, the background error
+cosmic residual in truth sigma (and how many exceed 5), the same against the product of the set's
+frames without their cosmics (``clean_copy``: what the rejection left, without the noise that a perfect
+product keeps too), the ERRS z-score std, the background error
 (% RMS of its level in the orders), the worst edge RMS (px) and low-sensitivity recall / false rate.
 X-shooter UVB is scored per lamp (its D2 and QTH masters) and stitched (background: not scored).
 """
@@ -27,13 +29,13 @@ from soxs_mflat.simulate.run import simulate_set
 ARMS = ["soxs/vis", "soxs/nir", "xshooter/uvb", "xshooter/vis", "xshooter/nir"]
 STRESSES = {"nominal": ("", "1x1"), "stress": ("scatter=0.02,level=0.08,tilt=0.04,cosmics=2000,stale=1", "1x1"),
             "bin2": ("", "2x2")}
-COLS = ["resp/limit", "block z rms", "block z max", "CR max sigma", "CR > 5 sigma", "ERRS z std", "bkg % rms",
-        "edge px", "low recall", "false rate"]
+COLS = ["resp/limit", "block z rms", "block z max", "CR max sigma", "CR > 5 sigma", "CR vs clean", "ERRS z std",
+        "bkg % rms", "edge px", "low recall", "false rate"]
 
 
 def score(ev: dict) -> list:
     return [ev["response_ratio"], ev["block_z_rms"], ev["block_z_max"], ev["max_z_cosmics_truth"],
-            ev["n_cosmics_over_5"], ev["errs_z_std"], ev.get("background_rms_pct", float("nan")),
+            ev["n_cosmics_over_5"], ev["max_z_cosmics_clean"], ev["errs_z_std"], ev.get("background_rms_pct", float("nan")),
             max(max(v) for v in ev["edge_rms"].values()), ev["low_recall"], ev["false_rate"]]
 
 
@@ -41,19 +43,20 @@ def run_one(arm: str, stress: str, work: Path, seed: int) -> list[tuple[str, lis
     inst, name = arm.split("/")
     text, binning = STRESSES[stress]
     root = work / f"{inst}_{name}_{stress}"
-    w = simulate_set(inst, name, root / "set", nflats=5, binning=binning, seed=seed, stress=text)
+    w = simulate_set(inst, name, root / "set", nflats=5, binning=binning, seed=seed, stress=text, clean_copy=True)
     res = run_mflat(w["sof"], root / "out", overwrite=True)
-    p = res.products
+    p, c = res.products, run_mflat(w["sof_clean"], root / "out_clean", overwrite=True, plots=False).products
     parts = [(" DLAMP", "D2"), (" QLAMP", "QTH")] if name == "uvb" else [("", "QTH")]
     rows = []
     for tag, lamp in parts:
         ev = evaluate(p[f"MFLAT{tag}"], p[f"ORDER LOC{tag}"], w["truth"], lamp=lamp,
-                      background=p.get(f"BKGROUND FITS{tag}"))
+                      background=p.get(f"BKGROUND FITS{tag}"), clean=c[f"MFLAT{tag}"])
         rows.append((f"{inst} {name}{' ' + lamp if tag else ''} {stress}", score(ev)))
     if name == "uvb":   # the stitched master: D2 from the crossover order up, QTH below
         cross = int(next(r.value for r in res.qc if r.name.endswith("CROSSOVER ORDER")))
         orders = fits.getdata(w["truth"], "ORDERS")["order"]
-        ev = evaluate(p["MFLAT"], p["ORDER LOC"], w["truth"], lamp={int(o): "D2" if o >= cross else "QTH" for o in orders})
+        ev = evaluate(p["MFLAT"], p["ORDER LOC"], w["truth"], lamp={int(o): "D2" if o >= cross else "QTH" for o in orders},
+                      clean=c["MFLAT"])
         rows.append((f"{inst} {name} stitched {stress}", score(ev)))
     return rows
 

@@ -4,6 +4,7 @@ from astropy.io import fits
 from scipy.interpolate import CubicSpline
 
 from soxs_mflat.core import poly_eval
+from soxs_mflat.instruments import get_arm
 from soxs_mflat.prepare import prepare_raw
 from soxs_mflat.simulate.run import simulate_set
 
@@ -124,3 +125,23 @@ def test_bad_options():
         simulate_set("soxs", "nir", "/nonexistent", binning="2x2")
     with pytest.raises(ValueError, match="unknown instrument/arm"):
         simulate_set("soxs", "uvb", "/nonexistent")
+
+
+@pytest.mark.parametrize("inst, arm", [("soxs", "vis"), ("soxs", "nir")])
+def test_clean_copy_is_the_frame_less_its_cosmics(inst, arm, tmp_path):
+    """clean_copy writes each lamp flat without its cosmic rays and nothing else changes: the real
+    frames are byte-identical to a run without it, and raw - clean is zero off the truth's hit map."""
+    plain = simulate_set(inst, arm, tmp_path / "plain", nflats=2, seed=4, stress="cosmics=2000")
+    w = simulate_set(inst, arm, tmp_path / "with", nflats=2, seed=4, stress="cosmics=2000", clean_copy=True)
+    hits = fits.getdata(w["truth"], "COSMICS_QTH") > 0
+    a = get_arm(inst, arm)
+    r0, r1, c0, c1 = a.science
+    for p, q in zip(plain["raw"], w["raw"]):
+        assert p.read_bytes() == q.read_bytes()
+        raw = fits.getdata(q).astype(np.float64)
+        clean = fits.getdata(q.parent.parent / "raw_clean" / q.name).astype(np.float64)
+        d = np.rot90(raw - clean, a.rotation // 90)[r0:r0 + hits.shape[0], c0:c0 + hits.shape[1]]
+        assert np.count_nonzero(np.rot90(raw - clean, a.rotation // 90)) == np.count_nonzero(d)   # science only
+        assert np.all(d[~hits] == 0) and d[hits].max() > 3e3 / a.gain * 0.9, d[hits].max()
+    clean_sof = w["sof_clean"].read_text()
+    assert clean_sof.count("/raw_clean/") == 2 and clean_sof.count("/raw/") == (2 if a.nir_like else 0)

@@ -149,8 +149,24 @@ def _read(flat_path, order_tab_path):
                 hl["ERRS"].data.astype(np.float64), lower, upper)
 
 
+def cosmics_vs_clean(flux, clean_path, t, lamps, part, core, expect, noise) -> dict:
+    """Cosmic-ray residuals against the product of the same frames without their cosmics (the
+    simulator's ``clean_copy``: same photon and read noise), in truth sigma: what the rejection
+    left, without the clean frames' own noise, which a perfect product keeps too."""
+    clean = fits.getdata(clean_path).astype(np.float64)
+    hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
+    hit = core & hits.astype(bool)
+    ref = np.zeros(flux.shape)
+    for name in set(lamps.values()):
+        sel = part == name
+        ref[sel] = clean[sel] * np.median(flux[core & sel] / clean[core & sel])   # the same free scale
+    z = (flux[hit] - ref[hit]) / (noise[hit] * expect[hit])
+    return {"max_z_cosmics_clean": float(np.abs(z).max()) if hit.any() else 0.0,
+            "n_cosmics_over_5_clean": int((np.abs(z) > 5).sum())}
+
+
 def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str | dict = "QTH",
-             any_flag: bool = False, background: Path | None = None) -> dict:
+             any_flag: bool = False, background: Path | None = None, clean: Path | None = None) -> dict:
     """Edge RMS per order, pixel-response RMS vs the stack's photon limit (from the truth), the
     block-averaged error vs its noise, cosmic residuals in truth sigma, the ERRS z-score, low-
     sensitivity recall / false rate, inter-order values and (with ``background``) the background
@@ -158,7 +174,8 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
 
     ``lamp``: the lamp whose illumination the flat follows, or ``{order: lamp}`` for a stitched
     UVB flat (each lamp's part is normalised on its own). ``any_flag``: QUAL is 0/1 (soxspipe)
-    rather than soxs-mflat's bits, so any flag counts as a low-sensitivity flag."""
+    rather than soxs-mflat's bits, so any flag counts as a low-sensitivity flag. ``clean``: the flat
+    made from the set's ``clean_copy`` frames (adds :func:`cosmics_vs_clean`)."""
     t = _truth(Path(truth_path))
     flux, qual, err, lower, upper = _read(flat_path, order_tab_path)
     bin_a, bin_b = (t["binx"], t["biny"]) if t["a_is_x"] else (t["biny"], t["binx"])
@@ -187,6 +204,8 @@ def evaluate(flat_path: Path, order_tab_path: Path, truth_path: Path, lamp: str 
                                                 float(np.sqrt(np.mean(noise[core][sel] ** 2))))
     out.update(_flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, noise, any_flag))
     out["inter_order_values"] = np.unique(flux[~fitted_inside & ((qual & 8) == 0)]).tolist()[:5]   # 8: beyond range
+    if clean is not None:
+        out.update(cosmics_vs_clean(flux, clean, t, lamps, part, core, expect, noise))
     if background is not None:
         lamp_name = next(iter(set(lamps.values())))
         out["background_rms_pct"] = background_error(background, t, lamp_name, scale, inside)

@@ -60,9 +60,21 @@ def _embed(arm: Arm, sci_adu: np.ndarray, binx: int, biny: int, rng, offset: flo
     """Science region into the full (binned) processing frame with pre/overscan, then raw orientation."""
     fy, fx = arm.full_shape[0] // biny, arm.full_shape[1] // binx
     r0, r1, c0, c1 = arm.science
-    full = (offset + rng.normal(0, arm.ron / arm.gain, (fy, fx))).astype(np.float32)
+    full = np.full((fy, fx), offset, np.float32)              # rng None: no noise (a layer to subtract)
+    if rng is not None:
+        full = (offset + rng.normal(0, arm.ron / arm.gain, (fy, fx))).astype(np.float32)
     full[r0 // biny:r0 // biny + sci_adu.shape[0], c0 // binx:c0 // binx + sci_adu.shape[1]] = sci_adu
     return np.rot90(full, -(arm.rotation // 90))
+
+
+def _write_clean_copy(path: Path, raw: np.ndarray, cr: np.ndarray, header: fits.Header, arm: Arm, binx: int,
+                      biny: int) -> Path:
+    """The same raw frame less its cosmic rays (same photon and read noise), in raw_clean/: the
+    product of these frames is what a perfect cosmic-ray rejection gives on the real ones."""
+    clean = path.parent.parent / "raw_clean" / path.name
+    clean.parent.mkdir(exist_ok=True)
+    _write_raw(clean, raw - _embed(arm, cr / arm.gain, binx, biny, None, 0.0), header, arm)
+    return clean
 
 
 def _write_raw(path: Path, data: np.ndarray, header: fits.Header, arm: Arm) -> None:
@@ -74,10 +86,13 @@ def _write_raw(path: Path, data: np.ndarray, header: fits.Header, arm: Arm) -> N
 
 
 def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 5, binning: str = "1x1",
-                 seed: int = 0, stress: Stress | str | None = None, mjd0: float | None = None, **stress_kw) -> dict:
+                 seed: int = 0, stress: Stress | str | None = None, mjd0: float | None = None,
+                 clean_copy: bool = False, **stress_kw) -> dict:
     """Simulate one master-flat input set; returns a dict of written paths and the SOF path.
     ``stress``: a :class:`Stress`, its ``key=value,...`` text, or its fields as keywords.
-    ``mjd0``: MJD-OBS of the first flat (default: 2025-10-12T11:14:44 plus ``seed`` ms)."""
+    ``mjd0``: MJD-OBS of the first flat (default: 2025-10-12T11:14:44 plus ``seed`` ms).
+    ``clean_copy``: also write every lamp flat without its cosmic rays (raw_clean/, the same noise;
+    the other frames are unchanged) and their SOF (``written["sof_clean"]``)."""
     arm = get_arm(instrument, arm_name)
     stress = stress if isinstance(stress, Stress) else Stress.parse(stress)
     if stress_kw:
@@ -122,6 +137,8 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
             p = out / "raw" / f"{arm.instrument}_{arm.arm}_FLAT_{lamp}_{k + 1:02d}.fits"
             _write_raw(p, raw, raw_flat_header(arm, binx, biny, mjd, lamp), arm)
             written["raw"].append(p)
+            if clean_copy:
+                _write_clean_copy(p, raw, cr, raw_flat_header(arm, binx, biny, mjd, lamp), arm, binx, biny)
             mjd += (arm.exptime + 20) / 86400
         truth_hdus += [fits.ImageHDU(illum, name=f"ILLUM_{lamp}"), fits.ImageHDU(scat, name=f"SCATTER_{lamp}"),
                        fits.ImageHDU(hits, name=f"COSMICS_{lamp}")]
@@ -138,4 +155,10 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
     written.update(write_calibrations(out / "calib", arm, geo, bias_adu, defects, rng, mjd0, stress.stale))
     written["truth"] = write_truth(out / "truth.fits", arm, geo, resp, defects, truth_hdus, written)
     written["sof"] = write_sof(out, arm, binx, biny, mjd0, written)
+    if clean_copy:
+        text = written["sof"].read_text()
+        for p in written["raw"]:
+            text = text.replace(f"{p.resolve()} ", f"{(out / 'raw_clean' / p.name).resolve()} ")
+        written["sof_clean"] = out / "clean.sof"
+        written["sof_clean"].write_text(text)
     return written
