@@ -108,3 +108,25 @@ def test_exact_crossings_on_a_tiny_trapezoid():
     assert list(e["lower"]) == [pytest.approx(12.5, abs=1e-9)]
     assert list(e["upper"]) == [pytest.approx(37.5, abs=1e-9)]
     assert list(e["level_pct"]) == [25.0]
+
+
+def test_faint_order_edges_not_widened_by_noise():
+    """A faint order (peak 40 e-, read noise 5 e-, noisy floor): the minimum of a slice lies below the
+    floor and its maximum above the top, which lowered the 20 % threshold and widened the order; with
+    an error map the floor and the top are the medians of the samples near them. Measured over 12
+    noise draws (mean width error of the slices, px): raw extremes (no error map) +0.42, with the
+    error map -0.04."""
+    rng = np.random.default_rng(3)
+    light = so.frame(level=40.0)
+    lay = sm.OrderLayout(**LAYOUT)
+    bias = {"raw": [], "err": []}
+    for _ in range(12):
+        img = (rng.poisson(light) + rng.normal(0, 5, light.shape)).astype(np.float32)
+        err = np.sqrt(np.maximum(light, 0) + 25).astype(np.float32)
+        for key, kw in (("raw", {}), ("err", {"error": err, "min_snr": 0})):
+            e = sm.detect_edges(img, so.centre_coeffs(), lay, slice_length=70, **kw)
+            lo_t, up_t = so.true_edges(e["order"], e["b"])
+            bias[key].append(np.mean((e["upper"] - e["lower"]) - (up_t - lo_t)))
+    raw, deb = np.mean(bias["raw"]), np.mean(bias["err"])
+    assert raw > 0.1, raw
+    assert abs(deb) < 0.3 * raw, (raw, deb)

@@ -62,6 +62,14 @@ double crossing(const std::vector<float>& p, const std::vector<float>& f, int k,
   return 0.5 * (lo + hi);
 }
 
+// Median of the finite samples v[k0..k1] within |tol| of `ref` (above it for tol > 0, below for tol < 0).
+double near_median(const std::vector<float>& v, int k0, int k1, double ref, double tol) {
+  std::vector<double> w;
+  for (int k = k0; k <= k1; ++k)
+    if (std::isfinite(v[k]) && (tol >= 0 ? v[k] <= ref + tol : v[k] >= ref + tol)) w.push_back(v[k]);
+  return w.empty() ? ref : detail::median_inplace(w.data(), int64_t(w.size()));
+}
+
 Hit measure(const ImageView& img, const float* err, const MaskView& mask, const Poly2D& centre,
             int order, int64_t b, const Geometry& g, const EdgeParams& p,
             std::vector<float>& prof, std::vector<float>& filt, std::vector<float>& tmp) {
@@ -77,14 +85,24 @@ Hit measure(const ImageView& img, const float* err, const MaskView& mask, const 
   const int mid = static_cast<int>(std::lround(c - s0));
   const int core = std::min(8, L / 2 - 1);
   double mx = -INFINITY, mn = INFINITY;
-  for (int k = std::max(0, mid - core); k <= std::min(L - 1, mid + core); ++k)
-    if (std::isfinite(filt[k])) mx = std::max(mx, double(filt[k]));
-  for (int k = 0; k < L; ++k) if (std::isfinite(filt[k])) mn = std::min(mn, double(filt[k]));
+  int kmx = mid, kmn = 0;
+  const int c0 = std::max(0, mid - core), c1 = std::min(L - 1, mid + core);
+  for (int k = c0; k <= c1; ++k)
+    if (std::isfinite(filt[k]) && filt[k] > mx) { mx = filt[k]; kmx = k; }
+  for (int k = 0; k < L; ++k) if (std::isfinite(filt[k]) && filt[k] < mn) { mn = filt[k]; kmn = k; }
   double range = mx - mn;
   if (!(range > 0)) return h;
   if (err) {
     double e = err[g.index(std::clamp<int64_t>(std::lround(c), 0, la - 1), b, img.nx)];
     if (std::isfinite(e) && range < p.min_snr * e) return h;
+    // the extremes of a noisy slice are biased: the minimum of ~70 samples lies ~2 sigma below the
+    // floor, the maximum ~1.5 sigma above the top, which moved the threshold and widened the faint
+    // orders' edges; the floor and the top are the medians of the samples within 3 error-sigma of them
+    auto tol = [&](int k) { const double v = err[g.index(s0 + k, b, img.nx)]; return std::isfinite(v) && v > 0 ? 3 * v : 0.0; };
+    mn = near_median(filt, 0, L - 1, mn, tol(kmn));
+    mx = near_median(filt, c0, c1, mx, -tol(kmx));
+    range = mx - mn;
+    if (!(range > 0)) return h;
   }
   for (double pct = p.min_pct; pct <= p.max_pct + 1e-9; pct += 10.0) {
     double thr = mn + range * pct / 100.0;
