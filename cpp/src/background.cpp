@@ -61,7 +61,9 @@ constexpr int kNHalo = 17;
 double halo_sigma(int k) { return 10.0 * std::pow(2.0, k / 4.0); }
 constexpr int kCell = 8;
 constexpr int64_t kMinGap = 4;   // clear pixels a gap needs to give a level
+constexpr int kMaxPiece = 64;    // samples of one gap piece in the halo fit (pieces are < 2 kCell px)
 // The halo fit takes one line in halo_line_step (4 unbinned px): the lines b = step / 2 (mod step).
+// A frame of fewer lines than that has no pieces, and then no halos (the gap interpolation only).
 int64_t halo_line_step(const Geometry& g) { return std::max<int64_t>(1, 4 / std::max(1, g.bin_b)); }
 
 // Coarse grid of (len_b / kCell) x (len_a / kCell) cells, indexed [cb * na + ca].
@@ -208,7 +210,7 @@ Grid order_light(const ImageView& img, const MaskView& mask, const Poly2D& lower
   return src;
 }
 
-// Median over a gap's pixels (at most ~33 of them, evenly spread) of a smooth grid: what the
+// Median over a gap's pixels (at most 64 of them, evenly spread) of a smooth grid: what the
 // gap's median level would be if the grid were the light there (a wide gap is not its centre).
 double gap_median(const Grid& k, const GapSample& q, double b, std::vector<double>& buf) {
   const int64_t step = std::max<int64_t>(1, (q.a1 - q.a0) / 32);
@@ -217,16 +219,16 @@ double gap_median(const Grid& k, const GapSample& q, double b, std::vector<doubl
   return detail::median_inplace(buf.data(), int64_t(buf.size()));
 }
 
-// Every halo's median over a piece's pixels (at most 33 of them, as gap_median): the bilinear
-// weights of a pixel are computed once for all the halos (hk holds them interleaved per cell).
+// Every halo's median over a piece's pixels (as gap_median; pieces are under 16 px, so every pixel):
+// the bilinear weights of a pixel are computed once for all the halos (hk interleaves them per cell).
 void piece_levels(const std::vector<double>& hk, const Grid& shape, const GapSample& q, double b, double* out) {
   const int64_t step = std::max<int64_t>(1, (q.a1 - q.a0) / 32);
-  double vals[kNHalo][34];
+  double vals[kNHalo][kMaxPiece];
   int n = 0;
   const double y = std::clamp((b - 0.5 * (kCell - 1)) / kCell, 0.0, double(shape.nb - 1));
   const int64_t y0 = std::min<int64_t>(int64_t(y), shape.nb - 1), y1 = std::min(y0 + 1, shape.nb - 1);
   const double fy = y - y0;
-  for (int64_t a = q.a0; a <= q.a1 && n < 34; a += step, ++n) {
+  for (int64_t a = q.a0; a <= q.a1 && n < kMaxPiece; a += step, ++n) {   // the bound is never reached
     const double x = std::clamp((a - 0.5 * (kCell - 1)) / kCell, 0.0, double(shape.na - 1));
     const int64_t x0 = std::min<int64_t>(int64_t(x), shape.na - 1), x1 = std::min(x0 + 1, shape.na - 1);
     const double fx = x - x0;

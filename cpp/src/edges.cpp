@@ -62,11 +62,12 @@ double crossing(const std::vector<float>& p, const std::vector<float>& f, int k,
   return 0.5 * (lo + hi);
 }
 
-// Median of the finite samples v[k0..k1] within |tol| of `ref` (above it for tol > 0, below for tol < 0).
-double near_median(const std::vector<float>& v, int k0, int k1, double ref, double tol) {
+// Median of the finite samples v[k0..k1] within tol (>= 0) above `ref` (a minimum) or, with `below`,
+// below it (a maximum); tol = 0 keeps the extreme itself.
+double near_median(const std::vector<float>& v, int k0, int k1, double ref, double tol, bool below) {
   std::vector<double> w;
   for (int k = k0; k <= k1; ++k)
-    if (std::isfinite(v[k]) && (tol >= 0 ? v[k] <= ref + tol : v[k] >= ref + tol)) w.push_back(v[k]);
+    if (std::isfinite(v[k]) && (below ? v[k] >= ref - tol : v[k] <= ref + tol)) w.push_back(v[k]);
   return w.empty() ? ref : detail::median_inplace(w.data(), int64_t(w.size()));
 }
 
@@ -95,12 +96,14 @@ Hit measure(const ImageView& img, const float* err, const MaskView& mask, const 
   if (err) {
     double e = err[g.index(std::clamp<int64_t>(std::lround(c), 0, la - 1), b, img.nx)];
     if (std::isfinite(e) && range < p.min_snr * e) return h;
-    // the extremes of a noisy slice are biased: the minimum of ~70 samples lies ~2 sigma below the
-    // floor, the maximum ~1.5 sigma above the top, which moved the threshold and widened the faint
-    // orders' edges; the floor and the top are the medians of the samples within 3 error-sigma of them
+    // the extremes of a noisy slice are biased: the minimum of ~70 samples lies ~2 of the filtered
+    // slice's sigma below the floor, the maximum ~1.5 above the top, which moved the threshold and
+    // widened the faint orders' edges. The floor and the top are the medians of the samples within 3
+    // pixel error-sigma of them (several sigma of the filtered slice, so the whole noisy floor or top);
+    // an error of 0 (no sample survived the stack) or NaN keeps the raw extreme
     auto tol = [&](int k) { const double v = err[g.index(s0 + k, b, img.nx)]; return std::isfinite(v) && v > 0 ? 3 * v : 0.0; };
-    mn = near_median(filt, 0, L - 1, mn, tol(kmn));
-    mx = near_median(filt, c0, c1, mx, -tol(kmx));
+    mn = near_median(filt, 0, L - 1, mn, tol(kmn), false);
+    mx = near_median(filt, c0, c1, mx, tol(kmx), true);
     range = mx - mn;
     if (!(range > 0)) return h;
   }

@@ -159,7 +159,9 @@ def cosmics_vs_clean(flux, clean_path, t, lamps, part, core, expect, noise) -> d
     ref = np.zeros(flux.shape)
     for name in set(lamps.values()):
         sel = part == name
-        ref[sel] = clean[sel] * np.median(flux[core & sel] / clean[core & sel])   # the same free scale
+        use = core & sel & (clean > 0)
+        if use.any():
+            ref[sel] = clean[sel] * np.median(flux[use] / clean[use])   # the same free scale
     z = (flux[hit] - ref[hit]) / (noise[hit] * expect[hit])
     return {"max_z_cosmics_clean": float(np.abs(z).max()) if hit.any() else 0.0,
             "n_cosmics_over_5_clean": int((np.abs(z) > 5).sum())}
