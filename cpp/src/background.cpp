@@ -66,20 +66,29 @@ constexpr int kMaxPiece = 64;    // samples of one gap piece in the halo fit (pi
 // A frame of fewer lines than that has no pieces, and then no halos (the gap interpolation only).
 int64_t halo_line_step(const Geometry& g) { return std::max<int64_t>(1, 4 / std::max(1, g.bin_b)); }
 
+// The four cells around binned (a, b) and their weights; cell c is centred at kCell * c + (kCell - 1) / 2,
+// clamped at the borders.
+struct Bilinear {
+  int64_t c00, c01, c10, c11;   // cell indices [cb * na + ca]
+  double fx, fy;
+  double of(const double* v, int64_t stride) const {   // v[cell * stride]
+    return (1 - fy) * ((1 - fx) * v[c00 * stride] + fx * v[c01 * stride]) +
+           fy * ((1 - fx) * v[c10 * stride] + fx * v[c11 * stride]);
+  }
+};
+
 // Coarse grid of (len_b / kCell) x (len_a / kCell) cells, indexed [cb * na + ca].
 struct Grid {
   int64_t na = 0, nb = 0;
   std::vector<double> v;
-  // bilinear at binned (a, b); cell c is centred at kCell * c + (kCell - 1) / 2, clamped at the borders
-  double at(double a, double b) const {
+  Bilinear weights(double a, double b) const {
     double x = std::clamp((a - 0.5 * (kCell - 1)) / kCell, 0.0, double(na - 1));
     double y = std::clamp((b - 0.5 * (kCell - 1)) / kCell, 0.0, double(nb - 1));
     int64_t x0 = std::min<int64_t>(int64_t(x), na - 1), y0 = std::min<int64_t>(int64_t(y), nb - 1);
     int64_t x1 = std::min(x0 + 1, na - 1), y1 = std::min(y0 + 1, nb - 1);
-    double fx = x - x0, fy = y - y0;
-    return (1 - fy) * ((1 - fx) * v[y0 * na + x0] + fx * v[y0 * na + x1]) +
-           fy * ((1 - fx) * v[y1 * na + x0] + fx * v[y1 * na + x1]);
+    return {y0 * na + x0, y0 * na + x1, y1 * na + x0, y1 * na + x1, x - x0, y - y0};
   }
+  double at(double a, double b) const { return weights(a, b).of(v.data(), 1); }
 };
 
 // 1-D Gaussian blur, the edge value continued beyond the detector: orders run off the detector
@@ -225,17 +234,9 @@ void piece_levels(const std::vector<double>& hk, const Grid& shape, const GapSam
   const int64_t step = std::max<int64_t>(1, (q.a1 - q.a0) / 32);
   double vals[kNHalo][kMaxPiece];
   int n = 0;
-  const double y = std::clamp((b - 0.5 * (kCell - 1)) / kCell, 0.0, double(shape.nb - 1));
-  const int64_t y0 = std::min<int64_t>(int64_t(y), shape.nb - 1), y1 = std::min(y0 + 1, shape.nb - 1);
-  const double fy = y - y0;
   for (int64_t a = q.a0; a <= q.a1 && n < kMaxPiece; a += step, ++n) {   // the bound is never reached
-    const double x = std::clamp((a - 0.5 * (kCell - 1)) / kCell, 0.0, double(shape.na - 1));
-    const int64_t x0 = std::min<int64_t>(int64_t(x), shape.na - 1), x1 = std::min(x0 + 1, shape.na - 1);
-    const double fx = x - x0;
-    const double* c00 = &hk[(y0 * shape.na + x0) * kNHalo]; const double* c01 = &hk[(y0 * shape.na + x1) * kNHalo];
-    const double* c10 = &hk[(y1 * shape.na + x0) * kNHalo]; const double* c11 = &hk[(y1 * shape.na + x1) * kNHalo];
-    for (int j = 0; j < kNHalo; ++j)
-      vals[j][n] = (1 - fy) * ((1 - fx) * c00[j] + fx * c01[j]) + fy * ((1 - fx) * c10[j] + fx * c11[j]);
+    const Bilinear w = shape.weights(double(a), b);
+    for (int j = 0; j < kNHalo; ++j) vals[j][n] = w.of(&hk[j], kNHalo);
   }
   for (int j = 0; j < kNHalo; ++j) out[j] = detail::median_inplace(vals[j], int64_t(n));
 }
@@ -304,12 +305,11 @@ Normal normal_equations(const std::vector<double>& hk, const Grid& shape, const 
 Grid fit_halos(const Grid& src, const std::vector<std::vector<GapSample>>& pieces,
                std::vector<std::vector<std::pair<GapKey, GapSample>>>& per_line, const Geometry& g,
                int64_t la, int threads) {
-  std::vector<Grid> k;
-  for (int j = 0; j < kNHalo; ++j)
-    k.push_back(blurred(src, halo_sigma(j) / g.bin_a / kCell, halo_sigma(j) / g.bin_b / kCell, threads));
-  std::vector<double> hk(src.v.size() * kNHalo);
-  for (size_t c = 0; c < src.v.size(); ++c)
-    for (int j = 0; j < kNHalo; ++j) hk[c * kNHalo + j] = k[j].v[c];
+  std::vector<double> hk(src.v.size() * kNHalo);   // the halos, interleaved per cell
+  for (int j = 0; j < kNHalo; ++j) {
+    const Grid h = blurred(src, halo_sigma(j) / g.bin_a / kCell, halo_sigma(j) / g.bin_b / kCell, threads);
+    for (size_t c = 0; c < src.v.size(); ++c) hk[c * kNHalo + j] = h.v[c];
+  }
   // the surface is projected out of the normal equations, only the halos are kept
   const Normal ne = normal_equations(hk, src, pieces, la, threads);
   std::vector<double> pp(ne.pp.begin(), ne.pp.end()), rhs(kP * (kNHalo + 1));
@@ -328,7 +328,7 @@ Grid fit_halos(const Grid& src, const std::vector<std::vector<GapSample>>& piece
   Grid mix = src;
   for (size_t c = 0; c < mix.v.size(); ++c) {
     mix.v[c] = 0;
-    for (int j = 0; j < kNHalo; ++j) mix.v[c] += alpha[j] * k[j].v[c];
+    for (int j = 0; j < kNHalo; ++j) mix.v[c] += alpha[j] * hk[c * kNHalo + j];
   }
   detail::parallel_for(int64_t(per_line.size()), threads, [&](int64_t s, int64_t e) {
     std::vector<double> buf;

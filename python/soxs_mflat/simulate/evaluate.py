@@ -149,13 +149,18 @@ def _read(flat_path, order_tab_path):
                 hl["ERRS"].data.astype(np.float64), lower, upper)
 
 
+def _hit_pixels(t, lamps, part, core) -> np.ndarray:
+    """Well-exposed good pixels that a cosmic ray hit in at least one frame of their lamp."""
+    hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
+    return core & hits.astype(bool)
+
+
 def cosmics_vs_clean(flux, clean_path, t, lamps, part, core, expect, noise) -> dict:
     """Cosmic-ray residuals against the product of the same frames without their cosmics (the
     simulator's ``clean_copy``: same photon and read noise), in truth sigma: what the rejection
     left, without the clean frames' own noise, which a perfect product keeps too."""
     clean = fits.getdata(clean_path).astype(np.float64)
-    hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
-    hit = core & hits.astype(bool)
+    hit = _hit_pixels(t, lamps, part, core)
     ref = np.zeros(flux.shape)
     for name in set(lamps.values()):
         sel = part == name
@@ -218,8 +223,7 @@ def _flags_and_cosmics(flux, qual, err, t, lamps, part, inside, core, expect, no
     flagged = (qual != 0) if any_flag else (qual & 3).astype(bool)   # static map or low-sensitivity flag
     low = (t["defects"] & 1).astype(bool) & (t["response"] <= 0.5) & inside
     false = ((qual != 0) if any_flag else (qual & 2).astype(bool)) & (t["defects"] == 0)
-    hits = sum((t["cosmics"][name] > 0) & (part == name) for name in set(lamps.values()))
-    hit = core & hits.astype(bool)
+    hit = _hit_pixels(t, lamps, part, core)
     z_cr = (flux[hit] - expect[hit]) / (noise[hit] * expect[hit])      # truth sigma
     with np.errstate(divide="ignore", invalid="ignore"):
         z_errs = (flux[hit] - expect[hit]) / err[hit]                      # the product's own ERRS

@@ -135,10 +135,11 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
             adu = e / arm.gain + (0 if arm.nir_like else bias_adu) + rng.normal(0, arm.ron / arm.gain, e.shape)
             raw = _embed(arm, adu, binx, biny, rng, 0 if arm.nir_like else BIAS_ADU)
             p = out / "raw" / f"{arm.instrument}_{arm.arm}_FLAT_{lamp}_{k + 1:02d}.fits"
-            _write_raw(p, raw, raw_flat_header(arm, binx, biny, mjd, lamp), arm)
+            header = raw_flat_header(arm, binx, biny, mjd, lamp)
+            _write_raw(p, raw, header, arm)
             written["raw"].append(p)
             if clean_copy:
-                _write_clean_copy(p, raw, cr, raw_flat_header(arm, binx, biny, mjd, lamp), arm, binx, biny)
+                written.setdefault("raw_clean", []).append(_write_clean_copy(p, raw, cr, header, arm, binx, biny))
             mjd += (arm.exptime + 20) / 86400
         truth_hdus += [fits.ImageHDU(illum, name=f"ILLUM_{lamp}"), fits.ImageHDU(scat, name=f"SCATTER_{lamp}"),
                        fits.ImageHDU(hits, name=f"COSMICS_{lamp}")]
@@ -157,8 +158,8 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
     written["sof"] = write_sof(out, arm, binx, biny, mjd0, written)
     if clean_copy:
         text = written["sof"].read_text()
-        for p in written["raw"]:
-            text = text.replace(f"{p.resolve()} ", f"{(out / 'raw_clean' / p.name).resolve()} ")
+        for p, q in zip(written["raw"], written["raw_clean"]):
+            text = text.replace(f"{p.resolve()} ", f"{q.resolve()} ")
         written["sof_clean"] = out / "clean.sof"
         written["sof_clean"].write_text(text)
     return written
