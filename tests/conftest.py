@@ -1,3 +1,4 @@
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,3 +38,17 @@ def sim_archive(tmp_path_factory):
     from soxs_mflat.simulate.archive import simulate_archive
     out = tmp_path_factory.mktemp("archive")
     return out, simulate_archive(out, 2, setups=ARCHIVE_SETUPS, nflats=2, compress=("", "gz", "fz", "Z"))
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """``module_tmp(name)``: a directory for a module-scoped fixture, removed when the module's tests are
+    done (tmp_path_factory's would stay until the session ends, ~12 GB on a full run)."""
+    made = []
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)

@@ -37,8 +37,8 @@ def _cut_two_rows(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("batch")
+def runs(module_tmp):
+    root = module_tmp("batch")
     truth = simulate_archive(root, 2, setups=SETUPS, nflats=2, compress=("fz", "Z"))
     sets = {s["id"]: s for s in truth["sets"]}
     broken = next(s for s in truth["sets"] if s["binning"] == "1x2" and s["night"] == "2025-10-12")
@@ -124,13 +124,13 @@ def _assert_fits_bit_equal(a_dir: Path, b_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
+def cli_run(module_tmp):
     """The single-set CLI's products (QC PDFs on) of a SOF, run once per SOF in this module."""
     done = {}
 
     def run(sof: Path) -> Path:
         if sof not in done:
-            out = tmp_path_factory.mktemp("cli")
+            out = module_tmp("cli")
             r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(sof), "-o", str(out), "-q"],
                                capture_output=True, text=True)
             assert r.returncode == 0, r.stderr

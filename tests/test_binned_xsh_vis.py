@@ -13,8 +13,8 @@ BIN = 2
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("xshvis2x2")
+def run(module_tmp):
+    root = module_tmp("xshvis2x2")
     w = simulate_set("xshooter", "vis", root / "set", nflats=3, binning="2x2", seed=5)
     res = run_mflat(w["sof"], root / "out")
     with fits.open(w["truth"]) as t:

@@ -17,8 +17,8 @@ def _cli(*args, **kw):
 
 
 @pytest.fixture(scope="module")
-def sof(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cliqc")
+def sof(module_tmp):
+    root = module_tmp("cliqc")
     sim = _cli("simulate", "--instrument", "soxs", "--arm", "vis", "--out", root / "set", "--nflats", "3", "--seed", 3)
     assert sim.returncode == 0, sim.stderr
     return next((root / "set").glob("*.sof"))

@@ -17,8 +17,8 @@ STRESS = "scatter=0.02,level=0.08,tilt=0.04,cosmics=2000,stale=1"
 
 
 @pytest.fixture(scope="module")
-def stressed(tmp_path_factory):
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("stress"), nflats=3, binning="2x2", seed=5,
+def stressed(module_tmp):
+    return simulate_set("soxs", "vis", module_tmp("stress"), nflats=3, binning="2x2", seed=5,
                         stress=STRESS)
 
 

@@ -3,6 +3,8 @@ issue 12 (scattered light, a lamp-level step, a colour tilt, 2000 cosmics per fr
 table). Every reference is the truth: the photon limit is the variance the simulator injected
 (stack_truth), cosmic residuals are in that sigma, never in the product's own ERRS; the ERRS are
 checked against the same truth. Bounds are two-sided where a too-good figure would mean a bug."""
+import shutil
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -37,8 +39,10 @@ def _products(inst, arm, binning, stress, root):
 @pytest.fixture(scope="module", params=CASES, ids=[f"{i}-{a}-{b}-{'stress' if s else 'nominal'}" for i, a, b, s in CASES])
 def case(request, tmp_path_factory):
     inst, arm, binning, stress = request.param
-    evs, w = _products(inst, arm, binning, stress, tmp_path_factory.mktemp(f"{inst}{arm}"))
-    return dict(evs=evs, binning=binning, stress=bool(stress), w=w)
+    root = tmp_path_factory.mktemp(f"{inst}{arm}")
+    evs, w = _products(inst, arm, binning, stress, root)
+    yield dict(evs=evs, binning=binning, stress=bool(stress), w=w)
+    shutil.rmtree(root, ignore_errors=True)   # ~0.3 GB a case, not kept to the session's end
 
 
 def test_errs_calibrated_against_truth(case):

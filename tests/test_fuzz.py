@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -28,8 +29,8 @@ PRODUCT_GLOB = ("master_flat_*", "order_tab_*", "mflat_bkground_*")
 
 
 @pytest.fixture(scope="module")
-def good_set(tmp_path_factory):
-    w = simulate_set("soxs", "vis", tmp_path_factory.mktemp("fuzzset"), nflats=2, binning="2x2", seed=14)
+def good_set(module_tmp):
+    w = simulate_set("soxs", "vis", module_tmp("fuzzset"), nflats=2, binning="2x2", seed=14)
     lines = [ln for ln in Path(w["sof"]).read_text().splitlines() if "BP_MAP" not in ln]   # fewer files to read
     sof = Path(w["sof"]).with_name("fuzz.sof")
     sof.write_text("\n".join(lines) + "\n")
@@ -59,6 +60,12 @@ def _judge_cli(r: dict, case: fuzz.Case, out: Path) -> str:
     return "clean error"
 
 
+def _forget(case: fuzz.Case, out: Path) -> None:
+    """A good case's copy and products removed at once (200 cases kept ~2 GB); bad ones stay to be read."""
+    shutil.rmtree(case.sof.parent, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def _report(front: str, tally: Counter, bad: list) -> None:
     print(f"\nfuzz {front}: seed {SEED}, {sum(tally.values())} cases: " +
           ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
@@ -86,6 +93,8 @@ def test_fuzz_cli(good_set, tmp_path):
             tally[verdict] += 1
             if verdict not in ("success", "clean error"):
                 bad.append((case, verdict, r["stderr"].strip()[-600:]))
+            else:
+                _forget(case, out)
     finally:
         drv.stdin.close()
         drv.wait(30)
@@ -137,6 +146,8 @@ def test_fuzz_esorex(good_set, tmp_path):
         tally[verdict] += 1
         if verdict not in ("success", "clean error"):
             bad.append((case, verdict, r["stderr"].strip()[-600:]))
+        else:
+            _forget(case, out)
     _report("esorex", tally, bad)
     assert sum(tally.values()) >= 10, "too few cases ran in the time budget"
     assert not bad, f"{len(bad)} bad outcomes: " + "; ".join(f"{v}: {c.name}" for c, v, _ in bad[:10])

@@ -58,13 +58,15 @@ def check_parity(cid, rows, rule, name, tmp_path, capsys):
     assert not list(out.iterdir()) and not list(work.glob("*.fits")), cid
 
 
-def test_every_bad_input_gives_the_same_rule_in_both_front_ends(request, tmp_path_factory, tmp_path, capsys):
+def test_every_bad_input_gives_the_same_rule_in_both_front_ends(request, tmp_path, capsys):
     if not HAVE_ESOREX and IN_CI:
         pytest.fail(f"CI=true but {MISSING}")
     seen = set()
     for which in ("vis", "nir", "uvb"):
         w = request.getfixturevalue(f"inputs_{which}")
-        for case in getattr(ic, f"{which}_cases")(w, tmp_path_factory.mktemp(f"bad_{which}")):
+        cases = tmp_path / "cases" / which
+        cases.mkdir(parents=True)
+        for case in getattr(ic, f"{which}_cases")(w, cases):
             check_parity(*case, tmp_path, capsys)
             seen.add(case[2])
     rows = [[str(tmp_path / f"f{i}.fits"), "LAMP,FLAT_VIS"] for i in range(256)]   # none exists: checked first

@@ -23,13 +23,13 @@ CLI = [sys.executable, "-m", "soxs_mflat.cli"]
 
 
 @pytest.fixture(scope="module")
-def vis(tmp_path_factory):
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vset"), nflats=2, binning="2x2", seed=21)
+def vis(module_tmp):
+    return simulate_set("soxs", "vis", module_tmp("vset"), nflats=2, binning="2x2", seed=21)
 
 
 @pytest.fixture(scope="module")
-def uvb(tmp_path_factory):
-    return simulate_set("xshooter", "uvb", tmp_path_factory.mktemp("uset"), nflats=1, binning="2x2", seed=22)
+def uvb(module_tmp):
+    return simulate_set("xshooter", "uvb", module_tmp("uset"), nflats=1, binning="2x2", seed=22)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ LINKS = {"SCIDATA": "DATA", "ERRDATA": "ERROR", "QUALDATA": "QUALITY"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("products")
+def run(module_tmp):
+    root = module_tmp("products")
     w = simulate_set("soxs", "vis", root / "set", nflats=2, seed=1)
     return w, run_mflat(w["sof"], root / "out"), root
 

@@ -1,5 +1,6 @@
 """End-to-end recipe on simulated sets of every single-lamp arm, checked against the truth."""
 import glob
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ def reduced(request, tmp_path_factory):
     w = simulate_set(inst, arm, root / "set", nflats=5, binning=binning, seed=11)
     res = run_mflat(w["sof"], root / "out")
     ev = evaluate(res.products["MFLAT"], res.products["ORDER LOC"], w["truth"])
-    return dict(w=w, res=res, ev=ev, arm=arm.upper())
+    yield dict(w=w, res=res, ev=ev, arm=arm.upper())
+    shutil.rmtree(root, ignore_errors=True)   # ~0.4 GB a case, not kept to the session's end
 
 
 def test_edges_match_truth(reduced):

@@ -15,18 +15,18 @@ def _load(path):
 
 
 @pytest.fixture(scope="module")
-def soxs_vis(tmp_path_factory):
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("svis"), nflats=3, seed=1)
+def soxs_vis(module_tmp):
+    return simulate_set("soxs", "vis", module_tmp("svis"), nflats=3, seed=1)
 
 
 @pytest.fixture(scope="module")
-def xsh_uvb(tmp_path_factory):
-    return simulate_set("xshooter", "uvb", tmp_path_factory.mktemp("xuvb"), nflats=2, binning="1x2", seed=2)
+def xsh_uvb(module_tmp):
+    return simulate_set("xshooter", "uvb", module_tmp("xuvb"), nflats=2, binning="1x2", seed=2)
 
 
 @pytest.fixture(scope="module")
-def soxs_nir(tmp_path_factory):
-    return simulate_set("soxs", "nir", tmp_path_factory.mktemp("snir"), nflats=2, seed=3)
+def soxs_nir(module_tmp):
+    return simulate_set("soxs", "nir", module_tmp("snir"), nflats=2, seed=3)
 
 
 def test_headers_classify(soxs_vis, xsh_uvb, soxs_nir):

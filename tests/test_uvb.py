@@ -12,8 +12,8 @@ from soxs_mflat.simulate.run import simulate_set
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("uvb")
+def run(module_tmp):
+    root = module_tmp("uvb")
     w = simulate_set("xshooter", "uvb", root / "set", nflats=3, seed=21)
     res = run_mflat(w["sof"], root / "out")
     c = fits.getval(res.products["MFLAT"], "ESO QC CROSSOVER ORDER")

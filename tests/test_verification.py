@@ -12,8 +12,8 @@ from soxs_mflat.simulate.run import simulate_set
 
 
 @pytest.fixture(scope="module")
-def vis(tmp_path_factory):
-    return simulate_set("soxs", "vis", tmp_path_factory.mktemp("vset"), nflats=3, seed=5)
+def vis(module_tmp):
+    return simulate_set("soxs", "vis", module_tmp("vset"), nflats=3, seed=5)
 
 
 def _entries(w):
