@@ -2,6 +2,8 @@
 #include "convert.hpp"
 
 void bind_kernels(py::module_& m) {
+  const soxs::ClipParams clip{};          // the defaults are the core's (soxs/mflat.hpp)
+  const soxs::MasterFlatParams master{};
   m.def("clip_and_stack", [](const std::vector<FArr>& frames, const std::optional<std::vector<FArr>>& errors,
                              const std::optional<std::vector<U8Arr>>& masks, const std::vector<double>& scales,
                              double sigma_lower, double sigma_upper, int max_iters, int threads, bool error_floor) {
@@ -31,8 +33,9 @@ void bind_kernels(py::module_& m) {
     }
     return py::make_tuple(mean, err, qual, nused);
   }, py::arg("frames"), py::arg("errors") = py::none(), py::arg("masks") = py::none(),
-     py::arg("scales") = std::vector<double>{}, py::arg("sigma_lower") = 5.0, py::arg("sigma_upper") = 5.0,
-     py::arg("max_iters") = 5, py::arg("threads") = 0, py::arg("error_floor") = false);
+     py::arg("scales") = std::vector<double>{}, py::arg("sigma_lower") = clip.sigma_lower,
+     py::arg("sigma_upper") = clip.sigma_upper, py::arg("max_iters") = clip.max_iters, py::arg("threads") = 0,
+     py::arg("error_floor") = clip.error_floor);
 
   m.def("inner_order_stats", [](const FArr& img, const std::optional<FArr>& ref, const std::optional<U8Arr>& mask,
                                 const DArr& centre, const std::vector<int>& orders, const std::vector<double>& bmin,
@@ -47,7 +50,7 @@ void bind_kernels(py::module_& m) {
     return d;
   }, py::arg("image"), py::arg("ref"), py::arg("mask"), py::arg("centre"), py::arg("orders"), py::arg("b_min"),
      py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("window"),
-     py::arg("clip_sigma") = 25.0, py::arg("clip_iters") = 3);
+     py::arg("clip_sigma") = soxs::NORM_CLIP_SIGMA, py::arg("clip_iters") = soxs::NORM_CLIP_ITERS);
 
   m.def("fit_global_poly", [](const std::vector<double>& n, const std::vector<double>& b, const std::vector<double>& a,
                               int deg_n, int deg_b, double clip_sigma, int max_iters) {
@@ -57,8 +60,8 @@ void bind_kernels(py::module_& m) {
     d["coeffs"] = from_poly(r.poly); d["residuals"] = to_array(std::move(r.residuals));
     d["clipped"] = to_array(std::move(r.clipped)); d["iterations"] = r.iterations; d["rms"] = r.rms;
     return d;
-  }, py::arg("n"), py::arg("b"), py::arg("a"), py::arg("deg_n"), py::arg("deg_b"), py::arg("clip_sigma") = 5.0,
-     py::arg("max_iters") = 2);
+  }, py::arg("n"), py::arg("b"), py::arg("a"), py::arg("deg_n"), py::arg("deg_b"), py::arg("clip_sigma") = master.fit_clip_sigma,
+     py::arg("max_iters") = master.fit_clip_iters);
 
   m.def("poly_eval", [](const DArr& c, const DArr& n, const DArr& b) {
     auto P = to_poly(c, "coeffs");

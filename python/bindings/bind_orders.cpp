@@ -28,6 +28,9 @@ py::dict points_dict(soxs::EdgePoints&& e) {
 }  // namespace
 
 void bind_orders(py::module_& m) {
+  const soxs::BackgroundParams bg{};      // the defaults are the core's (soxs/mflat.hpp)
+  const soxs::LowSensParams ls{};
+  const soxs::UvbParams uvb{};
   m.def("detect_edges", [](const FArr& img, const std::optional<FArr>& err, const std::optional<U8Arr>& mask,
                            const DArr& centre, const std::vector<int>& orders, const std::vector<double>& bmin,
                            const std::vector<double>& bmax, bool a_is_x, int bin_a, int bin_b, const py::dict& params,
@@ -55,9 +58,9 @@ void bind_orders(py::module_& m) {
     { py::gil_scoped_release rel; r = soxs::fit_background(v, {pm}, L, U, O, {a_is_x, bin_a, bin_b}, p, threads); }
     return py::make_tuple(to_image(std::move(r.model), v.ny, v.nx), r.n_samples);
   }, py::arg("image"), py::arg("mask"), py::arg("lower"), py::arg("upper"), py::arg("orders"), py::arg("b_min"),
-     py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("margin") = 4,
-     py::arg("spline_deg") = 2, py::arg("smooth_sigma") = 65.0, py::arg("outer_width") = 30, py::arg("end_margin") = 25, py::arg("threads") = 0,
-     py::arg("halos") = true);
+     py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("margin") = bg.margin,
+     py::arg("spline_deg") = bg.spline_deg, py::arg("smooth_sigma") = bg.smooth_sigma, py::arg("outer_width") = bg.outer_width,
+     py::arg("end_margin") = bg.end_margin, py::arg("threads") = 0, py::arg("halos") = bg.halos);
 
   m.def("flag_low_sensitivity", [](const FArr& img, const std::optional<FArr>& err, const std::optional<U8Arr>& mask,
                                    const DArr& lower, const DArr& upper, const std::vector<int>& orders,
@@ -72,7 +75,8 @@ void bind_orders(py::module_& m) {
     return py::make_tuple(to_image(std::move(r.flags), v.ny, v.nx), r.n_flagged, to_array(std::move(r.sigma_rel)));
   }, py::arg("image"), py::arg("error"), py::arg("mask"), py::arg("lower"), py::arg("upper"), py::arg("orders"),
      py::arg("b_min"), py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"),
-     py::arg("clip_sigma") = 5.0, py::arg("half_a") = 3, py::arg("half_b") = 3, py::arg("threads") = 0);
+     py::arg("clip_sigma") = ls.clip_sigma, py::arg("half_a") = ls.half_a, py::arg("half_b") = ls.half_b,
+     py::arg("threads") = 0);
 
   m.def("in_order_mask", [](int64_t ny, int64_t nx, const DArr& lower, const DArr& upper, const std::vector<int>& orders,
                             const std::vector<double>& bmin, const std::vector<double>& bmax, bool a_is_x, int bin_a,
@@ -100,5 +104,5 @@ void bind_orders(py::module_& m) {
     return py::make_tuple(f, e, q, to_array(std::move(line)), d_below);
   }, py::arg("d_flux"), py::arg("d_err"), py::arg("d_qual"), py::arg("q_flux"), py::arg("q_err"), py::arg("q_qual"),
      py::arg("d_lower"), py::arg("d_upper"), py::arg("crossover"), py::arg("a_is_x"), py::arg("bin_a"),
-     py::arg("bin_b"), py::arg("offset") = 5.0, py::arg("scale") = 1.0);
+     py::arg("bin_b"), py::arg("offset") = uvb.offset, py::arg("scale") = 1.0);
 }

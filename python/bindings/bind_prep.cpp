@@ -103,5 +103,5 @@ void bind_prep(py::module_& m) {
      py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());
 
   m.def("choose_crossover", &soxs::choose_crossover, py::arg("orders"), py::arg("slices"), py::arg("used_d"),
-        py::arg("used_q"), py::arg("elec_d"), py::arg("elec_q"), py::arg("min_frac") = 0.5);
+        py::arg("used_q"), py::arg("elec_d"), py::arg("elec_q"), py::arg("min_frac") = soxs::UvbParams{}.min_frac);
 }

@@ -18,6 +18,9 @@ import numpy as np
 from . import _core
 from .errors import InputError, convert_cpp_errors
 
+# the core's defaults (soxs/mflat.hpp, generated from data/parameters.yaml's SOXS VIS column)
+_D = _core.DEFAULTS
+
 
 @dataclass(frozen=True)
 class OrderLayout:
@@ -63,8 +66,9 @@ def _bits(a: Any) -> np.ndarray:
 
 def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | None = None,
                    masks: Sequence[np.ndarray] | None = None, scales: Sequence[float] | None = None,
-                   sigma_lower: float = 5.0, sigma_upper: float = 5.0, max_iters: int = 5,
-                   threads: int = 0, error_floor: bool = False) -> StackResult:
+                   sigma_lower: float = _D["clip"]["sigma_lower"], sigma_upper: float = _D["clip"]["sigma_upper"],
+                   max_iters: int = _D["clip"]["max_iters"], threads: int = 0,
+                   error_floor: bool = _D["clip"]["error_floor"]) -> StackResult:
     """Sigma-clip (median centre, MAD sigma; astropy semantics) along the stack and average.
 
     Masked or non-finite samples never take part. ``error = mean(sigma_i of survivors) /
@@ -87,7 +91,8 @@ def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | 
 
 def inner_order_stats(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, window: int,
                       ref: np.ndarray | None = None, mask: np.ndarray | None = None,
-                      clip_sigma: float = 25.0, clip_iters: int = 3) -> dict[str, float]:
+                      clip_sigma: float = _D["norm"]["clip_sigma"],
+                      clip_iters: int = _D["norm"]["clip_iters"]) -> dict[str, float]:
     """Statistics of the pixels within ``window`` px (centred) of every order centre.
 
     Returns the sigma-clipped ``mean`` (median/MAD clip), ``median``, ``p10``/``p50``/``p90``
@@ -118,7 +123,8 @@ def detect_edges(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, err
 
 
 def fit_global_poly(n: Sequence[float], b: Sequence[float], a: Sequence[float], deg_n: int, deg_b: int,
-                    clip_sigma: float = 5.0, max_iters: int = 2) -> dict[str, Any]:
+                    clip_sigma: float = _D["fit"]["clip_sigma"], max_iters: int = _D["fit"]["max_iters"]
+                    ) -> dict[str, Any]:
     """Least-squares ``A(n, B)`` power series with median/MAD residual clipping.
 
     Solved by Householder QR in scaled variables, returned as raw coefficients ``c[i, j]``;
@@ -137,9 +143,12 @@ def poly_eval(coeffs: np.ndarray, n: Any, b: Any) -> np.ndarray:
 
 
 def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
-                   mask: np.ndarray | None = None, margin: int = 4, spline_deg: int = 2,
-                   smooth_sigma: float = 65.0, outer_width: int = 30, end_margin: int = 25,
-                   threads: int = 0, halos: bool = True) -> np.ndarray:
+                   mask: np.ndarray | None = None, margin: int = _D["background"]["margin"],
+                   spline_deg: int = _D["background"]["spline_deg"],
+                   smooth_sigma: float = _D["background"]["smooth_sigma"],
+                   outer_width: int = _D["background"]["outer_width"],
+                   end_margin: int = _D["background"]["end_margin"], threads: int = 0,
+                   halos: bool = _D["background"]["halos"]) -> np.ndarray:
     """Scattered-light model: median level of every inter-order gap (``margin`` px clear of the
     edges, ``outer_width`` px beyond the outermost orders) on every line, Gaussian-smoothed along B,
     interpolated across A (linear for ``spline_deg`` 1, natural cubic spline otherwise). Orders stay
@@ -157,7 +166,9 @@ def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layo
 
 def flag_low_sensitivity(flat: np.ndarray, lower: np.ndarray, upper: np.ndarray, layout: OrderLayout,
                          error: np.ndarray | None = None, mask: np.ndarray | None = None,
-                         clip_sigma: float = 5.0, half_window: int = 3, threads: int = 0) -> tuple[np.ndarray, int]:
+                         clip_sigma: float = _D["low_sens"]["clip_sigma"],
+                         half_window: int = _D["low_sens"]["half_window"], threads: int = 0
+                         ) -> tuple[np.ndarray, int]:
     """Flag in-order pixels more than ``clip_sigma`` sigma below a local separable-median model."""
     img = _f32(flat, "flat")
     err = None if error is None else _f32(error, "error")
@@ -201,7 +212,8 @@ def check_params(params: Mapping[str, Any], n_orders: int) -> None:
 
 
 def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np.ndarray, d_upper: np.ndarray,
-           crossover: int, layout: OrderLayout, offset: float = 5.0, scale: float = 1.0) -> dict[str, Any]:
+           crossover: int, layout: OrderLayout, offset: float = _D["stitch"]["offset"], scale: float = 1.0
+           ) -> dict[str, Any]:
     """Stitch D2 (orders >= crossover, times ``scale``) and QTH masters along a line ``offset`` px
     beyond the crossover order's edge facing order ``crossover - 1``. ``d``/``q`` hold
     ``flux``, ``error``, ``quality``."""

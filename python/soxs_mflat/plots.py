@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from . import _core
 from .core import OrderLayout, poly_eval
 from .plotserver import PlotInfo
 
@@ -77,7 +78,9 @@ def _edge_curves(edges: dict, layout: OrderLayout, n: int = 300):
     return out
 
 
-END_MARGIN = 25.0          # unbinned px past an order's end still counted as the order (as the core's background)
+_BG = _core.DEFAULTS["background"]   # the core's background geometry, drawn as the core fits it
+END_MARGIN = float(_BG["end_margin"])   # unbinned px past an order's end still counted as the order
+OUTER_WIDTH = float(_BG["outer_width"])   # unbinned px beyond the outermost orders where the model is fitted
 
 
 def _columns(shape, blocks):
@@ -362,10 +365,10 @@ def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
     """Flat − model between the orders, kept clear of the edges by the background margin plus one display
     bin, and limited to where the model is measured (30 px beyond the outermost orders on each line and
     25 px past the order ends, as the core)."""
-    margin = float(info.params.get("background_margin", 4)) / layout.bin_a + max(blocks)
+    margin = float(info.params.get("background_margin", _BG["margin"])) / layout.bin_a + max(blocks)
     pad_b = END_MARGIN / layout.bin_b
     keep = (_order_map(sb.shape, blocks, curves, pad=margin, pad_b=pad_b) < 0) & \
-        _fitted_region(sb.shape, blocks, curves, 30.0 / layout.bin_a, pad_b)
+        _fitted_region(sb.shape, blocks, curves, OUTER_WIDTH / layout.bin_a, pad_b)
     return np.where(keep, sb - sm, np.nan)
 
 

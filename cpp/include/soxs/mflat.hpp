@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "soxs/param_defaults.hpp"
+
 namespace soxs {
 
 // ---------------------------------------------------------------- views
@@ -52,9 +54,14 @@ struct Geometry {             // how polynomials map onto a (binned) frame
 };
 
 // ---------------------------------------------------------------- 1. clip and stack
+// Defaults of the parameter structs: the recipe's (data/parameters.yaml, SOXS VIS column; UvbParams: the
+// X-shooter UVB column) through the generated param_defaults.hpp; the rest are the core's own constants.
+namespace pd = param_defaults::soxs_vis;
+
 struct ClipParams {
-  double sigma_lower = 5.0, sigma_upper = 5.0;  // in MAD-sigma units (1.4826 * MAD)
-  int max_iters = 5;                             // astropy sigma_clip semantics
+  double sigma_lower = pd::stacked_clipping_sigma;   // in MAD-sigma units (1.4826 * MAD)
+  double sigma_upper = pd::stacked_clipping_sigma;
+  int max_iters = pd::stacked_clipping_iterations;   // astropy sigma_clip semantics
   // With error maps: clip on the MAD sigma clamped to [1, 1.5] x the rms of the survivors' errors.
   // The MAD of <= 5 samples is often 2-3x too large (cosmic rays of ~15 % survive) or too small
   // (good samples are clipped and the noise grows).
@@ -80,21 +87,27 @@ struct InnerStats {
   double mean = 0, median = 0, p10 = 0, p50 = 0, p90 = 0;  // mean is sigma-clipped
   int64_t n = 0;
 };
+// Clipping of the exposure-level statistic (not a recipe parameter: only gross outliers go).
+constexpr double NORM_CLIP_SIGMA = 25;
+constexpr int NORM_CLIP_ITERS = 3;
 // Pixels within `window` pixels (binned, centred) of each order centre, bad/NaN excluded.
 // With `ref` non-null the statistic is taken on image/ref (second-pass normalisation).
 InnerStats inner_order_stats(const ImageView& img, const float* ref, const MaskView& mask,
                              const Poly2D& centre, const std::vector<OrderSpan>& orders,
-                             const Geometry& g, int window, double clip_sigma = 25.0,
-                             int clip_iters = 3, bool want_percentiles = true);
+                             const Geometry& g, int window, double clip_sigma = NORM_CLIP_SIGMA,
+                             int clip_iters = NORM_CLIP_ITERS, bool want_percentiles = true);
 
 // ---------------------------------------------------------------- 3. edge detection
 struct EdgeParams {
-  int slice_length = 70, slice_width = 5;   // binned pixels along A / along B
-  double min_pct = 20, max_pct = 50;        // threshold band, % of (max - min) above min
+  int slice_length = pd::slice_length_for_edge_detection;   // binned pixels along A
+  int slice_width = pd::slice_width_for_edge_detection;     // binned pixels along B
+  // threshold band, % of (max - min) above min
+  double min_pct = pd::min_percentage_threshold_for_edge_detection;
+  double max_pct = pd::max_percentage_threshold_for_edge_detection;
   double step_unbinned = 25;                // sampling step along B (unbinned px)
   int median_filter = 3;                    // odd; light smoothing that keeps monotone slopes exact
   double min_width = 10;                    // minimum accepted order width (binned px)
-  double min_snr = 10;                      // reject slices whose peak is below min_snr * error
+  double min_snr = pd::edge_min_snr;        // reject slices whose peak is below min_snr * error
 };
 struct EdgePoints {           // one row per accepted slice; positions are UNBINNED
   std::vector<int> order;
@@ -120,9 +133,9 @@ FitResult fit_global_poly(const std::vector<double>& n, const std::vector<double
 
 // ---------------------------------------------------------------- 5. scattered light
 struct BackgroundParams {
-  int margin = 4;              // binned pixels kept clear of each fitted edge
-  int spline_deg = 2;          // 1 = linear between gap levels, >= 2 = natural cubic spline
-  double smooth_sigma = 65;    // Gaussian sigma along B (binned px) of the gap levels
+  int margin = pd::background_margin;           // binned pixels kept clear of each fitted edge
+  int spline_deg = pd::bspline_deg;             // 1 = linear between gap levels, >= 2 = natural cubic spline
+  double smooth_sigma = pd::gaussian_blur_sigma;   // Gaussian sigma along B (binned px) of the gap levels
   int outer_width = 30;        // px sampled beyond the outermost orders
   int end_margin = 25;         // lines beyond an order's B range still masked (its light fades there)
   bool halos = true;           // model the orders' own blurred light first (false: gap interpolation only)
@@ -138,8 +151,9 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask,
 
 // ---------------------------------------------------------------- 6. low sensitivity
 struct LowSensParams {
-  double clip_sigma = 5;       // flag where flat < model * (1 - clip_sigma * sigma_pix)
-  int half_a = 3, half_b = 3;  // separable median window half-sizes (A then B)
+  double clip_sigma = pd::low_sensitivity_clipping_sigma;   // flag where flat < model * (1 - clip_sigma * sigma_pix)
+  int half_a = pd::low_sensitivity_half_window;             // separable median window half-sizes (A then B)
+  int half_b = pd::low_sensitivity_half_window;
 };
 struct LowSensResult {
   std::vector<uint8_t> flags;  // 1 = low-sensitivity pixel
@@ -159,15 +173,16 @@ std::vector<uint8_t> in_order_mask(int64_t ny, int64_t nx, const Poly2D& lower,
 // ---------------------------------------------------------------- 7. master flat
 struct MasterFlatParams {
   ClipParams stack;
-  int centre_window = 10;
-  double norm_clip_sigma = 25; int norm_clip_iters = 3;
+  int centre_window = pd::centre_order_window;
+  double norm_clip_sigma = NORM_CLIP_SIGMA; int norm_clip_iters = NORM_CLIP_ITERS;
   EdgeParams edges;
-  int order_deg = 3, disp_deg = 3;
-  double fit_clip_sigma = 5; int fit_clip_iters = 2;
-  bool subtract_background = true;
+  int order_deg = pd::order_deg, disp_deg = pd::disp_axis_deg;
+  double fit_clip_sigma = pd::poly_fitting_residual_clipping_sigma;
+  int fit_clip_iters = pd::poly_clipping_iteration_limit;
+  bool subtract_background = pd::subtract_background;
   BackgroundParams background;
   LowSensParams low_sens;
-  int threads = 0;
+  int threads = pd::threads;
 };
 struct QCValues {
   double ordexp10 = 0, ordexp50 = 0, ordexp90 = 0;
@@ -258,14 +273,24 @@ struct LampMaster {
   double level_e = 1;                  // mean exposure level (e-) that the master was divided by
   QCValues qc;
 };
+inline EdgeParams uvb_edge_defaults() {
+  namespace u = param_defaults::xsh_uvb;
+  EdgeParams e;
+  e.slice_length = u::slice_length_for_edge_detection; e.slice_width = u::slice_width_for_edge_detection;
+  e.min_pct = u::min_percentage_threshold_for_edge_detection;
+  e.max_pct = u::max_percentage_threshold_for_edge_detection;
+  e.min_snr = u::edge_min_snr;
+  return e;
+}
 struct UvbParams {
   double min_frac = 0.5;               // edges found in >= this fraction of an order's slices = usable
   double offset = 5;                   // stitch line, px beyond the crossover order's edge
-  bool scale_d2_to_qth = true;
-  EdgeParams edges;
-  int order_deg = 6, disp_deg = 4;
-  double fit_clip_sigma = 10; int fit_clip_iters = 2;
-  int threads = 0;
+  bool scale_d2_to_qth = param_defaults::xsh_uvb::scale_d2_to_qth;
+  EdgeParams edges = uvb_edge_defaults();
+  int order_deg = param_defaults::xsh_uvb::order_deg, disp_deg = param_defaults::xsh_uvb::disp_axis_deg;
+  double fit_clip_sigma = param_defaults::xsh_uvb::poly_fitting_residual_clipping_sigma;
+  int fit_clip_iters = param_defaults::xsh_uvb::poly_clipping_iteration_limit;
+  int threads = param_defaults::xsh_uvb::threads;
 };
 struct UvbResult {
   int crossover = 0;
