@@ -1,6 +1,6 @@
 """Generate recipes/soxs_mflat_generated.h (parameters, arm facts, the input contract, QC metrics, products),
-the core's cpp/src/contract_limits.hpp and cpp/include/soxs/param_defaults.hpp, and the EDPS classification workflows/soxs/soxs_classification.py
-from the Python single sources:
+the core's cpp/src/contract_limits.hpp and cpp/include/soxs/param_defaults.hpp, and the EDPS
+classification workflows/soxs/soxs_classification.py from the Python single sources:
 data/parameters.yaml, soxs_mflat.instruments, data/contract/inputs.yaml and data/contract/qc.yaml.
 Tests keep them in sync.
 
@@ -257,8 +257,8 @@ def render_core_limits() -> str:
         f"constexpr std::size_t MAX_ORDERS = {int(t['max_orders'])};", "", "}  // namespace soxs::contract", ""])
 
 
-NAMESPACES = {("soxs", "vis"): "soxs_vis", ("soxs", "nir"): "soxs_nir", ("xshooter", "uvb"): "xsh_uvb",
-              ("xshooter", "vis"): "xsh_vis", ("xshooter", "nir"): "xsh_nir"}
+# the columns the core's structs default to: the single-lamp kernels SOXS VIS, the UVB stitching X-shooter UVB
+NAMESPACES = {("soxs", "vis"): "soxs_vis", ("xshooter", "uvb"): "xsh_uvb"}
 
 
 def _cpp_value(kind: str, v) -> tuple[str, str]:
@@ -268,7 +268,7 @@ def _cpp_value(kind: str, v) -> tuple[str, str]:
 
 
 def render_core_defaults() -> str:
-    """The recipe's defaults per arm as C++ constants: the defaults of the core's parameter structs
+    """The recipe's defaults of two arms as C++ constants: the defaults of the core's parameter structs
     (cpp/include/soxs/mflat.hpp), and through them of the Python bindings, come from here."""
     from soxs_mflat import settings
     defs = settings.definitions()

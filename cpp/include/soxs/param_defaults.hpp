@@ -29,29 +29,6 @@ constexpr int low_sensitivity_half_window = 3;
 constexpr int threads = 0;
 }  // namespace soxs_vis
 
-namespace soxs_nir {
-constexpr bool subtract_background = true;
-constexpr double stacked_clipping_sigma = 5.0;
-constexpr int stacked_clipping_iterations = 3;
-constexpr int centre_order_window = 10;
-constexpr int slice_length_for_edge_detection = 70;
-constexpr int slice_width_for_edge_detection = 5;
-constexpr double min_percentage_threshold_for_edge_detection = 20.0;
-constexpr double max_percentage_threshold_for_edge_detection = 50.0;
-constexpr int disp_axis_deg = 5;
-constexpr int order_deg = 6;
-constexpr double poly_fitting_residual_clipping_sigma = 3.0;
-constexpr int poly_clipping_iteration_limit = 2;
-constexpr double low_sensitivity_clipping_sigma = 5.0;
-constexpr bool scale_d2_to_qth = true;
-constexpr int bspline_deg = 2;
-constexpr double gaussian_blur_sigma = 65.0;
-constexpr int background_margin = 4;
-constexpr double edge_min_snr = 10.0;
-constexpr int low_sensitivity_half_window = 3;
-constexpr int threads = 0;
-}  // namespace soxs_nir
-
 namespace xsh_uvb {
 constexpr bool subtract_background = true;
 constexpr double stacked_clipping_sigma = 5.0;
@@ -74,51 +51,5 @@ constexpr double edge_min_snr = 10.0;
 constexpr int low_sensitivity_half_window = 3;
 constexpr int threads = 0;
 }  // namespace xsh_uvb
-
-namespace xsh_vis {
-constexpr bool subtract_background = true;
-constexpr double stacked_clipping_sigma = 5.0;
-constexpr int stacked_clipping_iterations = 5;
-constexpr int centre_order_window = 20;
-constexpr int slice_length_for_edge_detection = 90;
-constexpr int slice_width_for_edge_detection = 5;
-constexpr double min_percentage_threshold_for_edge_detection = 20.0;
-constexpr double max_percentage_threshold_for_edge_detection = 50.0;
-constexpr int disp_axis_deg = 4;
-constexpr int order_deg = 6;
-constexpr double poly_fitting_residual_clipping_sigma = 10.0;
-constexpr int poly_clipping_iteration_limit = 2;
-constexpr double low_sensitivity_clipping_sigma = 5.0;
-constexpr bool scale_d2_to_qth = true;
-constexpr int bspline_deg = 2;
-constexpr double gaussian_blur_sigma = 65.0;
-constexpr int background_margin = 4;
-constexpr double edge_min_snr = 10.0;
-constexpr int low_sensitivity_half_window = 3;
-constexpr int threads = 0;
-}  // namespace xsh_vis
-
-namespace xsh_nir {
-constexpr bool subtract_background = true;
-constexpr double stacked_clipping_sigma = 5.0;
-constexpr int stacked_clipping_iterations = 5;
-constexpr int centre_order_window = 20;
-constexpr int slice_length_for_edge_detection = 90;
-constexpr int slice_width_for_edge_detection = 5;
-constexpr double min_percentage_threshold_for_edge_detection = 20.0;
-constexpr double max_percentage_threshold_for_edge_detection = 50.0;
-constexpr int disp_axis_deg = 4;
-constexpr int order_deg = 6;
-constexpr double poly_fitting_residual_clipping_sigma = 10.0;
-constexpr int poly_clipping_iteration_limit = 2;
-constexpr double low_sensitivity_clipping_sigma = 5.0;
-constexpr bool scale_d2_to_qth = true;
-constexpr int bspline_deg = 2;
-constexpr double gaussian_blur_sigma = 65.0;
-constexpr int background_margin = 4;
-constexpr double edge_min_snr = 10.0;
-constexpr int low_sensitivity_half_window = 3;
-constexpr int threads = 0;
-}  // namespace xsh_nir
 
 }  // namespace soxs::param_defaults
