@@ -1,10 +1,10 @@
-"""QC pages on synthetic order geometry: header verdict, labels that do not overlap, per-order normalised
-display, axes limited to the image, edges as vectors, labelled colour bars."""
+"""QC pages on synthetic order geometry: header verdict, labels and texts that do not overlap, per-order
+normalised display, axes limited to the image, edges as vectors, labelled colour bars."""
 import re
+import zlib
 
 import numpy as np
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from soxs_mflat import plots
 from soxs_mflat.core import OrderLayout
@@ -46,48 +46,64 @@ def _info(qc=(), lamp="lamp flats"):
                           {"order_deg": 6, "disp_axis_deg": 5, "bspline_deg": 2})
 
 
-def _texts(fig):
-    return [t.get_text() for t in fig.texts]
+def _texts(page):
+    return [t.text for t in page.texts]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def test_header_says_what_when_and_the_qc_verdict():
     edges, lo, up = _edges()
     ok = [QCRow("X RES SD", 0.01, "pixels", "", 0.0, 0.2), QCRow("N LOW SENS", 3, "pixels", "")]
-    fig = plots.order_loc_figure(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info(ok))
-    head = "\n".join(_texts(fig))
+    page = plots.order_loc_page(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info(ok))
+    head = "\n".join(_texts(page))
     assert "SOXS NIR" in head and "2025-10-12T11:14:44" in head and "night 2025-10-11" in head and "5 flats" in head
     assert "QC: PASS (all 1 range-checked values in range)" in head and "order_deg 6" in head
     bad = [QCRow("X RES SD", 0.5, "pixels", "", 0.0, 0.2)]
-    fig = plots.order_loc_figure(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info(bad))
-    verdict = next(t for t in fig.texts if t.get_text().startswith("QC:"))
-    assert verdict.get_text() == "QC: FAIL — X RES SD = 0.5 not in [0, 0.2]" and verdict.get_color() == plots.FAIL
+    page = plots.order_loc_page(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info(bad))
+    verdict = next(t for t in page.texts if t.text.startswith("QC:"))
+    assert verdict.text == "QC: FAIL — X RES SD = 0.5 not in [0, 0.2]" and verdict.colour == plots.FAIL
 
 
 def test_order_labels_are_dark_on_white_and_do_not_overlap():
     edges, lo, up = _edges()
-    fig = plots.order_loc_figure(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info())
-    ax = fig.axes[2]                                   # image, colour bar, fitted edges, ...
-    labels = [t for t in ax.texts if re.fullmatch(r"\d+", t.get_text())]
-    assert sorted(int(t.get_text()) for t in labels) == ORDERS
-    assert all(t.get_color() == "black" and t.get_bbox_patch().get_facecolor()[:3] == (1, 1, 1) for t in labels)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    boxes = [t.get_bbox_patch().get_window_extent(canvas.get_renderer()) for t in labels]
-    for i in range(len(boxes)):
-        for j in range(i + 1, len(boxes)):
-            assert not boxes[i].overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
+    page = plots.order_loc_page(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info())
+    labels = [t for t in page.texts if t.kind == "order"]
+    assert sorted(int(t.text) for t in labels) == ORDERS
+    assert all(t.colour == "black" and t.boxed for t in labels)
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            assert not _overlap(labels[i].box, labels[j].box), (labels[i].text, labels[j].text)
+    image = next(ax for ax in page.axes if ax.has_image and ax.notes["title"].startswith("fitted"))
+    for t in labels:   # each on its order, inside the image
+        assert image.x < t.box[0] < t.box[2] < image.x + image.w and image.y < t.box[1] < t.box[3] < image.y + image.h
+
+
+def test_no_text_overlaps_another():
+    """Titles, tick labels, axis labels, legends and the header never collide (order labels sit on the image)."""
+    edges, lo, up = _edges()
+    model = np.full((NA, NB), 0.01, np.float32)
+    flat = _flat(lo, up, [1.0] * 16)
+    for page in (plots.order_loc_page(flat, edges, LAYOUT, _info()),
+                 plots.background_page(flat + model, model, edges, LAYOUT, _info())):
+        texts = [t for t in page.texts if t.kind not in ("order", "legend")]
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                assert not _overlap(texts[i].box, texts[j].box), (texts[i].text, texts[j].text)
+        assert all(0 <= t.box[0] and t.box[2] <= page.width and 0 <= t.box[1] and t.box[3] <= page.height
+                   for t in page.texts)
 
 
 def test_axes_limited_to_the_image_and_colour_bars_labelled():
     edges, lo, up = _edges()
-    fig = plots.order_loc_figure(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info())
-    for ax in fig.axes:
-        if ax.images and ax.get_label() != "<colorbar>":
-            assert ax.get_xlim() == (-0.5, NB - 0.5) and ax.get_ylim() == (-0.5, NA - 0.5)
-    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
-    assert len(bars) == 3 and all(ax.get_ylabel() for ax in bars)   # two images, the order key
-    key = next(ax for ax in bars if ax.get_ylabel() == "order")
-    assert [t.get_text() for t in key.get_yticklabels()] == [str(o) for o in ORDERS]
+    page = plots.order_loc_page(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info())
+    images = [ax for ax in page.axes if ax.has_image]
+    assert len(images) == 2 and all(ax.xlim == (-0.5, NB - 0.5) and ax.ylim == (-0.5, NA - 0.5) for ax in images)
+    assert len(page.bars) == 3 and all(b.label for b in page.bars)   # two images, the order key
+    key = next(b for b in page.bars if b.label == "order")
+    assert key.discrete and key.ticklabels == [str(o) for o in ORDERS]
 
 
 def test_lamps_orders_of_magnitude_apart_are_shown_per_order():
@@ -104,12 +120,27 @@ def test_lamps_orders_of_magnitude_apart_are_shown_per_order():
     assert one == 1.0 and (same == 1).all()           # similar levels: the image is left as is
 
 
+def _content(pdf: bytes) -> bytes:
+    """The page's decompressed content streams."""
+    out = []
+    for raw in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S):
+        try:
+            out.append(zlib.decompressobj().decompress(raw))
+        except zlib.error:
+            pass
+    return b"\n".join(out)
+
+
 def test_edges_points_and_labels_are_vectors():
     edges, lo, up = _edges()
     pdf = plots.order_loc_pdf(_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info())
-    # rasters: the two images and their colour bars (matplotlib rasterises bars of >= 50 colours); the edge
-    # points, fitted edges, labels, residuals and the 16-colour order key are vectors
-    assert len(re.findall(rb"/Subtype\s*/Image", pdf)) == 4
+    # rasters: the flat (shown twice, stored once) and its colour bar; the edge points, fitted edges,
+    # labels, residuals and the 16-colour order key are vectors
+    assert len(re.findall(rb"/Subtype\s*/Image", pdf)) == 2
+    ops = _content(pdf)
+    n = edges["points"]["b"].size
+    assert ops.count(b" l h") == 2 * n + 2           # a closed triangle per point of each edge, two in the legend
+    assert b"(QC: no ranges apply to this product) Tj" in ops   # the header is text, not pixels
     model = np.full((NA, NB), 0.01, np.float32)
     pdf = plots.background_pdf(_flat(lo, up, [1.0] * 16) + model, model, edges, LAYOUT, _info())
     assert len(re.findall(rb"/Subtype\s*/Image", pdf)) == 6      # flat, model, residual and their colour bars
@@ -145,18 +176,15 @@ def test_block_means_equal_numpy_means():
 
 def test_every_text_exists_in_the_pdf_standard_fonts():
     """The pages use the PDF's own Helvetica (not embedded), which has only the WinAnsi characters: any
-    other (a Unicode minus, a triangle) would print as '?'."""
-    from matplotlib import rc_context
-    from matplotlib.text import Text
+    other (a Unicode minus, a triangle) would print as a blank."""
+    from soxs_mflat.pdfdraw import ENCODING
     edges, lo, up = _edges()
     flat = _flat(lo, up, [1.0] * 16)
     model = np.full((NA, NB), 0.01, np.float32)
     bad = [QCRow("X RES SD", -0.5, "pixels", "", 0.0, 0.2)]
-    with rc_context(plots.PDF_RC):
-        for fig in (plots.order_loc_figure(flat, edges, LAYOUT, _info(bad)),
-                    plots.background_figure(flat + model, model - 0.02, edges, LAYOUT, _info(bad))):
-            FigureCanvasAgg(fig).draw()              # tick labels exist once drawn
-            texts = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
-            assert any(t.startswith("-") for t in texts)      # negative tick labels are drawn
-            for t in texts:
-                t.encode(plots.PDF_ENCODING)
+    for page in (plots.order_loc_page(flat, edges, LAYOUT, _info(bad)),
+                 plots.background_page(flat + model, model - 0.02, edges, LAYOUT, _info(bad))):
+        texts = _texts(page)
+        assert any(t.startswith("-") for t in texts)      # negative tick labels are drawn
+        for t in texts:
+            t.encode(ENCODING)

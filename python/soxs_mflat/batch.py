@@ -134,7 +134,7 @@ class _Closer:
 
 
 def _warm(client, plots: bool = True) -> None:
-    """Import the recipe (and, with PDFs, matplotlib) once per worker, not once per set."""
+    """Import the recipe (and, with PDFs, the drawing layer) once per worker, not once per set."""
     def load():
         import soxs_mflat.recipe  # noqa: F401
         if plots:

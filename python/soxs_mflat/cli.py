@@ -170,7 +170,7 @@ def _in_worker(fn, *args):
 
 
 def _run(args: argparse.Namespace) -> int:
-    # first, before numpy and astropy are imported here: the QC-plot server imports matplotlib meanwhile
+    # first, before numpy and astropy are imported here: the QC-plot server imports the drawing layer (reportlab) meanwhile
     import gc
     from .plotserver import PlotServer
     server = PlotServer.start()

@@ -2,23 +2,22 @@
 and BKGROUND (flat, scattered-light model, inter-order residual, a cut across the orders).
 
 Every page starts with a header block (instrument, arm, lamp, date, number of flats, QC pass/fail, key
-parameters). Images are embedded at up to MAX_DISPLAY pixels per axis; edges, points and labels are vectors,
-so zooming into the PDF shows an edge against the pixels. The dispersion axis is always horizontal."""
+parameters). Images are embedded at up to MAX_DISPLAY pixels per axis, not interpolated; edges, points,
+labels and text are vectors, so zooming into the PDF shows an edge against the pixels. The dispersion axis
+is always horizontal. Drawn with soxs_mflat.pdfdraw (reportlab), which says why not matplotlib."""
 from __future__ import annotations
 
-import io
 import warnings
 from typing import Sequence
 
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap
-from matplotlib.figure import Figure
 
 from . import _core
 from .core import OrderLayout, poly_eval
+from .pdfdraw import Axes, Page, colormap, colourise
 from .plotserver import PlotInfo
 
-__all__ = ["PlotInfo", "order_loc_pdf", "order_loc_figure", "background_pdf", "background_figure"]
+__all__ = ["PlotInfo", "order_loc_pdf", "order_loc_page", "background_pdf", "background_page"]
 
 MAX_DISPLAY = 800         # image pixels per axis embedded in the PDF (the page is ~1000 px wide at 100 dpi)
 LEVEL_SPREAD = 5.0        # orders whose median levels differ by more than this are shown normalised per order
@@ -132,14 +131,32 @@ def _per_order_normalised(small: np.ndarray, omap: np.ndarray, n_orders: int):
     return small / np.where(np.isfinite(level) & (level > 0), level, 1.0), spread
 
 
+# ---------------------------------------------------------------------------------------------- layout
+W, H = 792.0, 1080.0                  # the page: 11 x 15 inches, in points
+LEFT, RIGHT, BOTTOM = 0.07 * W, 0.96 * W, 0.04 * H
+BAR_W, BAR_GAP, BAR_ROOM = 10.0, 6.0, 54.0    # a colour bar, its gap to the image, the room it takes with its scale
+ROW_GAP = 50.0                        # between panels: the tick labels and axis label above, the title below
+
+
+def _rows(top: float, ratios: Sequence[float], gap: float = ROW_GAP) -> list[tuple[float, float]]:
+    """(bottom, height) of panels stacked from ``top`` down to BOTTOM, heights in ``ratios``."""
+    unit = (top - BOTTOM - gap * (len(ratios) - 1)) / sum(ratios)
+    out, y = [], top
+    for r in ratios:
+        out.append((y - r * unit, r * unit))
+        y -= r * unit + gap
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- drawing
-def _header(fig: Figure, info: PlotInfo, page: str, lines: Sequence[str], keys: Sequence[str]) -> float:
+def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: Sequence[str]) -> float:
     """The header block: what, when, how many, QC verdict, key parameters; returns where the panels may
-    start (figure fraction)."""
-    fig.text(0.02, 0.985, f"soxs_mflat · {info.instrument} {info.arm} · {info.lamp} · {page}", fontsize=13,
-             weight="bold", va="top")
+    start (pt from the bottom)."""
+    x = 0.02 * W
+    page.text(x, 0.985 * H, f"soxs_mflat · {info.instrument} {info.arm} · {info.lamp} · {title}", 13, bold=True,
+              va="top", kind="title")
     when = f"DATE-OBS {info.date_obs or '?'}" + (f" (night {info.night})" if info.night else "")
-    fig.text(0.02, 0.962, f"{when} · {info.n_flats} flats", fontsize=9, va="top")
+    page.text(x, 0.962 * H, f"{when} · {info.n_flats} flats", 9, va="top")
     ranged = [r for r in info.qc if r.flag != "-"]
     bad = [r for r in ranged if r.flag == "fail"]
     if not ranged:
@@ -149,75 +166,52 @@ def _header(fig: Figure, info: PlotInfo, page: str, lines: Sequence[str], keys: 
         colour = FAIL
     else:
         verdict, colour = f"QC: PASS (all {len(ranged)} range-checked values in range)", PASS
-    fig.text(0.02, 0.946, verdict, fontsize=10, weight="bold", color=colour, va="top")
+    page.text(x, 0.946 * H, verdict, 10, colour=colour, bold=True, va="top", kind="verdict")
     for i, line in enumerate(lines):
-        fig.text(0.02, 0.929 - 0.014 * i, line, fontsize=8.5, va="top")
+        page.text(x, (0.929 - 0.014 * i) * H, line, 8.5, va="top")
     shown = [f"{k} {info.params[k]}" for k in keys if k in info.params]
     half = (len(shown) + 1) // 2 if len(", ".join(shown)) > 150 else len(shown)
     for i, part in enumerate((shown[:half], shown[half:])):
         if part:
-            fig.text(0.02, 0.929 - 0.014 * (len(lines) + i), ("parameters: " if i == 0 else "    ") + ", ".join(part),
-                     fontsize=7.5, va="top", color="0.25")
-    return 0.929 - 0.014 * (len(lines) + (2 if half < len(shown) else 1)) - 0.022
+            page.text(x, (0.929 - 0.014 * (len(lines) + i)) * H, ("parameters: " if i == 0 else "    ") + ", ".join(part),
+                      7.5, colour="0.25", va="top")
+    return (0.929 - 0.014 * (len(lines) + (2 if half < len(shown) else 1)) - 0.03) * H
 
 
-def _image(fig, ax, small, extent, title, cmap="gray", vmin=None, vmax=None, label="", norm=None):
-    if norm is None and vmin is None:
-        vmin, vmax = np.nanpercentile(small, (1, 99.5))
-    im = ax.imshow(small, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, norm=norm, aspect="auto",
-                   interpolation="none", extent=extent)
-    ax.set_xlim(extent[0], extent[1])       # the image, nothing beyond it
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_title(title, fontsize=9, loc="left")
-    ax.set_xlabel("along the order (binned px)", fontsize=8)
-    ax.set_ylabel("cross-dispersion (binned px)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    cb = fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
-    cb.set_label(label, fontsize=7)
-    cb.ax.tick_params(labelsize=6)
-    cb.ax.yaxis.get_major_locator().set_params(nbins=5)
-    return im
+def _image(page: Page, y: float, h: float, small, extent, title: str, cmap: str = "gray", vmin=None, vmax=None,
+           label: str = "", bad=(217, 217, 217)) -> Axes:
+    """An image panel across the page with its colour bar; returns the axes for the overlays (the frame
+    is drawn by _finish, over them)."""
+    if vmin is None:
+        vmin, vmax = (float(v) for v in np.nanpercentile(small, (1, 99.5)))
+    ax = Axes(page, LEFT, y, RIGHT - BAR_ROOM - LEFT, h, (extent[0], extent[1]), (extent[2], extent[3]))
+    lut = colormap(cmap)
+    ax.image(colourise(small, lut, vmin, vmax, bad))
+    page.colourbar(ax.x + ax.w + BAR_GAP, y, BAR_W, h, lut, vmin, vmax, label)
+    ax.notes["title"] = title
+    return ax
 
 
-def _label_orders(ax, curves) -> None:
+def _finish(ax: Axes, xlabel: str = "along the order (binned px)", ylabel: str = "cross-dispersion (binned px)") -> None:
+    ax.frame(ax.notes.get("title", ""), xlabel, ylabel)
+
+
+def _label_orders(ax: Axes, curves) -> None:
     """Order numbers in black on white boxes, staggered along the orders so that narrow, close orders
     (SOXS NIR) do not overlap."""
     for k, (o, bb, lo, up) in enumerate(curves):
         i = int(len(bb) * (0.12, 0.5, 0.88)[k % 3])
-        ax.text(bb[i], 0.5 * (lo[i] + up[i]), str(o), fontsize=7.5, ha="center", va="center", color="black",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="0.3", lw=0.4, alpha=0.9))
+        ax.label(bb[i], 0.5 * (lo[i] + up[i]), str(o))
 
 
-def _order_colours(orders):
-    """One distinct colour per order (tab20 cycled) and the matching discrete colour map / norm for a key."""
-    from matplotlib import colormaps
-    base = colormaps["tab20"].colors
-    cols = [base[(2 * k) % 20 if len(orders) <= 10 else k % 20] for k in range(len(orders))]
-    cmap = ListedColormap(cols)
-    norm = BoundaryNorm(np.arange(len(orders) + 1) - 0.5, len(orders))
-    return cols, cmap, norm
+def _order_colours(orders) -> list[tuple[float, float, float]]:
+    """One distinct colour per order (matplotlib's tab20: its darker ten first when they suffice)."""
+    base = colormap("tab20") / 255.0
+    return [tuple(base[(2 * k) % 20 if len(orders) <= 10 else k % 20]) for k in range(len(orders))]
 
 
-# zlib level 1: faster pages, files 2 % larger (SOXS VIS); the PDF's 14 standard fonts (Helvetica, not
-# embedded): text costs a third of embedding DejaVu (pages 0.37 -> 0.25 s of CPU), but only WinAnsi characters
-# exist in them, hence ASCII minus signs and no other symbols in the texts (tests/test_plots.py checks)
-PDF_RC = {"pdf.compression": 1, "pdf.use14corefonts": True, "axes.unicode_minus": False}
-PDF_ENCODING = "cp1252"
-
-
-def _pdf(fig: Figure) -> bytes:
-    import logging
-    from matplotlib import rc_context
-    buf = io.BytesIO()
-    fonts = logging.getLogger("matplotlib.font_manager")
-    level = fonts.level
-    fonts.setLevel(logging.ERROR)   # "Failed to find font weight normal for Helvetica, now using medium"
-    try:
-        with rc_context(PDF_RC):
-            fig.savefig(buf, format="pdf", dpi=100)
-    finally:
-        fonts.setLevel(level)
-    return buf.getvalue()
+def _pdf(page: Page) -> bytes:
+    return page.pdf()
 
 
 # ---------------------------------------------------------------------------------------------- pages
@@ -243,97 +237,100 @@ def _edge_summary(edges: dict, layout: OrderLayout, info: PlotInfo, small_shape,
     return lines
 
 
-def _points(ax, edges: dict, layout: OrderLayout) -> None:
+def _points(ax: Axes, edges: dict, layout: OrderLayout) -> None:
     pts = edges["points"]
     b = _to_binned(pts["b"], layout.bin_b)
     for key, colour, mk in (("lower", LOWER, "^"), ("upper", UPPER, "v")):
         a = _to_binned(pts[key], layout.bin_a)
         clip = np.asarray(edges[key]["clipped"], bool)
-        ax.plot(b[~clip], a[~clip], mk, ms=2.2, mew=0, color=colour, label=f"{key} edge points")
-        ax.plot(b[clip], a[clip], "x", ms=4, mew=0.8, color=CLIPPED)
-    ax.plot([], [], "x", ms=4, color=CLIPPED, label="clipped from the fit")
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.9, markerscale=2)
+        ax.markers(b[~clip], a[~clip], mk, 2.6, colour)
+        ax.markers(b[clip], a[clip], "x", 4.0, CLIPPED)
+    _finish(ax)
+    ax.legend([("lower edge points", "marker", "^", LOWER), ("upper edge points", "marker", "v", UPPER),
+               ("clipped from the fit", "marker", "x", CLIPPED)])
 
 
-def _fits(ax, curves) -> None:
+def _fits(ax: Axes, curves) -> None:
     for o, bb, lo, up in curves:
-        ax.plot(bb, lo, "-", lw=0.7, color=LOWER)
-        ax.plot(bb, up, "--", lw=0.7, color=UPPER)
-    ax.plot([], [], "-", color=LOWER, label="lower edge fit")
-    ax.plot([], [], "--", color=UPPER, label="upper edge fit")
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+        ax.line(bb, lo, LOWER, 0.7)
+        ax.line(bb, up, UPPER, 0.7, dash="3 1.5")
+    _finish(ax)
+    ax.legend([("lower edge fit", "line", LOWER, None), ("upper edge fit", "line", UPPER, "3 1.5")])
     _label_orders(ax, curves)
 
 
-def _residuals(fig, axes, edges: dict, layout: OrderLayout) -> None:
+def _edge_residuals(page: Page, y: float, h: float, edges: dict, idx, cols) -> float:
+    """The lower and upper edges' residuals coloured by order, on one scale; returns the x of the second
+    panel's right side (where the order key goes)."""
+    pts, w = edges["points"], (RIGHT - LEFT - 2 * 70.0) / 3
+    keeps = {k: ~np.asarray(edges[k]["clipped"], bool) & np.isfinite(edges[k]["residuals"]) for k in ("lower", "upper")}
+    lim = max((float(np.nanmax(np.abs(edges[k]["residuals"][keeps[k]]))) for k in keeps if keeps[k].any()), default=0.0)
+    b = np.asarray(pts["b"], float)
+    span = float(b.max() - b.min()) if b.size else 1.0
+    xlim = (float(b.min()) - 0.05 * span, float(b.max()) + 0.05 * span) if b.size else (0.0, 1.0)
+    for i, key in enumerate(("lower", "upper")):
+        ax = Axes(page, LEFT + i * (w + 70.0), y, w - (22.0 if i else 0.0), h, xlim, (-1.1 * lim - 1e-6, 1.1 * lim + 1e-6))
+        fit, keep = edges[key], keeps[key]
+        for k, colour in enumerate(cols):
+            sel = keep & (idx == k)
+            ax.markers(b[sel], fit["residuals"][sel], "o", 1.6, colour)
+        ax.hline(0.0)
+        ax.frame(f"{key} edge: fit - measured (rms {fit['rms']:.3f} px)", "along the order (unbinned px)",
+                 "residual (px)" if i == 0 else "")
+    return ax.x + ax.w
+
+
+def _residuals(page: Page, y: float, h: float, edges: dict, layout: OrderLayout) -> None:
     """Residuals of each edge coloured by order, with an order key; per-order rms bars."""
     pts, orders = edges["points"], list(map(int, layout.orders))
-    cols, cmap, norm = _order_colours(orders)
+    cols = _order_colours(orders)
     index = {o: k for k, o in enumerate(orders)}
     idx = np.array([index.get(int(o), 0) for o in pts["order"]])
-    lim = 0.0
-    for ax, key in zip(axes[:2], ("lower", "upper")):
+    right = _edge_residuals(page, y, h, edges, idx, cols)
+    size = 5.5 if len(orders) > 16 else 6.5
+    page.key(right + 6.0, y, 8.0, h, cols, [str(o) for o in orders], "order", size)
+    rms = {}
+    for key in ("lower", "upper"):
         fit = edges[key]
         keep = ~np.asarray(fit["clipped"], bool) & np.isfinite(fit["residuals"])
-        for k, colour in enumerate(cols):   # one marker line per order: far cheaper in the PDF than a scatter
-            sel = keep & (idx == k)
-            ax.plot(pts["b"][sel], fit["residuals"][sel], "o", ms=1.4, mew=0, color=colour)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"{key} edge: fit - measured (rms {fit['rms']:.3f} px)", fontsize=9, loc="left")
-        ax.set_xlabel("along the order (unbinned px)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        lim = max(lim, float(np.nanmax(np.abs(fit["residuals"][keep]))) if keep.any() else 0.0)
-    axes[0].set_ylabel("residual (px)", fontsize=8)
-    for ax in axes[:2]:
-        ax.set_ylim(-1.1 * lim - 1e-6, 1.1 * lim + 1e-6)
-    from matplotlib.cm import ScalarMappable
-    cb = fig.colorbar(ScalarMappable(norm, cmap), ax=axes[1], fraction=0.05, pad=0.02, ticks=np.arange(len(orders)))
-    cb.ax.set_yticklabels([str(o) for o in orders], fontsize=5.5 if len(orders) > 16 else 6.5)
-    cb.set_label("order", fontsize=7)
-    ax = axes[2]
-    for k, o in enumerate(orders):
-        sel = idx == k
-        for dx, key, hatch in ((-0.2, "lower", None), (0.2, "upper", "////")):
-            fit = edges[key]
-            keep = sel & ~np.asarray(fit["clipped"], bool) & np.isfinite(fit["residuals"])
-            rms = float(np.sqrt(np.mean(fit["residuals"][keep] ** 2))) if keep.any() else 0.0
-            ax.bar(k + dx, rms, 0.4, color=cols[k], hatch=hatch, edgecolor="0.2", lw=0.3)
-    ax.set_xticks(range(len(orders)), [str(o) for o in orders], fontsize=5.5 if len(orders) > 16 else 6.5)
-    ax.set_title("rms per order (plain lower, hatched upper)", fontsize=9, loc="left")
-    ax.set_xlabel("order", fontsize=8)
-    ax.set_ylabel("rms (px)", fontsize=8)
-    ax.tick_params(axis="y", labelsize=7)
+        rms[key] = [float(np.sqrt(np.mean(fit["residuals"][keep & (idx == k)] ** 2))) if (keep & (idx == k)).any()
+                    else 0.0 for k in range(len(orders))]
+    w = (RIGHT - LEFT - 2 * 70.0) / 3
+    top = max(max(rms["lower"], default=0.0), max(rms["upper"], default=0.0)) * 1.08 or 1.0
+    ax = Axes(page, RIGHT - w, y, w, h, (-0.6, len(orders) - 0.4), (0.0, top))
+    for k in range(len(orders)):
+        ax.bars([k - 0.2], [rms["lower"][k]], 0.4, cols[k])
+        ax.bars([k + 0.2], [rms["upper"][k]], 0.4, cols[k], hatch=True)
+    ax.frame("rms per order (plain lower, hatched upper)", "order", "rms (px)",
+             xticks=(np.arange(len(orders)), [str(o) for o in orders]), size=size)
 
 
 def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> bytes:
-    return _pdf(order_loc_figure(flat, edges, layout, info))
+    return _pdf(order_loc_page(flat, edges, layout, info))
 
 
-def order_loc_figure(flat: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> Figure:
+def order_loc_page(flat: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> Page:
     small, extent, blocks = _display(flat, layout)
     curves = _edge_curves(edges, layout)
     omap = _order_map(small.shape, blocks, curves, pad_b=END_MARGIN / layout.bin_b)
     shown, spread = _per_order_normalised(small, omap, len(curves))
-    fig = Figure(figsize=(11, 15))
-    top = _header(fig, info, "order-edge detection and fit", _edge_summary(edges, layout, info, small.shape, spread),
+    page = Page(W, H)
+    top = _header(page, info, "order-edge detection and fit", _edge_summary(edges, layout, info, small.shape, spread),
                   EDGE_PARAMS)
-    gs = fig.add_gridspec(3, 3, height_ratios=[3, 3, 2], top=top, bottom=0.04, left=0.07, right=0.96, hspace=0.28,
-                          wspace=0.4)
+    (y0, h0), (y1, h1), (y2, h2) = _rows(top, [3, 3, 2])
     label = "flux / order median" if spread > 1 else "flux (normalised)"
-    vlim = np.nanpercentile(shown, (1, 99.5))
-    ax0 = fig.add_subplot(gs[0, :])
-    _image(fig, ax0, shown, extent, "detected edge points on the stacked flat (triangles pointing up: lower edge, down: upper edge)", vmin=vlim[0],
-           vmax=vlim[1], label=label)
+    vmin, vmax = (float(v) for v in np.nanpercentile(shown, (1, 99.5)))
+    ax0 = _image(page, y0, h0, shown, extent, "detected edge points on the stacked flat (triangles pointing up: "
+                 "lower edge, down: upper edge)", vmin=vmin, vmax=vmax, label=label)
     _points(ax0, edges, layout)
-    ax1 = fig.add_subplot(gs[1, :], sharex=ax0, sharey=ax0)
-    _image(fig, ax1, shown, extent, "fitted edges (global polynomial) and order numbers", vmin=vlim[0], vmax=vlim[1],
-           label=label)
+    ax1 = _image(page, y1, h1, shown, extent, "fitted edges (global polynomial) and order numbers", vmin=vmin,
+                 vmax=vmax, label=label)
     _fits(ax1, curves)
-    _residuals(fig, [fig.add_subplot(gs[2, i]) for i in range(3)], edges, layout)
-    return fig
+    _residuals(page, y2, h2, edges, layout)
+    return page
 
 
-def _cut(ax, before: np.ndarray, model: np.ndarray, curves, layout: OrderLayout) -> None:
+def _cut(page: Page, y: float, h: float, before: np.ndarray, model: np.ndarray, curves, layout: OrderLayout) -> None:
     """Flat and model along the cross-dispersion axis at the middle of the orders, full resolution: the
     model must run through the inter-order light."""
     f = before.T if layout.a_is_x else before
@@ -343,22 +340,19 @@ def _cut(ax, before: np.ndarray, model: np.ndarray, curves, layout: OrderLayout)
     inside = np.zeros(f.shape[0], bool)
     for _, bb, lo, up in curves:
         if bb[0] <= col <= bb[-1]:
-            l, u = sorted((np.interp(col, bb, lo), np.interp(col, bb, up)))
-            inside |= (a >= l) & (a <= u)
-    ax.plot(a, f[:, col], "-", lw=0.5, color="0.55", label="stacked flat")
-    ax.plot(a[~inside], f[~inside, col], ".", ms=1.5, color="black", label="between the orders")
-    ax.plot(a, m[:, col], "-", lw=1.0, color=FAIL, label="background model")
+            lo_a, up_a = sorted((np.interp(col, bb, lo), np.interp(col, bb, up)))
+            inside |= (a >= lo_a) & (a <= up_a)
     top = float(np.nanmax(m[:, col])) if np.isfinite(m[:, col]).any() else 1.0
     gap = f[~inside, col]
     low = float(np.nanpercentile(gap, 1)) if np.isfinite(gap).any() else 0.0
-    ax.set_ylim(min(low, -0.2 * top), 4 * max(top, 1e-6))
-    ax.set_xlim(0, f.shape[0] - 1)
-    ax.set_title(f"cut across the orders at along-order pixel {col} (y axis clipped at 4× the model)",
-                 fontsize=9, loc="left")
-    ax.set_xlabel("cross-dispersion (binned px)", fontsize=8)
-    ax.set_ylabel("flux (normalised)", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="upper right", markerscale=4)
+    ax = Axes(page, LEFT, y, RIGHT - LEFT, h, (0.0, f.shape[0] - 1.0), (min(low, -0.2 * top), 4 * max(top, 1e-6)))
+    ax.line(a, f[:, col], "0.55", 0.5)
+    ax.markers(a[~inside], f[~inside, col], "o", 1.8, "black")
+    ax.line(a, m[:, col], FAIL, 1.0)
+    ax.frame(f"cut across the orders at along-order pixel {col} (y axis clipped at 4× the model)",
+             "cross-dispersion (binned px)", "flux (normalised)")
+    ax.legend([("stacked flat", "line", "0.55", None), ("between the orders", "marker", "o", "black"),
+               ("background model", "line", FAIL, None)])
 
 
 def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
@@ -373,39 +367,41 @@ def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
 
 
 def background_pdf(before: np.ndarray, model: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> bytes:
-    return _pdf(background_figure(before, model, edges, layout, info))
+    return _pdf(background_page(before, model, edges, layout, info))
 
 
-def background_figure(before: np.ndarray, model: np.ndarray, edges: dict, layout: OrderLayout,
-                      info: PlotInfo) -> Figure:
+def background_page(before: np.ndarray, model: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> Page:
     sb, extent, blocks = _display(before, layout)
     sm = _display(model, layout)[0]
     curves = _edge_curves(edges, layout)
     resid = _residual_map(sb, sm, blocks, curves, layout, info)
     ok = np.isfinite(resid).any()
     peak = float(np.nanmax(sm)) if np.isfinite(sm).any() else 0.0
+    low = float(np.nanmin(sm)) if np.isfinite(sm).any() else 0.0
     med = float(np.nanmedian(resid)) if ok else 0.0
     rms = float(1.4826 * np.nanmedian(np.abs(resid - med))) if ok else 0.0
-    lines = [f"model: {float(np.nanmin(sm)):.3g} to {peak:.3g} (normalised flux) · between the orders, flat - model: "
+    lines = [f"model: {low:.3g} to {peak:.3g} (normalised flux) · between the orders, flat - model: "
              f"median {med:.2g}, robust rms {rms:.2g}" + (f" = {100 * rms / peak:.1f} % of the model's peak"
                                                           if peak > 0 else "")]
-    fig = Figure(figsize=(11, 15))
-    top = _header(fig, info, "scattered-light background", lines, BKG_PARAMS)
-    gs = fig.add_gridspec(4, 1, height_ratios=[2.2, 2.2, 2.2, 1.8], top=top, bottom=0.04, left=0.07, right=0.96,
-                          hspace=0.32)
-    ax0 = fig.add_subplot(gs[0])
-    _image(fig, ax0, sb, extent, "stacked flat before subtraction (stretched to 3× the model: orders saturate)",
-           vmin=0.0, vmax=3 * max(peak, 1e-6), label="flux (normalised)")
-    ax1 = fig.add_subplot(gs[1], sharex=ax0, sharey=ax0)
-    _image(fig, ax1, sm, extent, "fitted scattered-light model", cmap="viridis", vmin=float(np.nanmin(sm)),
-           vmax=max(peak, float(np.nanmin(sm)) + 1e-9), label="background (normalised flux)")
-    ax2 = fig.add_subplot(gs[2], sharex=ax0, sharey=ax0)
-    from matplotlib import colormaps
-    cmap = colormaps["RdBu_r"].with_extremes(bad="0.85")
+    page = Page(W, H)
+    top = _header(page, info, "scattered-light background", lines, BKG_PARAMS)
+    rows = _rows(top, [2.2, 2.2, 2.2, 1.8])
+    _finish(_image(page, *rows[0], sb, extent, "stacked flat before subtraction (stretched to 3× the model: orders "
+                   "saturate)", vmin=0.0, vmax=3 * max(peak, 1e-6), label="flux (normalised)"))
+    _finish(_image(page, *rows[1], sm, extent, "fitted scattered-light model", cmap="viridis", vmin=low,
+                   vmax=max(peak, low + 1e-9), label="background (normalised flux)"))
     s = max(5 * rms, 1e-9)
-    _image(fig, ax2, resid, extent, f"flat - model where the model is measured (grey: orders ± margin, and beyond "
-           f"30 px of the outermost orders) · colour scale ±5 rms", cmap=cmap, vmin=med - s, vmax=med + s,
-           label="flat - model (normalised flux)")
-    _cut(fig.add_subplot(gs[3]), before, model, curves, layout)
-    return fig
+    _finish(_image(page, *rows[2], resid, extent, "flat - model where the model is measured (grey: orders ± margin, "
+                   "and beyond 30 px of the outermost orders) · colour scale ±5 rms", cmap="RdBu_r", vmin=med - s,
+                   vmax=med + s, label="flat - model (normalised flux)"))
+    _cut(page, *rows[3], before, model, curves, layout)
+    return page
 
+
+def warm_up() -> None:
+    """Load what the first page would load lazily (fonts' metrics, the image encoder): a tiny page."""
+    page = Page(100.0, 100.0)
+    page.text(10, 50, "warm", 8, bold=True)
+    page.text(10, 30, "up", 8)
+    page.image(np.zeros((2, 2, 3), np.uint8), 10, 10, 10, 10)
+    page.pdf()

@@ -1,7 +1,7 @@
-"""QC PDFs off the critical path: a plot server, forked at the start of a run, imports matplotlib and warms
-it up while the run reads, detrends and computes; each PDF is then rendered in a fresh fork of the server,
-all of them concurrently. The run itself never imports matplotlib (an import thread in the run's process
-competed for the GIL with the detrending), and nothing depends on the number of cores.
+"""QC PDFs off the critical path: a plot server, forked at the start of a run, imports the drawing layer
+(reportlab) and warms it up while the run reads, detrends and computes; each PDF is then rendered in a fresh
+fork of the server, all of them concurrently. The run itself never imports the drawing layer (an import
+in the run's process competes for the GIL with the detrending), and nothing depends on the number of cores.
 
 The server and its workers ignore SIGINT (the run handles Ctrl-C and removes its staged products), take
 SIGTERM's default, and die with their parent (PR_SET_PDEATHSIG). Arrays go to the server once, as raw
@@ -84,8 +84,8 @@ class PlotServer:
 
     @classmethod
     def start(cls) -> "PlotServer":
-        """Fork the server. It imports matplotlib itself (and the PDF backend when the plots module
-        was not loaded yet: a fresh command-line process)."""
+        """Fork the server. It imports the plots module itself (and warms it up when it was not loaded
+        yet: a fresh command-line process)."""
         from multiprocessing.connection import Pipe
         ours, theirs = Pipe(duplex=True)
         warm = "soxs_mflat.plots" not in sys.modules
@@ -225,9 +225,8 @@ class _Pickler(pickle.Pickler):
 def _serve(conn, warm: bool) -> None:
     import gc
     from . import plots
-    if warm:   # what the first page would load: the PDF backend and the image encoder
-        import PIL.PngImagePlugin  # noqa: F401
-        import matplotlib.backends.backend_pdf  # noqa: F401
+    if warm:   # what the first page would load: a page with text and an image, drawn once
+        plots.warm_up()
     gc.freeze()   # what the imports made is never collected: the workers' collections stay short
     store: dict[str, Any] = {}
     running: dict[int, tuple[int, int, int | None]] = {}   # pid -> (job, error pipe, pidfd or None)

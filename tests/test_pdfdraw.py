@@ -1,0 +1,68 @@
+"""The QC pages' drawing layer: round-number ticks, colour maps as matplotlib maps values (matplotlib is
+the oracle), the stored tables up to date, text boxes where the text is drawn."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soxs_mflat import pdfdraw
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("lo, hi, n, ticks, labels", [
+    (-0.5, 4095.5, 6, [0, 1000, 2000, 3000, 4000], ["0", "1000", "2000", "3000", "4000"]),
+    (-0.5, 799.5, 6, [0, 200, 400, 600], ["0", "200", "400", "600"]),
+    (0.0, 0.0125, 5, [0, 0.0025, 0.005, 0.0075, 0.01, 0.0125], ["0", "0.0025", "0.0050", "0.0075", "0.0100", "0.0125"]),
+    (-0.044, 0.044, 6, [-0.04, -0.02, 0, 0.02, 0.04], ["-0.04", "-0.02", "0", "0.02", "0.04"]),
+    (1.0, 1.0, 6, [1.0], ["1"]),
+])
+def test_nice_ticks(lo, hi, n, ticks, labels):
+    t, s = pdfdraw.nice_ticks(lo, hi, n)
+    np.testing.assert_allclose(t, ticks, atol=1e-12)
+    assert s == labels
+
+
+def test_colourise_maps_values_as_matplotlib():
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    rng = np.random.default_rng(2)
+    img = rng.normal(0.0, 1.0, (64, 80)).astype(np.float32)
+    img[3, 4] = np.nan
+    for name, (vmin, vmax) in (("gray", (-1.5, 2.0)), ("viridis", (-2.0, 1.0)), ("RdBu_r", (-1.0, 1.0))):
+        ours = pdfdraw.colourise(img, pdfdraw.colormap(name), vmin, vmax, bad=(1, 2, 3))
+        theirs = colormaps[name](Normalize(vmin, vmax)(img), bytes=True)[..., :3].astype(int)
+        ok = np.isfinite(img)
+        assert np.abs(ours[ok].astype(int) - theirs[ok]).max() <= 1, name   # 8-bit rounding of the table
+        assert tuple(ours[3, 4]) == (1, 2, 3)
+
+
+def test_stored_colour_maps_are_matplotlib_s():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from make_colormaps import OUT, tables
+    finally:
+        sys.path.pop(0)
+    assert json.loads(OUT.read_text()) == tables(), "run python scripts/make_colormaps.py"
+
+
+def test_text_boxes_follow_alignment_and_rotation():
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    page = pdfdraw.Page(200, 100)
+    w = stringWidth("order", pdfdraw.FONT, 10)
+    page.text(100, 50, "order", 10, ha="center", va="baseline")
+    page.text(100, 50, "order", 10, ha="right", va="top")
+    page.text(100, 50, "order", 10, ha="center", va="center", rotation=90)
+    a, b, c = (t.box for t in page.texts)
+    assert a == pytest.approx((100 - w / 2, -0.207 * 10 + 50, 100 + w / 2, 0.718 * 10 + 50))
+    assert b[2] == pytest.approx(100) and b[3] == pytest.approx(50)        # ends at x, cap height at y
+    assert c[2] - c[0] == pytest.approx(0.925 * 10) and c[3] - c[1] == pytest.approx(w)   # turned upright
+    assert page.pdf().startswith(b"%PDF")
+
+
+def test_rgb_forms():
+    assert pdfdraw.rgb("#ff8000") == pytest.approx((1.0, 128 / 255, 0.0))
+    assert pdfdraw.rgb("0.25") == (0.25, 0.25, 0.25) and pdfdraw.rgb("white") == (1.0, 1.0, 1.0)
+    assert pdfdraw.rgb((0.1, 0.2, 0.3, 1.0)) == (0.1, 0.2, 0.3)
