@@ -56,7 +56,7 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     way it is closed when the run ends."""
     t0 = time.perf_counter()
     if plots and plot_server is None:
-        plot_server = PlotServer.start()   # matplotlib loads in that process while this one computes
+        plot_server = PlotServer.start()   # the drawing layer loads in that process while this one computes
     elif not plots and plot_server is not None:
         plot_server.close()
         plot_server = None
@@ -212,17 +212,19 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     cals = [f for f in (s.bias, s.dark, s.order_tabs[lamp], *cals_extra, s.bpm) if f is not None]
     offs = list(s.lampoff) if s.dark is None else []   # lamp-off frames count as inputs when used
     base = base_header(flats[0], list(flats) + offs, cals, p)
-    hdus = product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)
-    # written concurrently: checksums, MD5 and file writes release the GIL
-    with ThreadPoolExecutor(max_workers=len(hdus)) as pool:
-        jobs = {label: pool.submit(write_fits, hl, st.path(paths[label]), False) for label, hl in hdus.items()}
+    # each written as soon as it is built: its MD5, checksums and file write release the GIL, so the
+    # images are hashed and written while the order table (Python: astropy's table keywords) is built
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = {label: pool.submit(write_fits, hl, st.path(paths[label]), False)
+                for label, hl in iter_product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)}
         for label, job in jobs.items():
             try:
                 job.result()
             except OSError as exc:   # e.g. the disk filled up after the check
                 raise ProcessingError(f"{paths[label]}: cannot write the product ({exc})") from None
-    log.info("%d FITS products%s built and written in %.2f s", len(hdus), tag.lower(), time.perf_counter() - t_write)
-    return {label: paths[label] for label in (*hdus, *plots)}
+    log.info("%d FITS products%s built and written in %.2f s", len(jobs), tag.lower(), time.perf_counter() - t_write)
+    fits_labels = [f"{k}{tag}" for k in ("MFLAT", "ORDER LOC", "BKGROUND FITS") if f"{k}{tag}" in jobs]
+    return {label: paths[label] for label in (*fits_labels, *plots)}
 
 
 LAMP_NAMES = {" DLAMP": "D2 lamp (DLAMP)", " QLAMP": "QTH lamp (QLAMP)"}
@@ -254,21 +256,20 @@ def _big_endian(a):
     return a.astype(a.dtype.newbyteorder(">"), copy=False)
 
 
-def product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow],
-                 tag: str) -> dict[str, fits.HDUList]:
-    """MASTER_FLAT (FLUX, QUAL, ERRS), ORDER_TAB and, with background subtraction, MFLAT_BKGROUND: names,
-    PRO keys and ESO data-product keys from data/contract/products.yaml."""
+def iter_product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow], tag: str):
+    """(label, HDUList) of MASTER_FLAT (FLUX, QUAL, ERRS), with background subtraction MFLAT_BKGROUND, and
+    ORDER_TAB, in this order (the images first: see write_lamp_products): names, PRO keys and ESO
+    data-product keys from data/contract/products.yaml."""
     mf = master_flat_hdus({"FLUX": _big_endian(res["flux"]), "QUAL": res["quality"],
                            "ERRS": _big_endian(res["error"])}, product_header(base, *pro("MFLAT", arm), qc))
     mf["QUAL"].header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
                                     "8 order light beyond its traced range")
-    out = {f"MFLAT{tag}": mf}
-    th = product_header(base, *pro("ORDER LOC", arm), qc)
-    out[f"ORDER LOC{tag}"] = order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
-                                              per_order_meta(res["edges"]), th)
+    yield f"MFLAT{tag}", mf
     if res["background"] is not None:
         bh = product_header(base, *pro("BKGROUND FITS", arm))
         for k, v, comment in data_product_cards(contract.section("products")["background_keys"], classified=False):
             bh[k] = (v, comment)
-        out[f"BKGROUND FITS{tag}"] = fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
-    return out
+        yield f"BKGROUND FITS{tag}", fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
+    th = product_header(base, *pro("ORDER LOC", arm), qc)
+    yield f"ORDER LOC{tag}", order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
+                                               per_order_meta(res["edges"]), th)
