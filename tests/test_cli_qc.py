@@ -65,13 +65,14 @@ def test_out_of_range_qc_quiet_and_strict(sof, tmp_path, rng, side):
     name = {"high": "X RES SD", "low": "ORDEXP90"}[side]
     strict = _cli("run", sof, "-o", tmp_path / "a", "-s", s, "-q", "--strict-qc")
     assert strict.returncode == 4 and strict.stdout == ""
-    assert f"QC {name} =" in strict.stderr and "outside its acceptable range" in strict.stderr
+    assert f"WARNING: QC {name} =" in strict.stderr and "outside its acceptable range" in strict.stderr
     rec = json.loads((tmp_path / "a" / "qc.json").read_text())
     flagged = {r["name"]: r["flag"] for r in rec["qc"]}
     assert flagged[name] == "fail" and rec["passed"] is False and rec["n_failed"] == 1
     assert (tmp_path / "a" / "master_flat_vis.fits").exists()   # the products are still written
     lax = _cli("run", sof, "-o", tmp_path / "b", "-s", s)
     assert lax.returncode == 0 and f"WARNING: QC {name} =" in lax.stderr and "1 QC value(s) out of range" in lax.stdout
+    assert [ln for ln in strict.stderr.splitlines() if "QC" in ln] == [ln for ln in lax.stderr.splitlines() if "QC" in ln]
 
 
 def test_params_names_its_arm_refuses_soxs_uvb_and_survives_a_closed_pipe():
@@ -99,3 +100,9 @@ def test_log_of_a_refused_run_records_why_and_nothing_else_is_written(sof, tmp_p
     text = "[parameter-range] parameter order_deg must be >= 1, got 0"
     assert r.stderr.count(text) == 1, r.stderr
     assert f"ERROR soxs-mflat run: input error: {text}" in log.read_text()
+
+
+def test_quiet_and_verbose_together_is_a_usage_error(tmp_path):
+    p = _cli("run", tmp_path / "none.sof", "-q", "-v", "-o", tmp_path / "out")
+    assert p.returncode == 2 and "not allowed with argument" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()

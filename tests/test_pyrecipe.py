@@ -1,5 +1,6 @@
 """The PyCPL PyRecipe adapter: runs only where ESO's PyCPL is importable (it is not on PyPI)."""
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -29,3 +30,6 @@ def test_pyrecipe_runs_and_returns_products(tmp_path, monkeypatch):
     products = recipe.run(cpl.ui.FrameSet(str(w["sof"])), {"soxs.mflat.order-deg": 3})
     tags = sorted(f.tag for f in products)
     assert tags == ["MASTER_FLAT_VIS", "MFLAT_BKGROUND_VIS", "ORDER_TAB_VIS"]
+    # author and contact as the esorex plugin's man page (pyproject.toml's maintainers), not a placeholder
+    maint = re.search(r'maintainers = \[\{ name = "([^"]+)", email = "([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    assert (recipe._author, recipe._email) == maint.groups()

@@ -42,9 +42,12 @@ def colourise(img: np.ndarray, lut: np.ndarray, vmin: float, vmax: float, bad=(2
     """RGB of ``img`` through ``lut`` as matplotlib maps values (N equal bins over [vmin, vmax], clipped);
     non-finite pixels get ``bad``."""
     finite = np.isfinite(img)
-    t = (np.where(finite, img, vmin).astype(np.float64) - vmin) / (vmax - vmin if vmax > vmin else 1.0)
-    idx = np.clip(np.floor(t * len(lut)), 0, len(lut) - 1).astype(np.intp)
-    out = lut[idx]
+    scale = len(lut) / (vmax - vmin if vmax > vmin else 1.0)
+    t = np.where(finite, img, vmin).astype(np.float64)   # float64: bins as matplotlib's
+    t -= vmin
+    t *= scale
+    np.clip(t, 0, len(lut) - 1, out=t)
+    out = lut[t.astype(np.intp)]
     out[~finite] = bad
     return out
 
@@ -167,13 +170,14 @@ class Page:
         self._bar_frame(x, y, w, h, y + (np.arange(n) + 0.5) * h / n, labels, label, size)
         self.bars.append(ColourBar(label, list(labels), discrete=True))
 
-    def _bar_frame(self, x, y, w, h, ys, labels, label, size=6.0) -> None:
+    def _bar_frame(self, x, y, w, h, ys, labels, label, size=6.5) -> None:
         ticks = " ".join(f"{x + w:.2f} {t:.2f} m {x + w + TICK:.2f} {t:.2f} l" for t in ys)
         self.literal(f"0.6 w 0 0 0 RG {x:.2f} {y:.2f} {w:.2f} {h:.2f} re S {ticks} S")
         for t, s in zip(ys, labels):
             self.text(x + w + TICK + 1.5, t, s, size, va="center", kind="tick")
         width = max((stringWidth(s, FONT, size) for s in labels), default=0.0)
-        self.text(x + w + TICK + 4 + width + 8, y + h / 2, label, 7, ha="center", va="center", rotation=90, kind="label")
+        self.text(x + w + TICK + 4 + width + 8, y + h / 2, label, 7.5, ha="center", va="center", rotation=90,
+                  kind="label")
 
     def pdf(self) -> bytes:
         with _binary_streams():

@@ -174,7 +174,7 @@ def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: 
     for i, part in enumerate((shown[:half], shown[half:])):
         if part:
             page.text(x, (0.929 - 0.014 * (len(lines) + i)) * H, ("parameters: " if i == 0 else "    ") + ", ".join(part),
-                      7.5, colour="0.25", va="top")
+                      8, colour="0.2", va="top")
     return (0.929 - 0.014 * (len(lines) + (2 if half < len(shown) else 1)) - 0.03) * H
 
 
@@ -399,7 +399,14 @@ def background_page(before: np.ndarray, model: np.ndarray, edges: dict, layout: 
 
 
 def warm_up() -> None:
-    """Load what the first page would load lazily (fonts' metrics, the image encoder): a tiny page."""
+    """Load, once in the plot server, what every page would otherwise load in its own fork: the fonts'
+    metrics and the image encoder (a tiny page), the colour maps, numpy.ma (numpy's nan-statistics) and
+    the QC rows' module (unpickling a page's PlotInfo imports it, and the YAML contract with it)."""
+    import numpy.ma  # noqa: F401
+    from . import qc  # noqa: F401
+    for name in ("gray", "viridis", "RdBu_r", "tab20"):
+        colormap(name)
+    np.nanpercentile(np.arange(4.0), (1, 99.5))
     page = Page(100.0, 100.0)
     page.text(10, 50, "warm", 8, bold=True)
     page.text(10, 30, "up", 8)

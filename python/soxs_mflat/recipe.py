@@ -28,6 +28,7 @@ Progress = Callable[[str], None]
 PRODUCTS = contract.section("products")["products"]   # label -> file, PRO CATG/TYPE/TECH (data/contract)
 PRODUCT_CATGS = tuple(d["catg"] for d in PRODUCTS.values() if "catg" in d)   # + "_<ARM>"; EDPS classifies these
 QC_JSON, QC_LABEL = contract.section("qc")["json"]["file"], "QC JSON"   # data/contract/qc.yaml (the plugin's too)
+KIND_GROUP = {k: d["group"] for k, d in contract.section("inputs")["kinds"].items()}   # kind -> esorex group
 
 
 @dataclass
@@ -71,8 +72,11 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
 def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, plots: bool,
          server: PlotServer | None, t0: float) -> RecipeResult:
     say("reading and verifying input frames")
-    s = verify(load_frames(inputs))
-    prefetch_datamd5([s.bias, s.dark, *s.order_tabs.values(), s.bpm])   # for the products' provenance keys
+    frames = load_frames(inputs)
+    # the calibrations' DATAMD5 (the products' provenance keys) hashed in a thread from here on: it
+    # overlaps the verification's Python instead of competing with the detrending for the cores
+    prefetch_datamd5([f for f in frames if KIND_GROUP.get(f.kind) == "CALIB"])
+    s = verify(frames)
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
     for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
         settings.check_limits(p, len(read_centre_table(table).layout_orders), table.name)

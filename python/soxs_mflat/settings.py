@@ -195,7 +195,8 @@ def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
              "# Top-level values apply to every arm; an `uvb:`/`vis:`/`nir:` block overrides per arm.",
              f"# Defaults of {instrument.upper()} {arm.upper()}, generated from data/parameters.yaml and "
              "data/contract/qc.yaml." if one else
-             "# Generated from data/parameters.yaml; defaults differ per instrument (see docs/recipe.md).",
+             "# Generated from data/parameters.yaml; defaults differ per instrument and arm: `soxs-mflat params "
+             "--yaml --instrument I --arm A` writes one arm's values and QC ranges (see docs/recipe.md).",
              "soxs-mflat:"]
     for name, d in definitions().items():
         val = default(name, instrument, arm) if one else d["default"]

@@ -10,6 +10,8 @@ meaning "the instrument/arm default", as in the esorex plugin.
 from __future__ import annotations
 
 import tempfile
+from email.utils import parseaddr
+from importlib.metadata import metadata
 from pathlib import Path
 
 import cpl.ui  # PyCPL (ESO); not python-cpl
@@ -18,6 +20,8 @@ from soxs_mflat import __version__, settings
 from soxs_mflat.recipe import run_mflat
 
 COLUMNS = [("soxs", "vis"), ("soxs", "nir"), ("xshooter", "uvb"), ("xshooter", "vis"), ("xshooter", "nir")]
+# author and contact as the esorex plugin's man page: pyproject.toml's [project] maintainers
+AUTHOR, EMAIL = parseaddr(metadata("soxs-mflat").get("Maintainer-email", ""))
 
 
 def _parameters() -> cpl.ui.ParameterList:
@@ -35,8 +39,8 @@ def _parameters() -> cpl.ui.ParameterList:
 class soxs_mflat(cpl.ui.PyRecipe):  # noqa: N801 - the recipe name is the class name by convention
     _name = "soxs_mflat"
     _version = __version__
-    _author = "soxs-mflat developers"
-    _email = "soxs-mflat@example.org"
+    _author = AUTHOR or "soxs-mflat maintainers"
+    _email = EMAIL
     _copyright = "GPL-3.0-or-later"
     _synopsis = "Master flat and order edges for SOXS and X-shooter"
     _description = "Same recipe as `soxs-mflat run` and the esorex plugin soxs_mflat (see docs/recipe.md)."
