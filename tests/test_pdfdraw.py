@@ -1,7 +1,9 @@
 """The QC pages' drawing layer: round-number ticks, colour maps as matplotlib maps values (matplotlib is
 the oracle), the stored tables up to date, text boxes where the text is drawn."""
 import json
+import re
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,22 @@ def test_rgb_forms():
     assert pdfdraw.rgb("#ff8000") == pytest.approx((1.0, 128 / 255, 0.0))
     assert pdfdraw.rgb("0.25") == (0.25, 0.25, 0.25) and pdfdraw.rgb("white") == (1.0, 1.0, 1.0)
     assert pdfdraw.rgb((0.1, 0.2, 0.3, 1.0)) == (0.1, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.005, 0.005 + 1e-9), (1e6, 1e6 + 5), (-1e-9, 1e-9), (1e6, 5e6), (3.0, 3.0 + 3e-6)])
+def test_tick_labels_tell_neighbours_apart(lo, hi):
+    t, s = pdfdraw.nice_ticks(lo, hi)
+    assert len(t) >= 3 and len(set(s)) == len(s)
+    np.testing.assert_allclose([float(x) for x in s], t, rtol=1e-9, atol=1e-15)   # each label is its tick's value
+
+
+def test_degenerate_limits_and_values_are_drawable():
+    page = pdfdraw.Page(200, 200)
+    ax = pdfdraw.Axes(page, 20, 20, 100, 100, (5.0, 5.0), (float("nan"), 1.0))
+    assert ax.xlim[0] < 5.0 < ax.xlim[1] and ax.ylim == (0.0, 1.0)
+    ax.bars([0.0, float("nan")], [float("nan"), 1.0], 0.5, "#ff0000")
+    ax.frame("t", "x", "y")
+    page.colourbar(150, 20, 10, 100, pdfdraw.colormap("gray"), float("nan"), float("nan"), "label")
+    pdf = page.pdf()
+    ops = b"".join(zlib.decompressobj().decompress(raw) for raw in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S))
+    assert pdf.startswith(b"%PDF") and b" re " in ops and not re.search(rb"\b(nan|inf)\b", ops, re.I)

@@ -88,7 +88,7 @@ def test_no_text_overlaps_another():
     flat = _flat(lo, up, [1.0] * 16)
     for page in (plots.order_loc_page(flat, edges, LAYOUT, _info()),
                  plots.background_page(flat + model, model, edges, LAYOUT, _info())):
-        texts = [t for t in page.texts if t.kind not in ("order", "legend")]
+        texts = [t for t in page.texts if t.kind != "order"]
         for i in range(len(texts)):
             for j in range(i + 1, len(texts)):
                 assert not _overlap(texts[i].box, texts[j].box), (texts[i].text, texts[j].text)
@@ -188,3 +188,20 @@ def test_every_text_exists_in_the_pdf_standard_fonts():
         assert any(t.startswith("-") for t in texts)      # negative tick labels are drawn
         for t in texts:
             t.encode(ENCODING)
+
+
+def test_degenerate_inputs_still_make_readable_pages():
+    """A constant model (no scattered light), an all-NaN residual and five failed QC values: the pages are
+    written, the verdict wraps inside the page, and no scale repeats a label."""
+    edges, lo, up = _edges()
+    flat = _flat(lo, up, [1.0] * 16)
+    bad = [QCRow(f"QC VALUE {k}", 1000.5 + k, "pixels", "", 0.0, 0.2) for k in range(5)]
+    model = np.full((NA, NB), 0.01, np.float32)
+    for page in (plots.background_page(model.copy(), model, edges, LAYOUT, _info(bad)),
+                 plots.order_loc_page(flat, edges, LAYOUT, _info(bad))):
+        verdict = [t for t in page.texts if t.kind == "verdict"]
+        assert len(verdict) >= 2 and all(t.box[2] <= page.width - 10 for t in verdict)
+        assert "; ".join(t.text.strip() for t in verdict).count("not in [0, 0.2]") == 5
+        for bar in page.bars:
+            assert len(set(bar.ticklabels)) == len(bar.ticklabels), (bar.label, bar.ticklabels)
+        assert page.pdf().startswith(b"%PDF")

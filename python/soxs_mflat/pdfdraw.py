@@ -71,7 +71,7 @@ def _ops_colour(colour, fill: bool) -> str:
 def nice_ticks(lo: float, hi: float, n: int = 6) -> tuple[np.ndarray, list[str]]:
     """Round-number ticks within [lo, hi] (steps 1, 2, 2.5, 5 x 10^k, about ``n`` of them) and their
     labels with as many decimals as the step needs (ASCII minus)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)) or hi <= lo:
         return np.array([lo]), [f"{lo:g}"]
     raw = (hi - lo) / n
     mag = 10.0 ** math.floor(math.log10(raw))
@@ -79,8 +79,12 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> tuple[np.ndarray, list[str]]
     step = mult * mag
     ticks = np.arange(math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) + 1) * step
     dec = max(0, -int(math.floor(math.log10(step) + 1e-9)) + (1 if mult == 2.5 else 0))
-    big = max(abs(lo), abs(hi)) >= 1e6 or dec > 6
-    labels = [f"{t:.3g}" if big else f"{t:.{dec}f}" for t in ticks]
+    top = max(abs(lo), abs(hi))
+    if top >= 1e6 or dec > 6:   # exponent form, with the digits that tell neighbouring ticks apart
+        digits = max(1, int(math.floor(math.log10(top))) - int(math.floor(math.log10(step))) + 1 + (mult == 2.5))
+        labels = [f"{t:.{digits}g}" for t in ticks]
+    else:
+        labels = [f"{t:.{dec}f}" for t in ticks]
     return ticks, ["0" if float(s) == 0 else s for s in labels]
 
 
@@ -104,9 +108,14 @@ class ColourBar:
 class Page:
     """One PDF page of ``width`` x ``height`` points; ``pdf()`` ends it and returns the document."""
 
-    def __init__(self, width: float, height: float):
+    def __init__(self, width: float, height: float, title: str = "", creator: str = ""):
         self._buf = io.BytesIO()
+        # invariant: the same page gives the same bytes (no creation time or random document id)
         self.canvas = Canvas(self._buf, pagesize=(width, height), pageCompression=1, invariant=1)
+        self.canvas.setTitle(title)
+        self.canvas.setAuthor(creator)
+        self.canvas.setCreator(creator)
+        self.canvas.setSubject(title)
         self.width, self.height = width, height
         self.texts: list[Text] = []
         self.axes: list[Axes] = []
@@ -155,6 +164,7 @@ class Page:
     def colourbar(self, x: float, y: float, w: float, h: float, lut: np.ndarray, vmin: float, vmax: float,
                   label: str) -> None:
         """A vertical colour bar with its scale and label on the right."""
+        vmin, vmax = _usable((vmin, vmax))
         self.image(lut[:, None, :], x, y, w, h)
         ticks, labels = nice_ticks(vmin, vmax, 5)
         ys = y + (ticks - vmin) / (vmax - vmin if vmax > vmin else 1.0) * h
@@ -197,6 +207,17 @@ def _binary_streams():
         rl_config.useA85 = old
 
 
+def _usable(lim) -> tuple[float, float]:
+    """Finite, increasing axis limits: a NaN or an empty range (one point, a constant) is widened."""
+    lo, hi = (float(v) for v in lim)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = (lo, lo + 1.0) if math.isfinite(lo) else (hi - 1.0, hi) if math.isfinite(hi) else (0.0, 1.0)
+    if hi <= lo:
+        pad = max(abs(lo), 1.0) * 1e-3
+        lo, hi = lo - pad, lo + pad
+    return lo, hi
+
+
 @dataclass
 class Axes:
     """A data rectangle on a page: ``x, y, w, h`` in points, data limits ``xlim`` and ``ylim``."""
@@ -211,6 +232,7 @@ class Axes:
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.xlim, self.ylim = _usable(self.xlim), _usable(self.ylim)
         self.page.axes.append(self)
 
     def tx(self, v) -> np.ndarray:
@@ -248,9 +270,10 @@ class Axes:
         if not pts:
             return
         r = size / 2
-        if shape == "o":   # zero-length round-capped segments: filled circles (PDF 1.7, 8.5.3.2)
-            body = f"1 J {size:.2f} w {_ops_colour(colour, False)} " + " ".join(f"{a:.2f} {b:.2f} m {a:.2f} {b:.2f} l"
-                                                                             for a, b in pts) + " S"
+        if shape == "o":   # round-capped 0.01-pt segments: filled circles (zero-length ones, valid PDF, are
+            # skipped by some viewers, e.g. pdf.js)
+            body = f"1 J {size:.2f} w {_ops_colour(colour, False)} " + " ".join(
+                f"{a:.2f} {b:.2f} m {a + 0.01:.2f} {b:.2f} l" for a, b in pts) + " S"
         elif shape in "^v":
             s = 1 if shape == "^" else -1
             tip, base, half = s * r * 1.15, -s * r * 0.6, r
@@ -270,6 +293,8 @@ class Axes:
         """Vertical bars from 0, outlined; ``hatch``: diagonal lines across them."""
         ops = []
         for xc, hv in zip(np.atleast_1d(x).tolist(), np.atleast_1d(heights).tolist()):
+            if not (math.isfinite(xc) and math.isfinite(hv)):
+                continue
             x0, x1 = float(self.tx(xc - width / 2)), float(self.tx(xc + width / 2))
             y0, y1 = float(self.ty(0.0)), float(self.ty(hv))
             ops.append(f"{_ops_colour(colour, True)} 0.3 w 0.2 0.2 0.2 RG {x0:.2f} {y0:.2f} {x1 - x0:.2f} {y1 - y0:.2f} re B")
@@ -308,20 +333,17 @@ class Axes:
             p.text(self.x, self.y + self.h + 5, title, 9, kind="title")
 
     def legend(self, entries: list[tuple], size: float = 7.0) -> None:
-        """A boxed key in the upper-right corner; entries: (label, 'marker', shape, colour) or
-        (label, 'line', colour, dash or None)."""
+        """A key in one row above the frame's right end (the title's row: it never covers data); entries:
+        (label, 'marker', shape, colour) or (label, 'line', colour, dash or None)."""
         p = self.page
-        width = max(stringWidth(e[0], FONT, size) for e in entries) + 26
-        row = size * 1.45
-        x0, y1 = self.x + self.w - width - 4, self.y + self.h - 4
-        y0 = y1 - row * len(entries) - 4
-        p.literal(f"1 1 1 rg 0.8 0.8 0.8 RG 0.5 w {x0:.2f} {y0:.2f} {width:.2f} {y1 - y0:.2f} re B")
-        key = Axes(p, x0, y0, width, y1 - y0, (x0, x0 + width), (y0, y1))
+        widths = [stringWidth(e[0], FONT, size) + 24 for e in entries]
+        x0, yc = self.x + self.w - sum(widths) + 6, self.y + self.h + 5 + 0.36 * size
+        key = Axes(p, x0, yc - 5, sum(widths), 10, (x0, x0 + sum(widths)), (yc - 5, yc + 5))
         p.axes.remove(key)   # a drawing helper, not one of the page's axes
-        for i, (label, kind, a, b) in enumerate(entries):
-            yc = y1 - 2 - row * (i + 0.5)
+        for (label, kind, a, b), w in zip(entries, widths):
             if kind == "marker":
-                key.markers([x0 + 11], [yc], a, 4.0 if a != "x" else 5.0, b)
+                key.markers([x0 + 7], [yc], a, 4.0 if a != "x" else 5.0, b)
             else:
-                key.line([x0 + 4, x0 + 18], [yc, yc], a, 1.0, b)
-            p.text(x0 + 22, yc, label, size, va="center", kind="legend")
+                key.line([x0, x0 + 14], [yc, yc], a, 1.0, b)
+            p.text(x0 + 18, yc, label, size, va="center", kind="legend")
+            x0 += w

@@ -151,8 +151,8 @@ def _rows(top: float, ratios: Sequence[float], gap: float = ROW_GAP) -> list[tup
 # ---------------------------------------------------------------------------------------------- drawing
 def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: Sequence[str]) -> float:
     """The header block: what, when, how many, QC verdict, key parameters; returns where the panels may
-    start (pt from the bottom)."""
-    x = 0.02 * W
+    start (pt from the bottom). Long verdicts and parameter lists wrap to the page's width."""
+    x, step = 0.02 * W, 0.014 * H
     page.text(x, 0.985 * H, f"soxs_mflat · {info.instrument} {info.arm} · {info.lamp} · {title}", 13, bold=True,
               va="top", kind="title")
     when = f"DATE-OBS {info.date_obs or '?'}" + (f" (night {info.night})" if info.night else "")
@@ -160,22 +160,52 @@ def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: 
     ranged = [r for r in info.qc if r.flag != "-"]
     bad = [r for r in ranged if r.flag == "fail"]
     if not ranged:
-        verdict, colour = "QC: no ranges apply to this product", "black"
+        verdict, colour = ["QC: no ranges apply to this product"], "black"
     elif bad:
-        verdict = "QC: FAIL — " + "; ".join(f"{r.name} = {r.value:.4g} not in [{r.low:g}, {r.high:g}]" for r in bad)
+        verdict = _wrap("QC: FAIL — ", [f"{r.name} = {r.value:.4g} not in [{r.low:g}, {r.high:g}]" for r in bad],
+                        "; ", 10, True)
         colour = FAIL
     else:
-        verdict, colour = f"QC: PASS (all {len(ranged)} range-checked values in range)", PASS
-    page.text(x, 0.946 * H, verdict, 10, colour=colour, bold=True, va="top", kind="verdict")
-    for i, line in enumerate(lines):
-        page.text(x, (0.929 - 0.014 * i) * H, line, 8.5, va="top")
+        verdict, colour = [f"QC: PASS (all {len(ranged)} range-checked values in range)"], PASS
+    y = 0.946 * H
+    for line in verdict:
+        page.text(x, y, line, 10, colour=colour, bold=True, va="top", kind="verdict")
+        y -= step
+    y -= 0.003 * H
+    for line in lines:
+        page.text(x, y, line, 8.5, va="top")
+        y -= step
     shown = [f"{k} {info.params[k]}" for k in keys if k in info.params]
-    half = (len(shown) + 1) // 2 if len(", ".join(shown)) > 150 else len(shown)
-    for i, part in enumerate((shown[:half], shown[half:])):
-        if part:
-            page.text(x, (0.929 - 0.014 * (len(lines) + i)) * H, ("parameters: " if i == 0 else "    ") + ", ".join(part),
-                      8, colour="0.2", va="top")
-    return (0.929 - 0.014 * (len(lines) + (2 if half < len(shown) else 1)) - 0.03) * H
+    for line in _wrap("parameters: ", shown, ", ", 8) if shown else []:
+        page.text(x, y, line, 8, colour="0.2", va="top")
+        y -= step
+    return y - 0.016 * H
+
+
+def _wrap(head: str, items: Sequence[str], sep: str, size: float, bold: bool = False) -> list[str]:
+    """``head`` + the items joined by ``sep``, broken between items into lines that fit the page."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    font, room = ("Helvetica-Bold" if bold else "Helvetica"), W - 0.04 * W
+    out, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (sep.rstrip() if i < len(items) - 1 else "")
+        if line.strip() and line != head and stringWidth(line + piece, font, size) > room:
+            out.append(line.rstrip())
+            line = "    "
+        line += piece + (" " if i < len(items) - 1 else "")
+    return out + [line.rstrip()]
+
+
+def _stretch(values: np.ndarray) -> tuple[float, float]:
+    """The 1st and 99.5th percentiles of the finite values; (0, 1) when there are none."""
+    v = values[np.isfinite(values)]
+    return tuple(float(x) for x in np.percentile(v, (1, 99.5))) if v.size else (0.0, 1.0)
+
+
+def _page(info: PlotInfo, what: str) -> Page:
+    from . import __version__
+    return Page(W, H, title=f"soxs_mflat {info.instrument} {info.arm} {info.lamp}: {what}",
+                creator=f"soxs-mflat {__version__}")
 
 
 def _image(page: Page, y: float, h: float, small, extent, title: str, cmap: str = "gray", vmin=None, vmax=None,
@@ -183,7 +213,7 @@ def _image(page: Page, y: float, h: float, small, extent, title: str, cmap: str 
     """An image panel across the page with its colour bar; returns the axes for the overlays (the frame
     is drawn by _finish, over them)."""
     if vmin is None:
-        vmin, vmax = (float(v) for v in np.nanpercentile(small, (1, 99.5)))
+        vmin, vmax = _stretch(small)
     ax = Axes(page, LEFT, y, RIGHT - BAR_ROOM - LEFT, h, (extent[0], extent[1]), (extent[2], extent[3]))
     lut = colormap(cmap)
     ax.image(colourise(small, lut, vmin, vmax, bad))
@@ -314,16 +344,16 @@ def order_loc_page(flat: np.ndarray, edges: dict, layout: OrderLayout, info: Plo
     curves = _edge_curves(edges, layout)
     omap = _order_map(small.shape, blocks, curves, pad_b=END_MARGIN / layout.bin_b)
     shown, spread = _per_order_normalised(small, omap, len(curves))
-    page = Page(W, H)
+    page = _page(info, "order-edge detection and fit")
     top = _header(page, info, "order-edge detection and fit", _edge_summary(edges, layout, info, small.shape, spread),
                   EDGE_PARAMS)
     (y0, h0), (y1, h1), (y2, h2) = _rows(top, [3, 3, 2])
     label = "flux / order median" if spread > 1 else "flux (normalised)"
-    vmin, vmax = (float(v) for v in np.nanpercentile(shown, (1, 99.5)))
-    ax0 = _image(page, y0, h0, shown, extent, "detected edge points on the stacked flat (triangles pointing up: "
-                 "lower edge, down: upper edge)", vmin=vmin, vmax=vmax, label=label)
+    vmin, vmax = _stretch(shown[omap >= 0] if (omap >= 0).any() else shown)   # the orders' light sets the stretch
+    ax0 = _image(page, y0, h0, shown, extent, "edge points on the stacked flat (triangles up: lower edge, down: "
+                 "upper edge)", vmin=min(vmin, 0.0), vmax=vmax, label=label)
     _points(ax0, edges, layout)
-    ax1 = _image(page, y1, h1, shown, extent, "fitted edges (global polynomial) and order numbers", vmin=vmin,
+    ax1 = _image(page, y1, h1, shown, extent, "fitted edges (global polynomial) and order numbers", vmin=min(vmin, 0.0),
                  vmax=vmax, label=label)
     _fits(ax1, curves)
     _residuals(page, y2, h2, edges, layout)
@@ -357,8 +387,8 @@ def _cut(page: Page, y: float, h: float, before: np.ndarray, model: np.ndarray, 
 
 def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
     """Flat − model between the orders, kept clear of the edges by the background margin plus one display
-    bin, and limited to where the model is measured (30 px beyond the outermost orders on each line and
-    25 px past the order ends, as the core)."""
+    bin, and limited to where the model is measured (OUTER_WIDTH unbinned px beyond the outermost orders on
+    each line and END_MARGIN past the order ends, as the core)."""
     margin = float(info.params.get("background_margin", _BG["margin"])) / layout.bin_a + max(blocks)
     pad_b = END_MARGIN / layout.bin_b
     keep = (_order_map(sb.shape, blocks, curves, pad=margin, pad_b=pad_b) < 0) & \
@@ -383,16 +413,16 @@ def background_page(before: np.ndarray, model: np.ndarray, edges: dict, layout: 
     lines = [f"model: {low:.3g} to {peak:.3g} (normalised flux) · between the orders, flat - model: "
              f"median {med:.2g}, robust rms {rms:.2g}" + (f" = {100 * rms / peak:.1f} % of the model's peak"
                                                           if peak > 0 else "")]
-    page = Page(W, H)
+    page = _page(info, "scattered-light background")
     top = _header(page, info, "scattered-light background", lines, BKG_PARAMS)
     rows = _rows(top, [2.2, 2.2, 2.2, 1.8])
     _finish(_image(page, *rows[0], sb, extent, "stacked flat before subtraction (stretched to 3× the model: orders "
                    "saturate)", vmin=0.0, vmax=3 * max(peak, 1e-6), label="flux (normalised)"))
     _finish(_image(page, *rows[1], sm, extent, "fitted scattered-light model", cmap="viridis", vmin=low,
-                   vmax=max(peak, low + 1e-9), label="background (normalised flux)"))
+                   vmax=peak, label="background (normalised flux)"))
     s = max(5 * rms, 1e-9)
     _finish(_image(page, *rows[2], resid, extent, "flat - model where the model is measured (grey: orders ± margin, "
-                   "and beyond 30 px of the outermost orders) · colour scale ±5 rms", cmap="RdBu_r", vmin=med - s,
+                   f"and beyond {OUTER_WIDTH:g} unbinned px of the outermost orders) · colour scale ±5 rms", cmap="RdBu_r", vmin=med - s,
                    vmax=med + s, label="flat - model (normalised flux)"))
     _cut(page, *rows[3], before, model, curves, layout)
     return page
