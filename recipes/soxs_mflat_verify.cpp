@@ -215,6 +215,21 @@ Plist try_header(const std::string& file, int ext) {
   return p;
 }
 
+// BSCALE and BZERO, when present, are finite numbers (as soxs_mflat.frames._check_scaling): with a string
+// there the recipe went on and wrote products.
+void check_scaling(const cpl_propertylist* h, const std::string& file) {
+  for (const char* k : {"BSCALE", "BZERO"}) {
+    if (!has(h, k)) continue;
+    const cpl_type t = cpl_propertylist_get_type(h, k);
+    const bool number = t == CPL_TYPE_INT || t == CPL_TYPE_LONG || t == CPL_TYPE_LONG_LONG || t == CPL_TYPE_FLOAT ||
+                        t == CPL_TYPE_DOUBLE;
+    if (number && std::isfinite(get_num(h, k, 0))) continue;
+    const std::string v = t == CPL_TYPE_STRING ? "'" + std::string(cpl_propertylist_get_string(h, k)) + "'" : text(h, k);
+    fail("unreadable-fits", {{"file", file}, {"detail", "not a readable FITS file (" + std::string(k) + " = " + v +
+                                               " is not a finite number: the pixel values cannot be scaled)"}});
+  }
+}
+
 // The header and image HDU of a frame: the primary, or HDU 1 of a tile-compressed file whose primary
 // is empty (fpack's layout), with the primary's cards it lacks.
 void read_frame_header(In& f) {
@@ -237,6 +252,7 @@ void read_frame_header(In& f) {
     }
   }
   cpl_error_reset();
+  check_scaling(h0.get(), f.file);
   f.hdr = std::move(h0);
 }
 

@@ -101,6 +101,10 @@ def vis_cases(w, folder: Path):
         cutz = folder / f"cut.fits{suffix}"
         cutz.write_bytes(packed[:len(packed) // 2])
         out.append((f"truncated{suffix}", replace(rows, _raw(w, 0), str(cutz)), "unreadable-fits", cutz.name))
+    for key in ("BSCALE", "BZERO"):   # found by the fuzz test: astropy scaled the pixels by a string
+        scaled = copy_with(folder, _raw(w, 0), f"{key.lower()}.fits", **{key: "NaN"})
+        out.append((f"{key.lower()}-not-a-number", replace(rows, _raw(w, 0), scaled), "unreadable-fits",
+                    f"{key.lower()}.fits"))
     junk = folder / "junk.fits"
     junk.write_bytes(b"this is not FITS" * 200)
     out.append(("garbage", rows + [[str(junk), "LAMP,FLAT_VIS"]], "unreadable-fits", "junk.fits"))

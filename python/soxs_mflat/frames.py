@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ def read_frame_file(path: Path) -> tuple[fits.Header, int, bytes | None]:
             with fits.open(path if data is None else io.BytesIO(data), memmap=False, lazy_load_hdus=False) as hl:
                 hl.verify("silentfix")
                 hdu = image_hdu(hl)
+                _check_scaling(hl[hdu].header)
                 header = _frame_header(hl, hdu)
         for w in caught:
             if "truncated" in str(w.message).lower():
@@ -155,6 +157,15 @@ def read_frame_file(path: Path) -> tuple[fits.Header, int, bytes | None]:
     except Exception as exc:  # astropy (and gzip, uncompresspy) raise many types for broken files
         raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file ({exc})") from None
     return header, hdu, data
+
+
+def _check_scaling(h: fits.Header) -> None:
+    """BSCALE and BZERO, when present, are finite numbers: astropy applies them when the pixels are read,
+    and a string or NaN there fails or poisons every pixel (found by tests/test_fuzz.py)."""
+    for k in ("BSCALE", "BZERO"):
+        v = h.get(k)
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+            raise ValueError(f"{k} = {v!r} is not a finite number: the pixel values cannot be scaled")
 
 
 def classify(header: fits.Header) -> str:
