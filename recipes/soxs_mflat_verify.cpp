@@ -155,9 +155,22 @@ void check_complete(const std::string& file) {
       for (size_t at = 0; at < 2880 && !end; at += 80) end = block.compare(at, 8, "END     ") == 0;
     }
     if (!end) return;   // not FITS at all: CPL reports it
-    long long n = card_int(hdr, "NAXIS", 0), size = n > 0 ? 1 : 0;
-    for (long long i = 1; i <= n; ++i) size *= card_int(hdr, "NAXIS" + std::to_string(i), 0);
-    size = std::llabs(card_int(hdr, "BITPIX", 8)) / 8 * card_int(hdr, "GCOUNT", 1) * (card_int(hdr, "PCOUNT", 0) + size);
+    // the data unit's size from the structural cards; a negative one (GCOUNT = -1 looped here for ever) is
+    // refused, and a product beyond the file's size stops there (no overflow)
+    auto card = [&](const std::string& k, long long dflt) {
+      const long long v = card_int(hdr, k, dflt);
+      if (v < 0) fail("unreadable-fits", {{"file", file}, {"detail", "not a readable FITS file (" + k + " = " +
+                                                             std::to_string(v) + " is negative)"}});
+      return v;
+    };
+    const long long limit = static_cast<long long>(raw.size());
+    auto times = [&](long long a, long long b) { return (b != 0 && a > limit / b) ? limit + 1 : a * b; };
+    long long n = card("NAXIS", 0), size = n > 0 ? 1 : 0;
+    for (long long i = 1; i <= n && i <= 999; ++i) size = times(size, card("NAXIS" + std::to_string(i), 0));
+    const long long pcount = card("PCOUNT", 0), bitpix = card_int(hdr, "BITPIX", 8);
+    if (bitpix < -64 || bitpix > 64) return;   // not a FITS BITPIX: CPL reports the file
+    size = times(times(std::llabs(bitpix) / 8, card("GCOUNT", 1)),
+                 pcount > limit ? limit + 1 : pcount + size);
     if (pos + static_cast<size_t>(size) > raw.size())
       fail("unreadable-fits", {{"file", file}, {"detail", "FITS file is truncated (" + std::to_string(raw.size()) +
                                                  " bytes, header promises " + std::to_string(pos + size) + ")"}});

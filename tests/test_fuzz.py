@@ -151,3 +151,30 @@ def test_fuzz_esorex(good_set, tmp_path):
     _report("esorex", tally, bad)
     assert sum(tally.values()) >= 10, "too few cases ran in the time budget"
     assert not bad, f"{len(bad)} bad outcomes: " + "; ".join(f"{v}: {c.name}" for c, v, _ in bad[:10])
+
+
+@pytest.mark.skipif(not HAVE_ESOREX, reason=f"esorex or the plugin ({PLUGIN_DIR}/soxs_mflat.so) is missing: "
+                    "run scripts/setup.sh as root")
+@pytest.mark.parametrize("key, value", [("GCOUNT", "-1"), ("PCOUNT", "-1"), ("NAXIS1", "-1"), ("NAXIS", "999"),
+                                        ("PCOUNT", "99999999999999999"), ("BITPIX", "T"), ("BITPIX", "'twenty  '"),
+                                        ("NAXIS2", "1.5"), ("BITPIX", "-2147483649")])
+def test_structural_cards_of_an_extension_give_clean_errors(good_set, tmp_path, key, value):
+    """Seed 15 found esorex looping for ever on a master bias extension with GCOUNT = -1 (the plugin's
+    completeness check walked the file backwards; astropy loops too when it loads every HDU at once), seed 16
+    a traceback on BITPIX = T: both front ends now answer with a clean error."""
+    lines = [ln for ln in good_set.read_text().splitlines() if ln.strip()]
+    bias = next(ln.split()[0] for ln in lines if "MASTER_BIAS" in ln.split()[1])
+    data = bytearray(Path(bias).read_bytes())
+    start, end = fuzz.header_spans(bytes(data))[1]   # the first extension (ERRS or QUAL)
+    at = next(p for p in range(start, end, fuzz.CARD) if data[p:p + 8].decode().strip() == key)
+    fuzz._set_card(data, at, value)
+    bad = tmp_path / "MASTER_BIAS_VIS.fits"
+    bad.write_bytes(bytes(data))
+    sof = tmp_path / "set.sof"
+    sof.write_text("".join(f"{bad if ln.split()[0] == bias else ln.split()[0]} {ln.split()[1]}\n" for ln in lines))
+    case = fuzz.Case(f"{key} = {value}", sof, bad.name)
+    r = _esorex(case, tmp_path / "es")
+    assert _judge_esorex(r, tmp_path / "es") in ("clean error", "success"), r["stderr"][-800:]
+    p = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(sof), "-o", str(tmp_path / "py"), "-q"],
+                       capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
+    assert p.returncode in (0, 2, 3) and "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr

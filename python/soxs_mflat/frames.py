@@ -94,13 +94,36 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
     decompressed bytes of a whole-file compressed ``path``."""
     size = path.stat().st_size if data is None else len(data)
     src = path if data is None else io.BytesIO(data)
-    with fits.open(src, memmap=False, lazy_load_hdus=False, disable_image_compression=True) as hl:
+    # HDU by HDU (lazily): a negative GCOUNT makes astropy re-read one header for ever when it loads every
+    # HDU at once; checked here, it is refused before astropy looks for the next HDU
+    with fits.open(src, memmap=False, lazy_load_hdus=True, disable_image_compression=True) as hl:
         for h in hl:
+            _check_structure(path, h.header)
             end = h.fileinfo()["datLoc"] + h.size
             if end > size:
                 what = f"{size} bytes" if data is None else f"{size} bytes decompressed"
                 raise rule_error("unreadable-fits", file=path,
                                  detail=f"FITS file is truncated ({what}, header promises {end})")
+
+
+def _check_structure(path: Path, h: fits.Header) -> None:
+    """BITPIX is a FITS one; NAXIS, NAXISn, PCOUNT and GCOUNT are non-negative integers (as the plugin's
+    completeness check): a negative one gave a negative data size here, and astropy fails on either later
+    (found by tests/test_fuzz.py)."""
+    bitpix = h.get("BITPIX")
+    if not (type(bitpix) is int and bitpix in (8, 16, 32, 64, -32, -64)):
+        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (BITPIX = {bitpix!r} is not "
+                         "one of 8, 16, 32, 64, -32, -64)")
+    n = h.get("NAXIS", 0)
+    for k in ("NAXIS", *(f"NAXIS{i}" for i in range(1, min(n, 999) + 1 if _count(n) else 1)), "PCOUNT", "GCOUNT"):
+        v = h.get(k)
+        if v is not None and not _count(v):
+            problem = "negative" if isinstance(v, int) and not isinstance(v, bool) else "not an integer"
+            raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file ({k} = {v!r} is {problem})")
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def decompress(path: Path) -> bytes:
