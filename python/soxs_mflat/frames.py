@@ -115,7 +115,8 @@ def _check_structure(path: Path, h: fits.Header) -> None:
         raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (BITPIX = {bitpix!r} is not "
                          "one of 8, 16, 32, 64, -32, -64)")
     n = h.get("NAXIS", 0)
-    for k in ("NAXIS", *(f"NAXIS{i}" for i in range(1, min(n, 999) + 1 if _count(n) else 1)), "PCOUNT", "GCOUNT"):
+    axes = [f"NAXIS{i}" for i in range(1, min(n, 999) + 1)] if _count(n) else []   # FITS allows 999 axes
+    for k in ("NAXIS", *axes, "PCOUNT", "GCOUNT"):
         v = h.get(k)
         if v is not None and not _count(v):
             problem = "negative" if isinstance(v, int) and not isinstance(v, bool) else "not an integer"

@@ -31,11 +31,16 @@ TICK = 3.5                       # tick length (pt), outwards
 
 
 @lru_cache(maxsize=None)
-def colormap(name: str) -> np.ndarray:
-    """An (N, 3) uint8 table of one of matplotlib's colour maps (data/colormaps.json, written from
-    matplotlib by scripts/make_colormaps.py)."""
+def colormaps() -> dict[str, np.ndarray]:
+    """The stored colour maps, name -> (N, 3) uint8 table (data/colormaps.json, written from matplotlib by
+    scripts/make_colormaps.py), read once."""
     text = resources.files("soxs_mflat").joinpath("data/colormaps.json").read_text()
-    return np.asarray(json.loads(text)[name], np.uint8)
+    return {name: np.asarray(rows, np.uint8) for name, rows in json.loads(text).items()}
+
+
+def colormap(name: str) -> np.ndarray:
+    """One of matplotlib's colour maps as an (N, 3) uint8 table."""
+    return colormaps()[name]
 
 
 def colourise(img: np.ndarray, lut: np.ndarray, vmin: float, vmax: float, bad=(217, 217, 217)) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from .core import OrderLayout, poly_eval
-from .pdfdraw import Axes, Page, colormap, colourise
+from .pdfdraw import BOLD, FONT, Axes, Page, colormap, colormaps, colourise
 from .plotserver import PlotInfo
 
 __all__ = ["PlotInfo", "order_loc_pdf", "order_loc_page", "background_pdf", "background_page"]
@@ -185,7 +185,7 @@ def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: 
 def _wrap(head: str, items: Sequence[str], sep: str, size: float, bold: bool = False) -> list[str]:
     """``head`` + the items joined by ``sep``, broken between items into lines that fit the page."""
     from reportlab.pdfbase.pdfmetrics import stringWidth
-    font, room = ("Helvetica-Bold" if bold else "Helvetica"), W - 0.04 * W
+    font, room = (BOLD if bold else FONT), W - 0.04 * W
     out, line = [], head
     for i, item in enumerate(items):
         piece = item + (sep.rstrip() if i < len(items) - 1 else "")
@@ -240,10 +240,6 @@ def _order_colours(orders) -> list[tuple[float, float, float]]:
     return [tuple(base[(2 * k) % 20 if len(orders) <= 10 else k % 20]) for k in range(len(orders))]
 
 
-def _pdf(page: Page) -> bytes:
-    return page.pdf()
-
-
 # ---------------------------------------------------------------------------------------------- pages
 def _qc_value(info: PlotInfo, name: str, fmt: str = ".3f") -> str:
     for r in info.qc:
@@ -289,17 +285,25 @@ def _fits(ax: Axes, curves) -> None:
     _label_orders(ax, curves)
 
 
-def _edge_residuals(page: Page, y: float, h: float, edges: dict, idx, cols) -> float:
+COL_GAP = 70.0                        # between the bottom row's three panels
+COL_W = (RIGHT - LEFT - 2 * COL_GAP) / 3
+
+
+def _kept(edges: dict) -> dict[str, np.ndarray]:
+    """Per edge, the points that entered the fit (not clipped, finite residual)."""
+    return {k: ~np.asarray(edges[k]["clipped"], bool) & np.isfinite(edges[k]["residuals"]) for k in ("lower", "upper")}
+
+
+def _edge_residuals(page: Page, y: float, h: float, edges: dict, keeps: dict, idx, cols) -> float:
     """The lower and upper edges' residuals coloured by order, on one scale; returns the x of the second
     panel's right side (where the order key goes)."""
-    pts, w = edges["points"], (RIGHT - LEFT - 2 * 70.0) / 3
-    keeps = {k: ~np.asarray(edges[k]["clipped"], bool) & np.isfinite(edges[k]["residuals"]) for k in ("lower", "upper")}
     lim = max((float(np.nanmax(np.abs(edges[k]["residuals"][keeps[k]]))) for k in keeps if keeps[k].any()), default=0.0)
-    b = np.asarray(pts["b"], float)
+    b = np.asarray(edges["points"]["b"], float)
     span = float(b.max() - b.min()) if b.size else 1.0
     xlim = (float(b.min()) - 0.05 * span, float(b.max()) + 0.05 * span) if b.size else (0.0, 1.0)
     for i, key in enumerate(("lower", "upper")):
-        ax = Axes(page, LEFT + i * (w + 70.0), y, w - (22.0 if i else 0.0), h, xlim, (-1.1 * lim - 1e-6, 1.1 * lim + 1e-6))
+        ax = Axes(page, LEFT + i * (COL_W + COL_GAP), y, COL_W - (22.0 if i else 0.0), h, xlim,
+                  (-1.1 * lim - 1e-6, 1.1 * lim + 1e-6))
         fit, keep = edges[key], keeps[key]
         for k, colour in enumerate(cols):
             sel = keep & (idx == k)
@@ -316,18 +320,17 @@ def _residuals(page: Page, y: float, h: float, edges: dict, layout: OrderLayout)
     cols = _order_colours(orders)
     index = {o: k for k, o in enumerate(orders)}
     idx = np.array([index.get(int(o), 0) for o in pts["order"]])
-    right = _edge_residuals(page, y, h, edges, idx, cols)
+    keeps = _kept(edges)
+    right = _edge_residuals(page, y, h, edges, keeps, idx, cols)
     size = 5.5 if len(orders) > 16 else 6.5
     page.key(right + 6.0, y, 8.0, h, cols, [str(o) for o in orders], "order", size)
     rms = {}
-    for key in ("lower", "upper"):
-        fit = edges[key]
-        keep = ~np.asarray(fit["clipped"], bool) & np.isfinite(fit["residuals"])
-        rms[key] = [float(np.sqrt(np.mean(fit["residuals"][keep & (idx == k)] ** 2))) if (keep & (idx == k)).any()
-                    else 0.0 for k in range(len(orders))]
-    w = (RIGHT - LEFT - 2 * 70.0) / 3
+    for key, keep in keeps.items():
+        res = edges[key]["residuals"]
+        rms[key] = [float(np.sqrt(np.mean(res[keep & (idx == k)] ** 2))) if (keep & (idx == k)).any() else 0.0
+                    for k in range(len(orders))]
     top = max(max(rms["lower"], default=0.0), max(rms["upper"], default=0.0)) * 1.08 or 1.0
-    ax = Axes(page, RIGHT - w, y, w, h, (-0.6, len(orders) - 0.4), (0.0, top))
+    ax = Axes(page, RIGHT - COL_W, y, COL_W, h, (-0.6, len(orders) - 0.4), (0.0, top))
     for k in range(len(orders)):
         ax.bars([k - 0.2], [rms["lower"][k]], 0.4, cols[k])
         ax.bars([k + 0.2], [rms["upper"][k]], 0.4, cols[k], hatch=True)
@@ -336,7 +339,7 @@ def _residuals(page: Page, y: float, h: float, edges: dict, layout: OrderLayout)
 
 
 def order_loc_pdf(flat: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> bytes:
-    return _pdf(order_loc_page(flat, edges, layout, info))
+    return order_loc_page(flat, edges, layout, info).pdf()
 
 
 def order_loc_page(flat: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> Page:
@@ -397,7 +400,7 @@ def _residual_map(sb, sm, blocks, curves, layout: OrderLayout, info: PlotInfo):
 
 
 def background_pdf(before: np.ndarray, model: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> bytes:
-    return _pdf(background_page(before, model, edges, layout, info))
+    return background_page(before, model, edges, layout, info).pdf()
 
 
 def background_page(before: np.ndarray, model: np.ndarray, edges: dict, layout: OrderLayout, info: PlotInfo) -> Page:
@@ -434,8 +437,7 @@ def warm_up() -> None:
     the QC rows' module (unpickling a page's PlotInfo imports it, and the YAML contract with it)."""
     import numpy.ma  # noqa: F401
     from . import qc  # noqa: F401
-    for name in ("gray", "viridis", "RdBu_r", "tab20"):
-        colormap(name)
+    colormaps()
     np.nanpercentile(np.arange(4.0), (1, 99.5))
     page = Page(100.0, 100.0)
     page.text(10, 50, "warm", 8, bold=True)
