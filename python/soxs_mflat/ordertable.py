@@ -44,7 +44,7 @@ def _get(rec, name: str):
 
 def read_centre_table(frame: Frame) -> CentreTable:
     try:
-        with fits.open(frame.source(keep=True), memmap=False) as hl:   # read twice (limits, then the run)
+        with fits.open(frame.source(keep=True), memmap=False) as hl:   # kept: its DATAMD5 hashes the bytes
             coeffs, meta = np.array(hl[1].data), np.array(hl[2].data)
         if coeffs.dtype.names is None or meta.dtype.names is None:
             raise TypeError("extensions 1 and 2 are not tables")

@@ -78,8 +78,9 @@ def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, 
     prefetch_datamd5([f for f in frames if KIND_GROUP.get(f.kind) == "CALIB"])
     s = verify(frames)
     p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
-    for table in s.order_tabs.values():   # limits that need the order table, before any frame is read
-        settings.check_limits(p, len(read_centre_table(table).layout_orders), table.name)
+    for lamp, table in s.order_tabs.items():   # limits that need the order table, before any frame is read
+        s.centre_tables[lamp] = read_centre_table(table)   # read once: process_lamp uses it
+        settings.check_limits(p, len(s.centre_tables[lamp].layout_orders), table.name)
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
@@ -177,7 +178,7 @@ def without_plots(paths: dict[str, Path], plots: bool) -> dict[str, Path]:
 
 
 def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
-    ct = read_centre_table(s.order_tabs[lamp])   # a bad table is refused before the frames are detrended
+    ct = s.centre_tables.get(lamp) or read_centre_table(s.order_tabs[lamp])   # refused before the detrending
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
     d = detrend(s, lamp, int(p["threads"]))
     bx, by = binning_of(d.frames[0].header, s.arm)

@@ -32,6 +32,7 @@ class InputSet:
     order_tabs: dict[str, Frame] = field(default_factory=dict)   # lamp ("FLAT"/"DFLAT"/"QFLAT") -> table
     bpm: Frame | None = None
     warnings: list[str] = field(default_factory=list)
+    centre_tables: dict = field(default_factory=dict)   # lamp -> ordertable.CentreTable, read once (the recipe)
 
 
 def _names(frames) -> str:
