@@ -15,6 +15,65 @@ def test_prepare_frame_matches_numpy_rot90_trim_gain(k, shape):
     np.testing.assert_array_equal(out, rot[r0:r1, c0:c1] * np.float32(1.61))
 
 
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype,bzero", [(">i2", 32768.0), ("<i2", 32768.0), (">i2", 0.0), (">i2", -1000.0),
+                                         (">i4", 2147483648.0), ("<i4", 5.0), ("u1", -128.0), ("u1", 0.0)])
+def test_prepare_frame_int_matches_numpy(dtype, bzero, k):
+    """A stored integer data unit: float32(raw + BZERO) (exact in float64), rotated, trimmed, times the gain."""
+    rng = np.random.default_rng(k)
+    info = np.iinfo(np.dtype(dtype).newbyteorder("="))
+    raw = rng.integers(info.min, info.max, (150, 131), endpoint=True).astype(dtype)
+    phys = (raw.astype(np.float64) + bzero).astype(np.float32)
+    rot = np.rot90(phys, k)
+    r0, r1, c0, c1 = 2, rot.shape[0] - 3, 4, rot.shape[1] - 1
+    out = _core.prepare_frame_int(raw, bzero, k, r0, r1, c0, c1, 1.61)
+    np.testing.assert_array_equal(out, rot[r0:r1, c0:c1] * np.float32(1.61))
+
+
+def test_prepare_frame_int_refuses_what_it_cannot_read_exactly():
+    raw = np.zeros((10, 20), ">i2")
+    for bad, match in [(np.zeros((10, 20), ">f4"), "uint8, int16 or int32"), (np.zeros((10, 20), ">i8"), "uint8"),
+                       (np.zeros((4, 10, 20), ">i2"), "2-D"), (raw[:, ::2], "C-contiguous")]:
+        with pytest.raises(ValueError, match=match):
+            _core.prepare_frame_int(bad, 0.0, 0, 0, 5, 0, 5, 1.0)
+    for bzero in (0.5, 2.0 ** 32, float("nan")):
+        with pytest.raises(ValueError, match="BZERO"):
+            _core.prepare_frame_int(raw, bzero, 0, 0, 5, 0, 5, 1.0)
+    with pytest.raises(ValueError, match="does not fit the rotated frame"):
+        _core.prepare_frame_int(raw, 0.0, 0, 0, 15, 0, 10, 1.0)
+
+
+@pytest.mark.parametrize("bitpix,bzero,cards", [(16, 32768, {}), (16, 0, {}), (32, 2 ** 31, {}), (8, 0, {}),
+                                                (16, 100, {}), (16, 32768, {"BSCALE": 2.0}),
+                                                (16, 0, {"BLANK": -1}), (-32, 0, {})])
+def test_prepare_raw_stored_and_scaled_paths_agree(tmp_path, bitpix, bzero, cards):
+    """prepare_raw reads exact-integer frames as stored (prepare_frame_int) and the rest through astropy's
+    scaling (prepare_frame): the physical values and the prepared frame are astropy's either way."""
+    from astropy.io import fits
+
+    from soxs_mflat.instruments import get_arm
+    from soxs_mflat.prepare import _exact_integer, prepare_raw
+    arm = get_arm("soxs", "vis")
+    rng = np.random.default_rng(abs(bitpix) + bzero)
+    phys = rng.integers(0, 200 if bitpix == 8 else 60000, arm.full_shape)
+    h = fits.Header({"INSTRUME": "SOXS", "HIERARCH ESO SEQ ARM": "VIS", "EXPTIME": 1.0})
+    hdu = fits.PrimaryHDU(phys.astype(np.float32 if bitpix < 0 else np.int64), h)
+    path = tmp_path / "raw.fits"
+    if bitpix > 0:
+        hdu.scale({8: "uint8", 16: "int16", 32: "int32"}[bitpix], bzero=bzero, bscale=cards.get("BSCALE", 1))
+    for k, v in cards.items():
+        if k != "BSCALE":
+            hdu.header[k] = v
+    hdu.writeto(path)
+    stored = _exact_integer(fits.getheader(path))
+    assert stored == (bitpix > 0 and not cards)
+    with fits.open(path) as hl:   # the oracle: astropy's physical values, rotated and trimmed by numpy
+        expect = np.rot90(np.asarray(hl[0].data, np.float32), arm.rotation // 90)
+    r0, r1, c0, c1 = arm.science
+    gain = np.float32(arm.gain)
+    np.testing.assert_array_equal(prepare_raw(path)[0], expect[r0:r1, c0:c1] * gain)
+
+
 def test_prepare_frame_rejects_a_window_outside_the_frame():
     with pytest.raises(ValueError, match="does not fit the rotated frame"):
         _core.prepare_frame(np.zeros((10, 20), np.float32), 0, 0, 15, 0, 10, 1.0)

@@ -1,41 +1,112 @@
 // Preparation (orientation, trim, gain) and detrending arithmetic shared by every front end.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "soxs/mflat.hpp"
 #include "validate.hpp"
 
 namespace soxs {
 
-void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
-  detail::check_image_size(raw.ny, raw.nx, "prepare_frame");
-  if (!raw.data || !out) throw std::invalid_argument("prepare_frame: missing raw or output buffer");
+namespace {
+
+// Raw pixel (si, sj) for output pixel (i, j) of rot90(raw, K) (np.rot90: k=1 out[i,j] = in[j, n-1-i];
+// k=2 in[m-1-i, n-1-j]; k=3 in[m-1-j, i]).
+template <int K>
+inline int64_t source_index(int64_t i, int64_t j, int64_t m, int64_t n) {
+  if constexpr (K == 1) return j * n + (n - 1 - i);
+  else if constexpr (K == 2) return (m - 1 - i) * n + (n - 1 - j);
+  else if constexpr (K == 3) return (m - 1 - j) * n + i;
+  else return i * n + j;
+}
+
+template <int K, class At>
+void rotate_trim_k(int64_t m, int64_t n, const PrepareParams& p, float* out, At at) {
+  const int64_t w = p.col1 - p.col0;
+  if constexpr (K == 0 || K == 2) {   // whole rows of the raw frame: contiguous, vectorisable
+    for (int64_t i = p.row0; i < p.row1; ++i)
+      for (int64_t j = p.col0; j < p.col1; ++j) out[(i - p.row0) * w + (j - p.col0)] = at(source_index<K>(i, j, m, n)) * p.gain;
+    return;
+  }
+  // 64x64 tiles: a quarter turn reads the raw frame column-wise, which is cache-hostile on whole rows
+  constexpr int64_t T = 64;
+  for (int64_t i0 = p.row0; i0 < p.row1; i0 += T)
+    for (int64_t j0 = p.col0; j0 < p.col1; j0 += T)
+      for (int64_t i = i0; i < std::min(i0 + T, p.row1); ++i)
+        for (int64_t j = j0; j < std::min(j0 + T, p.col1); ++j)
+          out[(i - p.row0) * w + (j - p.col0)] = at(source_index<K>(i, j, m, n)) * p.gain;
+}
+
+// The window of rot90(raw, k) at rows row0:row1, cols col0:col1 of the rotated frame, times the gain;
+// ``at(i)`` is the raw frame's pixel i (row-major, m x n) as float32.
+template <class At>
+void rotate_trim(int64_t m, int64_t n, const PrepareParams& p, float* out, At at) {
   const int k = ((p.rot90 % 4) + 4) % 4;
-  const int64_t m = raw.ny, n = raw.nx;                 // raw shape
   const int64_t ry = (k % 2) ? n : m, rx = (k % 2) ? m : n;  // rotated shape
   if (p.row0 < 0 || p.col0 < 0 || p.row1 > ry || p.col1 > rx || p.row1 <= p.row0 || p.col1 <= p.col0)
     throw std::invalid_argument("prepare_frame: science window rows " + std::to_string(p.row0) + ":" +
                                 std::to_string(p.row1) + ", cols " + std::to_string(p.col0) + ":" +
                                 std::to_string(p.col1) + " does not fit the rotated frame of shape (" +
                                 std::to_string(ry) + ", " + std::to_string(rx) + ")");
-  const int64_t w = p.col1 - p.col0;
-  // 64x64 tiles: a quarter turn reads the raw frame column-wise, which is cache-hostile on whole rows
-  constexpr int64_t T = 64;
-  for (int64_t i0 = p.row0; i0 < p.row1; i0 += T)
-    for (int64_t j0 = p.col0; j0 < p.col1; j0 += T)
-      for (int64_t i = i0; i < std::min(i0 + T, p.row1); ++i)
-        for (int64_t j = j0; j < std::min(j0 + T, p.col1); ++j) {
-          int64_t si, sj;  // np.rot90: k=1 out[i,j] = in[j, n-1-i]; k=2 in[m-1-i, n-1-j]; k=3 in[m-1-j, i]
-          switch (k) {
-            case 1: si = j; sj = n - 1 - i; break;
-            case 2: si = m - 1 - i; sj = n - 1 - j; break;
-            case 3: si = m - 1 - j; sj = i; break;
-            default: si = i; sj = j;
-          }
-          out[(i - p.row0) * w + (j - p.col0)] = raw.data[si * n + sj] * p.gain;
-        }
+  switch (k) {
+    case 1: rotate_trim_k<1>(m, n, p, out, at); break;
+    case 2: rotate_trim_k<2>(m, n, p, out, at); break;
+    case 3: rotate_trim_k<3>(m, n, p, out, at); break;
+    default: rotate_trim_k<0>(m, n, p, out, at);
+  }
+}
+
+inline uint8_t bswap(uint8_t v) { return v; }
+inline int16_t bswap(int16_t v) { return int16_t(__builtin_bswap16(uint16_t(v))); }
+inline int32_t bswap(int32_t v) { return int32_t(__builtin_bswap32(uint32_t(v))); }
+
+// Pixel i of a stored integer data unit; Swap: its byte order is not the host's.
+template <class T, bool Swap>
+inline T load_int(const uint8_t* b, int64_t i) {
+  T v;
+  std::memcpy(&v, b + i * int64_t(sizeof(T)), sizeof(T));
+  return Swap ? bswap(v) : v;
+}
+
+template <class T, bool Swap>
+void prepare_int(const RawIntView& raw, const PrepareParams& p, float* out) {
+  const auto* b = static_cast<const uint8_t*>(raw.data);
+  const double z = raw.bzero;
+  rotate_trim(raw.ny, raw.nx, p, out, [&](int64_t i) { return static_cast<float>(double(load_int<T, Swap>(b, i)) + z); });
+}
+
+template <class T>
+void prepare_int(const RawIntView& raw, const PrepareParams& p, float* out) {
+  const uint16_t one = 1;
+  const bool host_big = *reinterpret_cast<const uint8_t*>(&one) == 0;
+  if (raw.big_endian != host_big) prepare_int<T, true>(raw, p, out);
+  else prepare_int<T, false>(raw, p, out);
+}
+
+}  // namespace
+
+void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out) {
+  detail::check_image_size(raw.ny, raw.nx, "prepare_frame");
+  if (!raw.data || !out) throw std::invalid_argument("prepare_frame: missing raw or output buffer");
+  rotate_trim(raw.ny, raw.nx, p, out, [&](int64_t i) { return raw.data[i]; });
+}
+
+void prepare_frame_int(const RawIntView& raw, const PrepareParams& p, float* out) {
+  detail::check_image_size(raw.ny, raw.nx, "prepare_frame");
+  if (!raw.data || !out) throw std::invalid_argument("prepare_frame: missing raw or output buffer");
+  // a whole offset within 2^31: raw + bzero is exact in double (and what astropy's scaling gives)
+  if (!(std::fabs(raw.bzero) <= 2147483648.0) || raw.bzero != std::floor(raw.bzero))
+    throw std::invalid_argument("prepare_frame: BZERO must be a whole number within 2^31");
+  switch (raw.bitpix) {
+    case 8: prepare_int<uint8_t>(raw, p, out); break;
+    case 16: prepare_int<int16_t>(raw, p, out); break;
+    case 32: prepare_int<int32_t>(raw, p, out); break;
+    default: throw std::invalid_argument("prepare_frame: integer BITPIX must be 8, 16 or 32, not " +
+                                         std::to_string(raw.bitpix));
+  }
 }
 
 double sample_percentile(const ImageView& img, int step, double q) {

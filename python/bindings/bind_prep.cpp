@@ -56,6 +56,34 @@ void bind_prep(py::module_& m) {
   }, py::arg("raw"), py::arg("rot90"), py::arg("row0"), py::arg("row1"), py::arg("col0"), py::arg("col1"),
      py::arg("gain"));
 
+  m.def("prepare_frame_int", [](const py::array& raw, double bzero, int rot90, int64_t row0, int64_t row1,
+                                int64_t col0, int64_t col1, float gain) {
+    // the data unit as read (astropy's do_not_scale_image_data): no conversion, so checked here
+    const py::dtype dt = raw.dtype();
+    const char kind = dt.kind();
+    const int bitpix = int(dt.itemsize()) * 8;
+    if (raw.ndim() != 2 || !(raw.flags() & py::array::c_style))
+      throw std::invalid_argument("prepare_frame_int: need a C-contiguous 2-D array");
+    if (!((kind == 'u' && bitpix == 8) || (kind == 'i' && (bitpix == 16 || bitpix == 32))))
+      throw std::invalid_argument("prepare_frame_int: need uint8, int16 or int32 pixels");
+    if (row1 <= row0 || col1 <= col0 || row1 - row0 > std::max(raw.shape(0), raw.shape(1)) ||
+        col1 - col0 > std::max(raw.shape(0), raw.shape(1)))
+      throw std::invalid_argument("prepare_frame: empty or oversized science window");
+    const uint16_t one = 1;
+    const bool host_big = *reinterpret_cast<const uint8_t*>(&one) == 0;
+    const char order = dt.byteorder();   // '>' as in a FITS file, '<', or '=' (native)
+    const bool big = order == '>' || (order == '=' && host_big);
+    soxs::RawIntView v{raw.data(), raw.shape(0), raw.shape(1), bitpix, big, bzero};
+    py::array_t<float> out({row1 - row0, col1 - col0});
+    float* o = out.mutable_data();
+    py::gil_scoped_release rel;
+    soxs::prepare_frame_int(v, {rot90, row0, row1, col0, col1, gain}, o);
+    return out;
+  }, py::arg("raw"), py::arg("bzero"), py::arg("rot90"), py::arg("row0"), py::arg("row1"), py::arg("col0"),
+     py::arg("col1"), py::arg("gain"),
+     "prepare_frame of float32(raw + bzero) for a FITS integer data unit as stored (uint8, int16, int32; any "
+     "byte order), without a float32 copy of the frame.");
+
   m.def("detrend_frame", [](py::array_t<float, py::array::c_style> data, const std::optional<FArr>& cal,
                             const std::optional<FArr>& cal_err, double cal_scale, double ron) {
     auto v = image_view(FArr(data), "data");

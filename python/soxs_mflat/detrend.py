@@ -34,7 +34,7 @@ class Detrended:
 
 def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A master bias or dark: FLUX, ERRS and QUAL, each of the FLUX's shape, FLUX and ERRS finite."""
-    with fits.open(frame.source(keep=True), memmap=False) as hl:   # UVB: read for each lamp
+    with fits.open(frame.source(keep=True)) as hl:   # UVB: read for each lamp; converted (copied) inside
         names = [h.name for h in hl]
         flux = np.asarray(hl["FLUX"].data if "FLUX" in names else hl[0].data, np.float32)
         err = np.asarray(hl["ERRS"].data, np.float32) if "ERRS" in names else np.zeros_like(flux)
@@ -47,8 +47,9 @@ def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _read_bpm(frame: Frame) -> np.ndarray:
-    """The static bad-pixel map (the first HDU with data); non-finite values are bad pixels (non-zero)."""
-    return np.asarray(fits.getdata(frame.source(keep=True)), dtype=float)
+    """The static bad-pixel map (the first HDU with data) in its stored type; non-zero is bad, and so is
+    a non-finite value (NaN != 0)."""
+    return np.asarray(fits.getdata(frame.source(keep=True)))
 
 
 def _check_shape(frame: Frame, shape, want, what: str) -> None:
@@ -122,9 +123,9 @@ def _calibration_mask(s: InputSet, shape, bpm_f, bias_f):
     mask = np.zeros(shape, bool)
     bias = bias_err = None
     if bpm_f is not None:
-        bpm = np.asarray(bpm_f.result(), dtype=float)
+        bpm = bpm_f.result()
         _check_shape(s.bpm, bpm.shape, shape, "bad-pixel map")
-        mask |= (bpm != 0) | ~np.isfinite(bpm)
+        mask |= bpm != 0   # NaN and inf included
     if bias_f is not None:
         bias, bias_err, bq = bias_f.result()
         _check_shape(s.bias, bias.shape, shape, "master bias")

@@ -236,6 +236,18 @@ struct PrepareParams {
 };
 // out (rows x cols of the window) = rot90(raw)[row0:row1, col0:col1] * gain, in float32.
 void prepare_frame(const ImageView& raw, const PrepareParams& p, float* out);
+// A FITS integer data unit as stored (BITPIX 8 unsigned, 16 or 32 signed; big-endian as in the file
+// unless big_endian is false) whose physical value is raw + bzero (BSCALE 1, a whole BZERO): exact,
+// as astropy's unsigned and offset types, so float(raw + bzero) is the value prepare_frame is given.
+struct RawIntView {
+  const void* data = nullptr;
+  int64_t ny = 0, nx = 0;
+  int bitpix = 16;
+  bool big_endian = true;
+  double bzero = 0.0;
+};
+// prepare_frame of float32(raw + bzero), without the float32 copy of the whole frame.
+void prepare_frame_int(const RawIntView& raw, const PrepareParams& p, float* out);
 // data -= cal * cal_scale (cal may be null); err = sqrt((max(data, 0) + ron^2) + (cal_err * cal_scale)^2),
 // all in float32 so that every front end gets identical bits.
 void detrend_frame(float* data, int64_t npix, const float* cal, const float* cal_err, double cal_scale, double ron,
