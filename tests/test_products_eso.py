@@ -101,3 +101,23 @@ def test_written_files_are_the_contracts(run):
     assert {k: v.name for k, v in res.products.items() if k in expect} == expect
     assert sorted(p.name for p in (root / "out").glob("*.fits")) == sorted(v for v in expect.values()
                                                                           if v.endswith(".fits"))
+
+
+@pytest.mark.parametrize("dtype,in_memory", [([("a", "<i8"), ("b", "<f8")], True), ([("a", ">i2"), ("b", ">f4")], True),
+                                             ([("a", "S4"), ("b", "<f8")], False), ([("a", "<u2"), ("b", "<f8")], False),
+                                             ([("a", "<f8", (2,)), ("b", "<f8")], False)])
+def test_table_datamd5_from_memory_or_from_the_file(tmp_path, dtype, in_memory):
+    """DATAMD5 of a table product is hashed from memory only where astropy writes the columns' big-endian
+    bytes unchanged (the order tables); either way it is the MD5 of the data units in the written file."""
+    from soxs_mflat.ordertable import _table_hdu
+    from soxs_mflat.products import _memory_datamd5, file_datamd5, write_fits
+    data = np.zeros(300, dtype=dtype)
+    for name in data.dtype.names:
+        field = data[name]
+        data[name] = (np.arange(field.size).reshape(field.shape) % 97) if field.dtype.kind != "S" else b"ab"
+    hl = fits.HDUList([fits.PrimaryHDU(), _table_hdu(data, "T")])
+    assert (_memory_datamd5(hl) is not None) == in_memory
+    path = write_fits(hl, tmp_path / "t.fits", overwrite=False)
+    assert fits.getval(path, "DATAMD5") == file_datamd5(path)
+    with fits.open(path, checksum=True) as out:   # the checksums too
+        assert out[1].verify_checksum() == 1

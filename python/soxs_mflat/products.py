@@ -156,23 +156,39 @@ def file_datamd5(path: Path, content: bytes | None = None) -> str:
     return md5.hexdigest()
 
 
-def _image_datamd5(hl: fits.HDUList) -> str | None:
-    """DATAMD5 computed from memory for image-only products (big-endian data + zero padding to 2880
-    bytes, as written); None when an HDU is a table, whose bytes are hashed from the file instead."""
+def _memory_datamd5(hl: fits.HDUList) -> str | None:
+    """DATAMD5 computed from memory (the data units as written: big-endian, zero padding to 2880 bytes)
+    for images and for binary tables of plain numeric columns without a heap (the order tables); None
+    otherwise (scaled images, strings, booleans, unsigned or variable-length columns), whose bytes are
+    hashed from the file instead."""
     md5 = hashlib.md5()
     for h in hl:
-        if not isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)):
-            return None
         if h.data is None:
             continue
-        # written as they are in memory: no BZERO/BSCALE, and no unsigned type wider than a byte
-        scaled = h.header.get("BZERO", 0) != 0 or h.header.get("BSCALE", 1) != 1
-        if scaled or not (h.data.dtype.kind in "fi" or h.data.dtype == np.uint8):
+        if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)):
+            # written as they are in memory: no BZERO/BSCALE, and no unsigned type wider than a byte
+            scaled = h.header.get("BZERO", 0) != 0 or h.header.get("BSCALE", 1) != 1
+            if scaled or not (h.data.dtype.kind in "fi" or h.data.dtype == np.uint8):
+                return None
+            buf = np.ascontiguousarray(h.data, dtype=h.data.dtype.newbyteorder(">")).data
+        elif isinstance(h, fits.BinTableHDU) and _plain_table(h):
+            rec = np.asarray(h.data).view(np.ndarray)
+            buf = rec.astype(rec.dtype.newbyteorder(">")).tobytes()
+        else:
             return None
-        buf = np.ascontiguousarray(h.data, dtype=h.data.dtype.newbyteorder(">")).data
         md5.update(buf)
-        md5.update(bytes(-buf.nbytes % 2880))
+        md5.update(bytes(-len(memoryview(buf).cast("B")) % 2880))
     return md5.hexdigest()
+
+
+def _plain_table(h: fits.BinTableHDU) -> bool:
+    """Columns that astropy writes as their big-endian bytes: signed integers and floats, no scaling, no
+    heap (TSCALn/TZEROn, strings, logicals, unsigned and array-descriptor columns are converted)."""
+    cols = h.columns
+    dt = np.asarray(h.data).dtype
+    if h.data._heapsize or any(c.bscale not in (None, 1) or c.bzero not in (None, 0) for c in cols):
+        return False
+    return all(dt[n].kind in "if" and dt[n].shape == () for n in dt.names)
 
 
 def _temp_beside(path: Path) -> Path:
@@ -189,8 +205,8 @@ def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     hl[0].header["PIPEFILE"] = path.name
     tmp = _temp_beside(path)
     try:
-        md5 = _image_datamd5(hl)
-        if md5 is None:   # tables: write once to learn the bytes
+        md5 = _memory_datamd5(hl)
+        if md5 is None:   # write once to learn the bytes
             hl.writeto(tmp, overwrite=True)
             md5 = file_datamd5(Path(tmp))
         hl[0].header["DATAMD5"] = md5
