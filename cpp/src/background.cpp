@@ -91,6 +91,27 @@ struct Grid {
   double at(double a, double b) const { return weights(a, b).of(v.data(), 1); }
 };
 
+// model[a, b] += grid.at(a, b) on every pixel; the weights along A are the same on every line, so they
+// are computed once (Grid::weights' arithmetic, term for term: the same values).
+void add_grid(const Grid& grid, float* model, int64_t la, int64_t lb, const Geometry& g, int64_t nx, int threads) {
+  std::vector<Bilinear> wa(static_cast<size_t>(la));
+  for (int64_t a = 0; a < la; ++a) wa[a] = grid.weights(double(a), 0.0);   // c00 = x0, c01 = x1 on row 0
+  detail::parallel_for(lb, threads, [&](int64_t s, int64_t e) {
+    for (int64_t b = s; b < e; ++b) {
+      const Bilinear wb = grid.weights(0.0, double(b));   // c00 = y0 * na, c10 = y1 * na
+      const double* r0 = &grid.v[wb.c00];
+      const double* r1 = &grid.v[wb.c10];
+      const double fy = wb.fy;
+      for (int64_t a = 0; a < la; ++a) {
+        const int64_t x0 = wa[a].c00, x1 = wa[a].c01;
+        const double fx = wa[a].fx;
+        model[g.index(a, b, nx)] += static_cast<float>((1 - fy) * ((1 - fx) * r0[x0] + fx * r0[x1]) +
+                                                       fy * ((1 - fx) * r1[x0] + fx * r1[x1]));
+      }
+    }
+  }, 16);
+}
+
 // 1-D Gaussian blur, the edge value continued beyond the detector: orders run off the detector
 // along B and their light does not stop there, so their halo does not halve at the edge (zero
 // padding underestimated the scattered light near the B edges by up to a half); where nothing is
@@ -462,10 +483,7 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
     if (src < 0) continue;
     for (int64_t a = 0; a < la; ++a) r.model[g.index(a, b, img.nx)] = r.model[g.index(a, src, img.nx)];
   }
-  if (p.halos) detail::parallel_for(lb, threads, [&](int64_t s, int64_t e) {
-    for (int64_t b = s; b < e; ++b)
-      for (int64_t a = 0; a < la; ++a) r.model[g.index(a, b, img.nx)] += static_cast<float>(halos.at(double(a), double(b)));
-  }, 16);
+  if (p.halos) add_grid(halos, r.model.data(), la, lb, g, img.nx, threads);
   return r;
 }
 
