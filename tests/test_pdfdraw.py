@@ -1,6 +1,7 @@
 """The QC pages' drawing layer: round-number ticks, colour maps as matplotlib maps values (matplotlib is
 the oracle), the stored tables up to date, text boxes where the text is drawn."""
 import json
+import zlib
 import re
 import sys
 from pathlib import Path
@@ -87,3 +88,27 @@ def test_degenerate_limits_and_values_are_drawable():
     pdf = page.pdf()
     ops = _content(pdf)
     assert pdf.startswith(b"%PDF") and b" re " in ops and not re.search(rb"\b(nan|inf)\b", ops, re.I)
+
+
+def _image_streams(pdf: bytes) -> list[bytes]:
+    """The raw (still compressed) data of every image XObject, sliced by its /Length."""
+    out = []
+    for m in re.finditer(rb"<<((?:(?!>>).)*?/Subtype /Image(?:(?!>>).)*)>>\s*stream\r?\n", pdf, re.S):
+        n = int(re.search(rb"/Length (\d+)", m.group(1)).group(1))
+        out.append(pdf[m.end():m.end() + n])
+    return out
+
+
+def test_images_are_exact_level_1_streams_and_reportlab_is_restored():
+    from reportlab.pdfbase import pdfdoc
+    before = pdfdoc.zlib
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)   # colour: stored as RGB, row 0 at the bottom
+    page = pdfdraw.Page(200, 200)
+    page.image(img, 10, 10, 53, 37)
+    streams = _image_streams(page.pdf())
+    assert pdfdoc.zlib is before and pdfdoc.zlib.compress is zlib.compress
+    assert len(streams) == 1
+    raw = zlib.decompress(streams[0])
+    assert raw == np.ascontiguousarray(img[::-1]).tobytes()   # the pixels, exactly
+    assert streams[0] == zlib.compress(raw, 1)                 # at level 1, not reportlab's 6
