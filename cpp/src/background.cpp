@@ -216,27 +216,30 @@ std::vector<double> nnls_small(const std::vector<double>& ata, const std::vector
 // The in-order light (fitted edges widened by the margin) as coarse-cell means; everything
 // outside the orders counts as zero.
 Grid order_light(const ImageView& img, const MaskView& mask, const Poly2D& lower, const Poly2D& upper,
-                 const std::vector<OrderSpan>& orders, const Geometry& g, int margin) {
+                 const std::vector<OrderSpan>& orders, const Geometry& g, int margin, int threads) {
   const int64_t la = g.len_a(img), lb = g.len_b(img);
   Grid src;
   src.na = (la + kCell - 1) / kCell; src.nb = (lb + kCell - 1) / kCell;
   src.v.assign(static_cast<size_t>(src.na * src.nb), 0.0);
-  for (const auto& o : orders) {
-    int64_t b0, b1;
-    detail::b_lines(o, g, lb, b0, b1);
-    for (int64_t b = b0; b <= b1; ++b) {
-      double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
-      int64_t a0 = std::max<int64_t>(0, int64_t(std::ceil(std::min(lo, up) - margin)));
-      int64_t a1 = std::min<int64_t>(la - 1, int64_t(std::floor(std::max(lo, up) + margin)));
-      for (int64_t a = a0; a <= a1; ++a) {
-        int64_t i = g.index(a, b, img.nx);
-        if (detail::good(img.data, mask.data, i)) src.v[(b / kCell) * src.na + a / kCell] += img.data[i];
+  // rows of cells in parallel; within a cell the sums run as in one loop (order, then line, then A)
+  detail::parallel_for(src.nb, threads, [&](int64_t s, int64_t e) {
+    for (const auto& o : orders) {
+      int64_t b0, b1;
+      detail::b_lines(o, g, lb, b0, b1);
+      for (int64_t b = std::max(b0, s * kCell); b <= std::min(b1, e * kCell - 1); ++b) {
+        double lo = detail::a_at(lower, o.order, b, g), up = detail::a_at(upper, o.order, b, g);
+        int64_t a0 = std::max<int64_t>(0, int64_t(std::ceil(std::min(lo, up) - margin)));
+        int64_t a1 = std::min<int64_t>(la - 1, int64_t(std::floor(std::max(lo, up) + margin)));
+        for (int64_t a = a0; a <= a1; ++a) {
+          int64_t i = g.index(a, b, img.nx);
+          if (detail::good(img.data, mask.data, i)) src.v[(b / kCell) * src.na + a / kCell] += img.data[i];
+        }
       }
     }
-  }
-  for (int64_t cb = 0; cb < src.nb; ++cb)
-    for (int64_t ca = 0; ca < src.na; ++ca)
-      src.v[cb * src.na + ca] /= double(std::min<int64_t>(kCell, la - ca * kCell) * std::min<int64_t>(kCell, lb - cb * kCell));
+    for (int64_t cb = s; cb < e; ++cb)
+      for (int64_t ca = 0; ca < src.na; ++ca)
+        src.v[cb * src.na + ca] /= double(std::min<int64_t>(kCell, la - ca * kCell) * std::min<int64_t>(kCell, lb - cb * kCell));
+  }, 4);
   return src;
 }
 
@@ -326,11 +329,20 @@ Normal normal_equations(const std::vector<double>& hk, const Grid& shape, const 
 Grid fit_halos(const Grid& src, const std::vector<std::vector<GapSample>>& pieces,
                std::vector<std::vector<std::pair<GapKey, GapSample>>>& per_line, const Geometry& g,
                int64_t la, int threads) {
+  // one halo per task, the widest (slowest) first: parallel over lines within a halo scaled poorly
+  // (a column pass per halo is a strided walk); each blur's arithmetic is the same on any thread
+  std::vector<Grid> hs(kNHalo);
+  detail::parallel_for(kNHalo, threads, [&](int64_t s, int64_t e) {
+    for (int64_t t = s; t < e; ++t) {
+      const int j = kNHalo - 1 - int(t);
+      hs[j] = blurred(src, halo_sigma(j) / g.bin_a / kCell, halo_sigma(j) / g.bin_b / kCell, 1);
+    }
+  }, 1);
   std::vector<double> hk(src.v.size() * kNHalo);   // the halos, interleaved per cell
-  for (int j = 0; j < kNHalo; ++j) {
-    const Grid h = blurred(src, halo_sigma(j) / g.bin_a / kCell, halo_sigma(j) / g.bin_b / kCell, threads);
-    for (size_t c = 0; c < src.v.size(); ++c) hk[c * kNHalo + j] = h.v[c];
-  }
+  detail::parallel_for(int64_t(src.v.size()), threads, [&](int64_t s, int64_t e) {
+    for (int64_t c = s; c < e; ++c)
+      for (int j = 0; j < kNHalo; ++j) hk[c * kNHalo + j] = hs[j].v[c];
+  }, 4096);
   // the surface is projected out of the normal equations, only the halos are kept
   const Normal ne = normal_equations(hk, src, pieces, la, threads);
   std::vector<double> pp(ne.pp.begin(), ne.pp.end()), rhs(kP * (kNHalo + 1));
@@ -423,7 +435,7 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
   }, 16);
   // 2. the halo mix; then smooth every gap's remaining levels along B
   Grid halos;
-  if (p.halos) halos = fit_halos(order_light(img, mask, lower, upper, orders, g, p.margin), pieces, per_line, g, la, threads);
+  if (p.halos) halos = fit_halos(order_light(img, mask, lower, upper, orders, g, p.margin, threads), pieces, per_line, g, la, threads);
   std::map<GapKey, std::vector<std::pair<int64_t, GapSample>>> series;
   BackgroundResult r;
   for (int64_t b = 0; b < lb; ++b)

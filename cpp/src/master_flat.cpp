@@ -60,37 +60,61 @@ double median_of(std::vector<double> v) { return detail::median_inplace(v.data()
 // Smooth colour of every frame relative to the median frame, on the inner-order window: cell
 // medians (64 x 64 px cells) of frame / median frame, fitted by a clipped (2, 2)-degree
 // polynomial in normalised (a, b). Returns one polynomial per frame, divided by their mean so
-// that correcting by it leaves the stack at the frames' mean colour.
+// that correcting by it leaves the stack at the frames' mean colour. The window's pixels are taken
+// in parallel pieces whose ratios are appended to their cells in the pieces' order (as one loop
+// would), then the cells' medians and the frames' fits run in parallel: the same values on any
+// number of threads.
 std::vector<std::vector<double>> colour_ratios(const std::vector<const float*>& frames, const MaskView& bpm,
                                                const std::vector<int64_t>& win, const std::vector<double>& sc,
                                                int64_t ny, int64_t nx, const Geometry& g,
-                                               std::vector<double>& ua, std::vector<double>& ub) {
+                                               std::vector<double>& ua, std::vector<double>& ub, int threads) {
   const size_t n = frames.size();
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx, cell = 64, nca = (la + cell - 1) / cell;
-  std::map<int64_t, std::vector<std::vector<float>>> cells;   // cell -> per frame ratios
-  std::vector<float> v(n);
-  for (int64_t i : win) {
-    if (bpm.data && bpm.data[i]) continue;
-    for (size_t k = 0; k < n; ++k) v[k] = float(frames[k][i] * sc[k]);
-    std::vector<float> tmp(v);
-    const double ref = detail::median_inplace(tmp.data(), int64_t(n));
-    if (!(ref > 0) || !std::isfinite(ref)) continue;
-    const int64_t a = g.a_is_x ? i % nx : i / nx, b = g.a_is_x ? i / nx : i % nx;
-    auto& c = cells[(b / cell) * nca + a / cell];
-    if (c.empty()) c.resize(n);
-    for (size_t k = 0; k < n; ++k) c[k].push_back(float(v[k] / ref));
-  }
+  const int64_t ncells = nca * ((lb + cell - 1) / cell), nwin = int64_t(win.size());
+  const int64_t npieces = detail::chunk_count(nwin, 4096);
+  std::vector<std::vector<int64_t>> keys(npieces);   // per piece: the cell of every kept pixel
+  std::vector<std::vector<float>> ratios(npieces);   // and its n ratios
+  detail::parallel_for(npieces, threads, [&](int64_t s, int64_t e) {
+    std::vector<float> v(n), tmp(n);
+    for (int64_t c = s; c < e; ++c)
+      for (int64_t j = nwin * c / npieces; j < nwin * (c + 1) / npieces; ++j) {
+        const int64_t i = win[j];
+        if (bpm.data && bpm.data[i]) continue;
+        for (size_t k = 0; k < n; ++k) tmp[k] = v[k] = float(frames[k][i] * sc[k]);
+        const double ref = detail::median_inplace(tmp.data(), int64_t(n));
+        if (!(ref > 0) || !std::isfinite(ref)) continue;
+        const int64_t a = g.a_is_x ? i % nx : i / nx, b = g.a_is_x ? i / nx : i % nx;
+        keys[c].push_back((b / cell) * nca + a / cell);
+        for (size_t k = 0; k < n; ++k) ratios[c].push_back(float(v[k] / ref));
+      }
+  }, 1);
+  std::vector<std::vector<std::vector<float>>> cells(ncells);   // cell -> per frame ratios
+  for (int64_t c = 0; c < npieces; ++c)
+    for (size_t h = 0; h < keys[c].size(); ++h) {
+      auto& cl = cells[keys[c][h]];
+      if (cl.empty()) cl.resize(n);
+      for (size_t k = 0; k < n; ++k) cl[k].push_back(ratios[c][h * n + k]);
+    }
+  std::vector<int64_t> used;   // cells with enough pixels, in key order
+  for (int64_t key = 0; key < ncells; ++key) if (!cells[key].empty() && cells[key][0].size() >= 100) used.push_back(key);
+  std::vector<std::vector<double>> val(n, std::vector<double>(used.size()));
+  detail::parallel_for(int64_t(used.size()), threads, [&](int64_t s, int64_t e) {
+    for (int64_t u = s; u < e; ++u)
+      for (size_t k = 0; k < n; ++k) {
+        auto& c = cells[used[u]][k];
+        val[k][u] = detail::median_inplace(c.data(), int64_t(c.size()));
+      }
+  }, 16);
   ua.clear(); ub.clear();
-  std::vector<std::vector<double>> val(n);
-  for (auto& [key, c] : cells) {
-    if (c[0].size() < 100) continue;
+  for (int64_t key : used) {
     ua.push_back(2.0 * ((key % nca) * cell + 0.5 * cell) / double(la) - 1.0);
     ub.push_back(2.0 * ((key / nca) * cell + 0.5 * cell) / double(lb) - 1.0);
-    for (size_t k = 0; k < n; ++k) val[k].push_back(detail::median_inplace(c[k].data(), int64_t(c[k].size())));
   }
   std::vector<std::vector<double>> out(n, std::vector<double>(ua.size(), 1.0));
   if (ua.size() < 20) return out;   // too few cells for a colour model
-  for (size_t k = 0; k < n; ++k) out[k] = fit_global_poly(ua, ub, val[k], 2, 2, 4.0, 3).poly.c;
+  detail::parallel_for(int64_t(n), threads, [&](int64_t s, int64_t e) {
+    for (int64_t k = s; k < e; ++k) out[k] = fit_global_poly(ua, ub, val[k], 2, 2, 4.0, 3).poly.c;
+  }, 1);
   return out;
 }
 
@@ -103,7 +127,7 @@ bool correct_colour(std::vector<const float*>& frames, std::vector<const float*>
   const double limit = 0.005;
   double worst = 0;
   std::vector<double> cu, cw;
-  auto polys = colour_ratios(frames, bpm, win, sc, ny, nx, g, cu, cw);
+  auto polys = colour_ratios(frames, bpm, win, sc, ny, nx, g, cu, cw, threads);
   const size_t n = frames.size();
   const int64_t la = g.a_is_x ? nx : ny, lb = g.a_is_x ? ny : nx;
   auto eval = [&](const std::vector<double>& c, double u, double w) {
