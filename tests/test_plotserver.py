@@ -7,11 +7,14 @@ import sys
 import numpy as np
 import pytest
 
+import soxs_mflat.plotserver as ps
 from soxs_mflat.plotserver import PlotError, PlotServer
 from test_plots import LAYOUT, NA, NB, _edges, _flat, _info
 
 
-def test_pages_rendered_by_the_server(tmp_path):
+@pytest.mark.parametrize("shm", [True, False] if ps.SHM else [False])
+def test_pages_rendered_by_the_server(tmp_path, monkeypatch, shm):
+    monkeypatch.setattr(ps, "SHM", shm)   # memory files (Linux) or the pipe: the same pages
     edges, lo, up = _edges()
     flat = _flat(lo, up, [1.0] * 16)
     model = np.full((NA, NB), 0.01, np.float32)
@@ -74,3 +77,21 @@ def test_workers_watched_without_pidfd(tmp_path, monkeypatch):
     finally:
         srv.close()
     assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.skipif(not ps.SHM, reason="memory files are Linux's (the pipe carries the arrays elsewhere)")
+@pytest.mark.parametrize("dtype, shape", [("<f4", (37, 53)), (">f8", (5, 3, 2)), ("|u1", (1000,)), ("<i8", (0, 4))])
+def test_arrays_reach_the_server_exactly_through_memory_files(dtype, shape):
+    from multiprocessing.connection import Pipe
+    a, b = Pipe(duplex=True)
+    try:
+        arr = np.arange(int(np.prod(shape)), dtype=np.int64).astype(dtype).reshape(shape) * 3 + 1
+        ps._send_shared(a, arr)
+        got = ps._recv_shared(b, arr.dtype.str, arr.shape)
+        assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
+        assert not got.flags.writeable            # the run's arrays are never modified through the map
+        arr[...] = 0                              # a copy in the file: later changes do not reach the page
+        assert got.size == 0 or not np.array_equal(got, arr)
+    finally:
+        a.close()
+        b.close()
