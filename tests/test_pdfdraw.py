@@ -112,3 +112,21 @@ def test_images_are_exact_level_1_streams_and_reportlab_is_restored():
     raw = zlib.decompress(streams[0])
     assert raw == np.ascontiguousarray(img[::-1]).tobytes()   # the pixels, exactly
     assert streams[0] == zlib.compress(raw, 1)                 # at level 1, not reportlab's 6
+
+
+def test_pages_drawn_in_threads_leave_reportlab_as_it_was():
+    from concurrent.futures import ThreadPoolExecutor
+    from reportlab import rl_config
+    from reportlab.pdfbase import pdfdoc
+    before = (pdfdoc.zlib, rl_config.useA85)
+    img = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def one(_):
+        page = pdfdraw.Page(100, 100)
+        page.image(img, 0, 0, 64, 64)
+        return zlib.decompress(_image_streams(page.pdf())[0])
+
+    with ThreadPoolExecutor(4) as pool:
+        out = list(pool.map(one, range(16)))
+    assert (pdfdoc.zlib, rl_config.useA85) == before
+    assert all(o == np.ascontiguousarray(img[::-1]).tobytes() for o in out)

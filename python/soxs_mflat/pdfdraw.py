@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -215,16 +216,20 @@ class _FastDeflate:
         return zlib.compress(data, level)
 
 
+_STREAMS = threading.RLock()   # one page at a time changes reportlab's settings (threads would interleave)
+
+
 @contextmanager
 def _binary_streams():
     """Streams compressed (at zlib level 1) but not ASCII85-encoded (reportlab's pure-Python encoder: ~1 s
     for an image). Both are reportlab's module-level settings, restored on exit."""
-    old, old_zlib = rl_config.useA85, pdfdoc.zlib
-    rl_config.useA85, pdfdoc.zlib = 0, _FastDeflate()
-    try:
-        yield
-    finally:
-        rl_config.useA85, pdfdoc.zlib = old, old_zlib
+    with _STREAMS:
+        old, old_zlib = rl_config.useA85, pdfdoc.zlib
+        rl_config.useA85, pdfdoc.zlib = 0, _FastDeflate()
+        try:
+            yield
+        finally:
+            rl_config.useA85, pdfdoc.zlib = old, old_zlib
 
 
 def _usable(lim) -> tuple[float, float]:
