@@ -82,12 +82,16 @@ def test_workers_watched_without_pidfd(tmp_path, monkeypatch):
 @pytest.mark.skipif(not ps.SHM, reason="memory files are Linux's (the pipe carries the arrays elsewhere)")
 @pytest.mark.parametrize("dtype, shape", [("<f4", (37, 53)), (">f8", (5, 3, 2)), ("|u1", (1000,)), ("<i8", (0, 4))])
 def test_arrays_reach_the_server_exactly_through_memory_files(dtype, shape):
+    import pickle
     from multiprocessing.connection import Pipe
     a, b = Pipe(duplex=True)
     try:
-        arr = np.arange(int(np.prod(shape)), dtype=np.int64).astype(dtype).reshape(shape) * 3 + 1
-        ps._send_shared(a, arr)
-        got = ps._recv_shared(b, arr.dtype.str, arr.shape)
+        arr = (np.arange(int(np.prod(shape))) * 3 + 1).astype(dtype).reshape(shape)
+        assert arr.dtype.str == dtype
+        ps._send_array(a, ps._Array("k", arr))
+        kind, key, dt, shp = pickle.loads(b.recv_bytes())
+        assert (kind, key, dt, shp) == ("shm", "k", dtype, shape)
+        got = ps._recv_shared(b, dt, shp)
         assert got.dtype == arr.dtype and got.shape == arr.shape and np.array_equal(got, arr)
         assert not got.flags.writeable            # the run's arrays are never modified through the map
         arr[...] = 0                              # a copy in the file: later changes do not reach the page
@@ -95,3 +99,42 @@ def test_arrays_reach_the_server_exactly_through_memory_files(dtype, shape):
     finally:
         a.close()
         b.close()
+
+
+def test_no_memory_file_falls_back_to_the_pipe(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(os, "memfd_create", refuse, raising=False)
+    monkeypatch.setattr(ps, "SHM", True)
+    edges, lo, up = _edges()
+    flat = _flat(lo, up, [1.0] * 16)
+    srv = PlotServer.start()
+    try:
+        srv.submit("order_loc_pdf", (flat, edges, LAYOUT, _info()), tmp_path / "a.pdf")
+        srv.wait()
+    finally:
+        srv.close()
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.skipif(not ps.SHM, reason="memory files are Linux's")
+def test_a_failed_send_is_reported_not_waited_for(tmp_path, monkeypatch):
+    """The header went, its descriptor did not: the server waits for it; wait() must not."""
+    import socket
+    import threading
+
+    def broken(*a, **k):
+        raise OSError(32, "Broken pipe")
+    monkeypatch.setattr(socket, "send_fds", broken)
+    edges, lo, up = _edges()
+    srv = PlotServer.start()
+    out = []
+    try:
+        srv.submit("order_loc_pdf", (_flat(lo, up, [1.0] * 16), edges, LAYOUT, _info()), tmp_path / "a.pdf")
+        t = threading.Thread(target=lambda: out.append(pytest.raises(PlotError, srv.wait)), daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "wait() hung on a page whose data never reached the server"
+    finally:
+        srv.close()
+    assert out and "could not send" in str(out[0].value)

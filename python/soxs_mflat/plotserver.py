@@ -126,8 +126,7 @@ class PlotServer:
             key = f"a{len(self._shared)}"
             c = np.ascontiguousarray(arr)
             self._shared[id(arr)] = (key, arr)
-            self._out.put(("shm" if SHM else "data", key, c.dtype.str, c.shape))
-            self._out.put(c)
+            self._out.put(_Array(key, c))
         return self._shared[id(arr)][0]
 
     def _send_loop(self) -> None:
@@ -139,12 +138,10 @@ class PlotServer:
             try:
                 if conn is None:
                     raise OSError("the plot server's pipe is closed")
-                if isinstance(msg, tuple):
-                    conn.send_bytes(pickle.dumps(msg, protocol=5))
-                elif SHM:
-                    _send_shared(conn, msg)
+                if isinstance(msg, _Array):
+                    _send_array(conn, msg)
                 else:
-                    conn.send_bytes(memoryview(msg).cast("B"))
+                    conn.send_bytes(pickle.dumps(msg, protocol=5))
             # the server died (wait() reports it), or close() shut the pipe under a send (TypeError:
             # the Connection's handle became None mid-write)
             except (OSError, ValueError, TypeError) as exc:
@@ -159,6 +156,9 @@ class PlotServer:
                 if not self.conn.poll(0.5):
                     if self._dead():
                         raise EOFError
+                    if self._send_error is not None:   # the server waits for what was never sent
+                        raise PlotError(f"could not send the QC plots' data to the plot server "
+                                        f"({self._send_error})")
                     continue
                 _, job, code, text = pickle.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
@@ -274,25 +274,61 @@ def _serve(conn, warm: bool) -> None:
                 conn.send_bytes(pickle.dumps(("done", job, os.waitstatus_to_exitcode(status), text)))
 
 
-def _send_shared(conn, arr) -> None:
-    """``arr``'s bytes in a new memory file, its descriptor sent over ``conn`` (a Unix socket pair)."""
-    fd = os.memfd_create("soxs-mflat-plot", os.MFD_CLOEXEC)
+@dataclass
+class _Array:
+    key: str
+    data: Any   # a C-contiguous numpy array
+
+
+def _send_array(conn, a: _Array) -> None:
+    """The array to the server: its bytes in a memory file whose descriptor follows its header ("shm"),
+    or, where no memory file can be made, through the pipe ("data"). The file is made and filled first,
+    so that a failure there sends nothing (the server would wait for a descriptor)."""
+    header = (a.key, a.data.dtype.str, a.data.shape)
+    view = memoryview(a.data.reshape(-1).view("u1"))
+    fd = _memory_file(view) if SHM else None
+    if fd is None:
+        conn.send_bytes(pickle.dumps(("data", *header), protocol=5))
+        conn.send_bytes(view)
+        return
     try:
-        view = memoryview(arr.reshape(-1).view("u1"))   # (C-contiguous: _share made it so)
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        conn.send_bytes(pickle.dumps(("shm", *header), protocol=5))
+        with _socket_of(conn) as sock:
             socket.send_fds(sock, [b"F"], [fd])
     finally:
         os.close(fd)
 
 
+def _memory_file(view: memoryview) -> int | None:
+    """A memory file holding ``view`` (its descriptor), or None where one cannot be made (no memfd in a
+    sandbox, the descriptor limit reached, no memory for it)."""
+    try:
+        fd = os.memfd_create("soxs-mflat-plot", os.MFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _socket_of(conn) -> socket.socket:
+    """A socket object on a duplicate of the connection's descriptor, blocking (a default timeout set
+    elsewhere in the process would make the shared file non-blocking under the Connection)."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    sock.setblocking(True)
+    return sock
+
+
 def _recv_shared(conn, dtype: str, shape) -> Any:
-    """The array sent by _send_shared, mapped read-only (no copy)."""
+    """The array whose "shm" header was just read (see _send_array), mapped read-only (no copy)."""
     import mmap
     import numpy as np
-    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+    with _socket_of(conn) as sock:
         _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     if len(fds) != 1:
         raise OSError("the run sent an array without its memory file")
