@@ -43,7 +43,8 @@ def test_qc_without_range_is_reported_not_flagged():
 def test_soxspipe_block_keys_and_errors():
     got = parse_ranges({"inner-order-pix-sum": [1e5, 7e5], "X_RES_SD": [0, 0.3], "detector-temp": [0, 165]}, "f")
     assert got == {"INNER ORDER PIX SUM": (1e5, 7e5), "X RES SD": (0.0, 0.3)}
-    for block, match in (({"nonsense": [0, 1]}, "unknown QC 'nonsense'"), ({"ordexp90": [2, 1]}, "low 2 > high 1"),
+    for block, match in (({"nonsense": [0, 1]}, "unknown QC 'nonsense'; known: .*x-res-sd"),
+                         ({"ordexp90": [2, 1]}, "low 2 > high 1"), ({"ordexp90": [0, float("nan")]}, "two numbers"),
                          ({"ordexp90": 5}, r"must be \[low, high\]"), ([1, 2], "must map")):
         with pytest.raises(InputError, match=match):
             parse_ranges(block, "f")
@@ -111,3 +112,28 @@ def test_night_of():
     assert night_of("2025-10-12T11:14:44.000") == "2025-10-11"    # morning calibrations: the previous night
     assert night_of("2025-10-12T23:30:00") == "2025-10-12"
     assert night_of(None) is None and night_of("garbage") is None
+
+
+def test_top_level_and_arm_ranges_merge_per_qc(tmp_path):
+    """The arm's block overrides the QC it names; the top level's other ranges stay (a whole arm block
+    used to replace them: x-res-sd fell back to its default)."""
+    f = tmp_path / "s.yaml"
+    f.write_text("soxs-mflat:\n  qc-acceptable-ranges:\n    x-res-sd: [0, 0.005]\n    ordexp90: [1, 2]\n"
+                 "  vis:\n    qc-acceptable-ranges:\n      inner-order-pix-mean: [0.95, 1.05]\n      ordexp90: [3, 4]\n")
+    vis = settings.qc_ranges("soxs", "vis", f)
+    assert vis["X RES SD"] == (0.0, 0.005) and vis["INNER ORDER PIX MEAN"] == (0.95, 1.05) and vis["ORDEXP90"] == (3, 4)
+    nir = settings.qc_ranges("soxs", "nir", f)
+    assert nir["X RES SD"] == (0.0, 0.005) and nir["ORDEXP90"] == (1, 2)
+    assert nir["INNER ORDER PIX MEAN"] == default_ranges("soxs", "nir")["INNER ORDER PIX MEAN"]
+
+
+@pytest.mark.parametrize("block, match", [
+    ("  nir:\n    qc-acceptable-ranges:\n      x-res-sdd: [0, 0.1]\n", r"s\.yaml \(nir block\): .*unknown QC 'x-res-sdd'"),
+    ("  uvb:\n    order-degg: 3\n", r"unknown parameter 'order_degg' \(.*s\.yaml \(uvb block\)\)"),
+    ("  nir:\n    order-deg: many\n", r"order_deg \(.*s\.yaml \(nir block\)\) must be int"),
+])
+def test_every_arm_block_is_checked_not_only_the_one_reduced(tmp_path, block, match):
+    f = tmp_path / "s.yaml"
+    f.write_text("soxs-mflat:\n  order-deg: 3\n" + block)
+    with pytest.raises(InputError, match=match):
+        settings.resolve("soxs", "vis", f)

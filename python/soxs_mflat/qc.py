@@ -41,12 +41,15 @@ def parse_ranges(block: Any, origin: str) -> dict[str, tuple[float, float]]:
         name = qc_name(key)
         if name in ignored:
             continue
-        if name not in known:
-            raise InputError(f"{origin}: qc-acceptable-ranges: unknown QC {key!r}; known: {', '.join(known)}")
+        if name not in known:   # listed as soxspipe's files spell them
+            raise InputError(f"{origin}: qc-acceptable-ranges: unknown QC {key!r}; known: "
+                             f"{', '.join(n.lower().replace(' ', '-') for n in known)}")
         try:
             lo, hi = (float(v) for v in val)
         except (TypeError, ValueError):
             raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be [low, high], got {val!r}") from None
+        if math.isnan(lo) or math.isnan(hi):
+            raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be two numbers, got {val!r}")
         if not lo <= hi:
             raise InputError(f"{origin}: qc-acceptable-ranges: {key} has low {lo:g} > high {hi:g}")
         out[name] = (lo, hi)

@@ -27,12 +27,12 @@ def definitions() -> dict[str, dict]:
 
 def qc_ranges(instrument: str, arm: str, settings_file: str | Path | None = None) -> dict[str, tuple[float, float]]:
     """Acceptable QC ranges: the contract's defaults (data/contract/qc.yaml), then the settings file's
-    ``qc-acceptable-ranges`` block (soxspipe's format; top level or per arm, later wins)."""
+    ``qc-acceptable-ranges`` blocks (soxspipe's format): the top level's, then the arm's, per QC."""
     from .qc import default_ranges, parse_ranges
     ranges = default_ranges(instrument, arm)
     if settings_file:
         path = Path(settings_file)
-        block = _arm_block(_load(path), arm, path, warn=False).get("qc_acceptable_ranges")
+        block = _arm_block(_load(path), arm, path, warn=False).get(QC_KEY)
         if block is not None:
             ranges.update(parse_ranges(block, str(path)))
     return ranges
@@ -89,6 +89,20 @@ def _load(path: Path) -> dict:
     return data
 
 
+def _soxs_mflat_values(data: dict, path: Path) -> dict:
+    """A whole soxspipe settings file's ``soxs-mflat`` block over its ``background-subtraction`` block; a
+    bare mapping as it is."""
+    if SOXSPIPE_BLOCK not in data:
+        return data
+    shared = data.get(SOXSPIPE_SHARED) or {}
+    if not isinstance(shared, dict):
+        raise InputError(f"{path}: {SOXSPIPE_SHARED} must be a mapping")
+    block = data[SOXSPIPE_BLOCK] or {}
+    if not isinstance(block, dict):
+        raise InputError(f"{path}: {SOXSPIPE_BLOCK} must be a mapping of parameter names to values")
+    return {**shared, **block}
+
+
 def _arm_block(data: dict, arm: str, path: Path, warn: bool = True) -> dict[str, Any]:
     """The values for one arm: a ``soxs-mflat:`` block (a whole soxspipe settings file: other recipes'
     keys ignored with one warning; its ``background-subtraction`` block read) or a bare mapping; top-level
@@ -98,29 +112,53 @@ def _arm_block(data: dict, arm: str, path: Path, warn: bool = True) -> dict[str,
         if other and warn:
             log.warning("%s: ignoring %d settings that are not soxs-mflat's (%s)", path, len(other),
                         ", ".join(other[:6]) + (", ..." if len(other) > 6 else ""))
-        shared = data.get(SOXSPIPE_SHARED) or {}
-        if not isinstance(shared, dict):
-            raise InputError(f"{path}: {SOXSPIPE_SHARED} must be a mapping")
-        block = data[SOXSPIPE_BLOCK] or {}
-        if not isinstance(block, dict):
-            raise InputError(f"{path}: {SOXSPIPE_BLOCK} must be a mapping of parameter names to values")
-        data = {**shared, **block}
-    out: dict[str, Any] = {}
-    for key, val in data.items():
-        key = str(key).replace("-", "_")
-        if key in ARMS:
-            if key == arm.lower():
-                if not isinstance(val or {}, dict):
-                    raise InputError(f"{path}: {key} must be a mapping of parameter names to values")
-                out.update({str(k).replace("-", "_"): v for k, v in (val or {}).items()})
-            continue
-        out.setdefault(key, val)
+    data = _soxs_mflat_values(data, path)
+    top, arms = _split_arms(data, path)
+    own = arms.get(arm.lower(), {})
+    out = {**top, **own}
+    if isinstance(top.get(QC_KEY), dict) and isinstance(own.get(QC_KEY), dict):
+        out[QC_KEY] = {**top[QC_KEY], **own[QC_KEY]}   # per QC: the arm's range wins, the others stay
     return out
 
 
+QC_KEY = "qc_acceptable_ranges"
+
+
+def _split_arms(data: dict, path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Top-level values and each arm's sub-block, names with '-' as '_' (the first of two spellings kept)."""
+    top: dict[str, Any] = {}
+    arms: dict[str, dict[str, Any]] = {}
+    for key, val in data.items():
+        key = str(key).replace("-", "_")
+        if key in ARMS:
+            if not isinstance(val or {}, dict):
+                raise InputError(f"{path}: {key} must be a mapping of parameter names to values")
+            arms[key] = {}
+            for k, v in (val or {}).items():
+                arms[key].setdefault(str(k).replace("-", "_"), v)
+            continue
+        top.setdefault(key, val)
+    return top, arms
+
+
+def _check_every_arm(data: dict, path: Path) -> None:
+    """Every value of the file checked, also those of the arms not being reduced: a misspelt name in the
+    NIR block would otherwise surface only when a NIR set is (in a night's batch)."""
+    from .qc import parse_ranges
+    top, arms = _split_arms(data, path)
+    for where, block in (("", top), *((f" ({a} block)", b) for a, b in arms.items())):
+        for k, v in block.items():
+            if k == QC_KEY:
+                parse_ranges(v, f"{path}{where}")
+            else:
+                cast(k, v, f"{path}{where}")
+
+
 def _from_file(path: Path, instrument: str, arm: str) -> dict[str, Any]:
-    out = _arm_block(_load(path), arm, path)
-    out.pop("qc_acceptable_ranges", None)   # read by qc_ranges
+    data = _load(path)
+    out = _arm_block(data, arm, path)
+    _check_every_arm(_soxs_mflat_values(data, path), path)
+    out.pop(QC_KEY, None)   # read by qc_ranges
     return {k: cast(k, v, str(path)) for k, v in out.items()}
 
 
