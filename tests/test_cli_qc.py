@@ -54,6 +54,7 @@ def test_verbose_log_records_inputs_parameters_steps_qc_products(nominal, sof):
     for needle in ("input raw", "MASTER_BIAS_VIS", "parameter order_deg = 3", "QC range X RES SD = [0, 0.37]",
                    "step 3 took", "INNER ORDER PIX SUM", "product MFLAT", "qc.json", "finished in"):
         assert needle in log, needle
+    assert log.rstrip().splitlines()[-1].endswith("exit code 0 (done)")
     assert "step 1: reading and verifying input frames" in err     # progress lines without a terminal with -v
     assert "\r" not in err
 
@@ -63,8 +64,10 @@ def test_out_of_range_qc_quiet_and_strict(sof, tmp_path, rng, side):
     s = tmp_path / "s.yaml"
     s.write_text(f"soxs-mflat:\n  vis:\n    qc-acceptable-ranges:\n      {rng}\n")
     name = {"high": "X RES SD", "low": "ORDEXP90"}[side]
-    strict = _cli("run", sof, "-o", tmp_path / "a", "-s", s, "-q", "--strict-qc")
+    strict = _cli("run", sof, "-o", tmp_path / "a", "-s", s, "-q", "--strict-qc", "--log", tmp_path / "a.log")
     assert strict.returncode == 4 and strict.stdout == ""
+    last = (tmp_path / "a.log").read_text().rstrip().splitlines()[-1]   # the log says how the run ended
+    assert last.endswith("exit code 4 (--strict-qc: a QC value out of range, products written)"), last
     assert f"WARNING: QC {name} =" in strict.stderr and "outside its acceptable range" in strict.stderr
     rec = json.loads((tmp_path / "a" / "qc.json").read_text())
     flagged = {r["name"]: r["flag"] for r in rec["qc"]}
@@ -100,6 +103,7 @@ def test_log_of_a_refused_run_records_why_and_nothing_else_is_written(sof, tmp_p
     text = "[parameter-range] parameter order_deg must be >= 1, got 0"
     assert r.stderr.count(text) == 1, r.stderr
     assert f"ERROR soxs-mflat run: input error: {text}" in log.read_text()
+    assert log.read_text().rstrip().endswith("exit code 2 (bad input, nothing written)")
 
 
 def test_quiet_and_verbose_together_is_a_usage_error(tmp_path):

@@ -184,7 +184,20 @@ def _run(args: argparse.Namespace) -> int:
         server.close()
 
 
+EXIT_MEANING = {0: "done", EXIT_INTERNAL: "internal error", EXIT_BAD_INPUT: "bad input, nothing written",
+                EXIT_PROCESSING: "processing failed, nothing written",
+                EXIT_QC_FAILED: "--strict-qc: a QC value out of range, products written",
+                EXIT_BUSY: "output directory busy, nothing written"}
+
+
 def _run_with(args: argparse.Namespace, server) -> int:
+    code = _run_logged(args, server)
+    import logging
+    logging.getLogger("soxs_mflat").info("exit code %d (%s)", code, EXIT_MEANING.get(code, "?"))
+    return code
+
+
+def _run_logged(args: argparse.Namespace, server) -> int:
     from .errors import InputError, ProcessingError
     from .output import OutputBusy
     from .recipe import run_mflat
