@@ -205,3 +205,13 @@ def test_degenerate_inputs_still_make_readable_pages():
         for bar in page.bars:
             assert len(set(bar.ticklabels)) == len(bar.ticklabels), (bar.label, bar.ticklabels)
         assert page.pdf().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("n", [4, 12, 16, 25])
+def test_neighbouring_orders_never_share_a_hue(n):
+    from soxs_mflat.pdfdraw import colormap
+    from soxs_mflat.plots import _order_colours
+    tab = [tuple(c) for c in colormap("tab20") / 255.0]
+    idx = [tab.index(c) for c in _order_colours(list(range(n)))]
+    assert all(a // 2 != b // 2 for a, b in zip(idx, idx[1:]))          # tab20 pairs (2j, 2j+1) share a hue
+    assert len(set(idx)) == min(n, 20)                                   # distinct while there are colours

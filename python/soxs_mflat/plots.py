@@ -235,9 +235,11 @@ def _label_orders(ax: Axes, curves) -> None:
 
 
 def _order_colours(orders) -> list[tuple[float, float, float]]:
-    """One distinct colour per order (matplotlib's tab20: its darker ten first when they suffice)."""
+    """One distinct colour per order from matplotlib's tab20: its darker ten, then its lighter ten, so that
+    neighbouring orders never share a hue (tab20 in its own order pairs dark and light blue, ...: orders
+    13 and 14 of the UVB looked alike); orders ten apart share one, dark and light."""
     base = colormap("tab20") / 255.0
-    return [tuple(base[(2 * k) % 20 if len(orders) <= 10 else k % 20]) for k in range(len(orders))]
+    return [tuple(base[(2 * k) % 20 + (k // 10) % 2]) for k in range(len(orders))]
 
 
 # ---------------------------------------------------------------------------------------------- pages
