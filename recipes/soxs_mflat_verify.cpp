@@ -307,6 +307,8 @@ std::string all_names(Inputs& in) {
 
 }  // namespace
 
+std::string kind_label(Kind k) { return kind_name(k); }
+
 double number(const In& f, const std::string& key, const char* what, double dflt, bool required) {
   const cpl_propertylist* h = f.hdr.get();
   auto bad = [&](const std::string& value, const std::string& problem) {
