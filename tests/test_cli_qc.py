@@ -85,7 +85,7 @@ def test_params_names_its_arm_refuses_soxs_uvb_and_survives_a_closed_pipe():
     bad = _cli("params", "--instrument", "soxs", "--arm", "uvb")
     assert bad.returncode == 2 and "SOXS has no UVB arm" in bad.stderr
     y = _cli("params", "--yaml", "--instrument", "soxs", "--arm", "nir")
-    assert "Defaults of SOXS NIR" in y.stdout and "#   inner-order-pix-sum: [1e+06, 1.2e+06]" in y.stdout
+    assert "Defaults of SOXS NIR" in y.stdout and "    #   inner-order-pix-sum: [1e+06, 1.2e+06]" in y.stdout and "\n  nir:\n" in y.stdout
     rd, wr = os.pipe()
     os.close(rd)              # the reader is gone before anything is written, as after `| head` has exited
     r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "params"], stdout=wr, capture_output=False,

@@ -1,6 +1,7 @@
 """QC ranges: the contract's defaults pushed both ways, soxspipe's qc-acceptable-ranges block and a whole
 soxspipe settings file, the night of an observation."""
 import logging
+import re
 
 import pytest
 import yaml
@@ -100,12 +101,21 @@ def test_whole_soxspipe_settings_file(tmp_path, caplog):
     assert nir["X RES SD"] == (0.0, 0.2) and nir["INNER ORDER PIX SUM"] == (1e6, 1.2e6)
 
 
-def test_example_yaml_for_one_arm_lists_its_ranges():
-    lines = settings.example_yaml("xshooter", "nir").splitlines()
-    i = lines.index("  # qc-acceptable-ranges:")
-    block = yaml.safe_load("\n".join(line.replace("  #   ", "", 1) for line in lines[i + 1:]))
+def test_example_yaml_for_one_arm_lists_its_ranges(tmp_path):
+    text = settings.example_yaml("xshooter", "nir")
+    lines = text.splitlines()
+    i = lines.index("    # qc-acceptable-ranges:")
+    block = yaml.safe_load("\n".join(line.replace("    #   ", "", 1) for line in lines[i + 1:]))
     assert parse_ranges(block, "example") == default_ranges("xshooter", "nir")
-    assert "  # order_deg: 6" in lines
+    assert "  nir:" in lines and "    # order_deg: 6" in lines
+    # uncommented, it sets the NIR arm only: another arm keeps its own defaults
+    f = tmp_path / "nir.yaml"
+    value = re.compile(r"^    # ([a-z_]+: \S|qc-acceptable-ranges:$|  [a-z0-9-]+: \[)")   # not the descriptions
+    f.write_text("\n".join(ln.replace("# ", "", 1) if value.match(ln) else ln for ln in lines) + "\n")
+    assert "\n    order_deg: 6\n" in f.read_text() and "\n      x-res-sd: [" in f.read_text()
+    assert settings.resolve("xshooter", "nir", f) == settings.resolve("xshooter", "nir")
+    assert settings.resolve("xshooter", "vis", f) == settings.resolve("xshooter", "vis")
+    assert settings.qc_ranges("xshooter", "nir", f) == default_ranges("xshooter", "nir")
 
 
 def test_night_of():

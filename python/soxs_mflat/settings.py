@@ -231,21 +231,24 @@ def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
     one = instrument is not None and arm is not None
     lines = ["# soxs-mflat settings: copy, edit and pass with `soxs-mflat run SOF -s FILE`.",
              "# Top-level values apply to every arm; an `uvb:`/`vis:`/`nir:` block overrides per arm.",
-             f"# Defaults of {instrument.upper()} {arm.upper()}, generated from data/parameters.yaml and "
-             "data/contract/qc.yaml." if one else
+             f"# Defaults of {instrument.upper()} {arm.upper()}, in its `{arm.lower()}:` block (they apply to that arm "
+             "only), generated from data/parameters.yaml and data/contract/qc.yaml." if one else
              "# Generated from data/parameters.yaml; defaults differ per instrument and arm: `soxs-mflat params "
              "--yaml --instrument I --arm A` writes one arm's values and QC ranges (see docs/recipe.md).",
              "soxs-mflat:"]
+    pad = "    " if one else "  "
+    if one:
+        lines.append(f"  {arm.lower()}:")
     for name, d in definitions().items():
         val = default(name, instrument, arm) if one else d["default"]
         shown = val if not isinstance(val, dict) else "instrument/arm dependent, see docs/recipe.md"
-        lines.append(f"  # {d['description']}")
-        lines.append(f"  # {name}: {str(shown).lower() if isinstance(shown, bool) else shown}")
+        lines.append(f"{pad}# {d['description']}")
+        lines.append(f"{pad}# {name}: {str(shown).lower() if isinstance(shown, bool) else shown}")
     if one:
         from .qc import default_ranges
-        lines += ["  # acceptable QC ranges [low, high], inclusive (soxspipe's block, accepted as is):",
-                  "  # qc-acceptable-ranges:"]
-        lines += [f"  #   {n.lower().replace(' ', '-')}: [{lo:g}, {hi:g}]"
+        lines += [f"{pad}# acceptable QC ranges [low, high], inclusive (soxspipe's block, accepted as is):",
+                  f"{pad}# qc-acceptable-ranges:"]
+        lines += [f"{pad}#   {n.lower().replace(' ', '-')}: [{lo:g}, {hi:g}]"
                   for n, (lo, hi) in default_ranges(instrument, arm).items()]
     return "\n".join(lines) + "\n"
 
