@@ -140,16 +140,30 @@ long long card_int(const std::string& block, const std::string& key, long long d
   return dflt;
 }
 
+// A file's bytes in one read (an istreambuf_iterator copies a byte at a time: ~0.2 s for 5 raw flats).
+std::string file_bytes(const std::string& path, size_t size) {
+  std::ifstream in(path, std::ios::binary);
+  std::string out(size, '\0');
+  in.read(&out[0], static_cast<std::streamsize>(size));
+  out.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return out;
+}
+
 // As the Python front end: every HDU's data unit must be complete (the padding may be missing).
+// Only the header blocks are read; the data units are skipped by their size (reading whole files, 80 MB for
+// a SOXS VIS set, through an istreambuf_iterator took 0.3 s).
 void check_complete(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
-  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  struct stat st;
+  const size_t fsize = (in && stat(file.c_str(), &st) == 0) ? static_cast<size_t>(st.st_size) : 0;
+  std::string block(2880, ' ');
   size_t pos = 0;
-  while (pos < raw.size()) {
+  while (pos < fsize) {
     std::string hdr;
     bool end = false;
-    while (!end && pos + 2880 <= raw.size()) {
-      const std::string block = raw.substr(pos, 2880);
+    while (!end && pos + 2880 <= fsize) {
+      in.seekg(static_cast<std::streamoff>(pos));
+      if (!in.read(&block[0], 2880)) return;   // unreadable after all: CPL reports it
       pos += 2880;
       hdr += block;
       for (size_t at = 0; at < 2880 && !end; at += 80) end = block.compare(at, 8, "END     ") == 0;
@@ -163,7 +177,7 @@ void check_complete(const std::string& file) {
                                                              std::to_string(v) + " is negative)"}});
       return v;
     };
-    const long long limit = static_cast<long long>(raw.size());
+    const long long limit = static_cast<long long>(fsize);
     auto times = [&](long long a, long long b) { return (b != 0 && a > limit / b) ? limit + 1 : a * b; };
     long long n = card("NAXIS", 0), size = n > 0 ? 1 : 0;
     for (long long i = 1; i <= n && i <= 999; ++i) size = times(size, card("NAXIS" + std::to_string(i), 0));
@@ -171,8 +185,8 @@ void check_complete(const std::string& file) {
     if (bitpix < -64 || bitpix > 64) return;   // not a FITS BITPIX: CPL reports the file
     size = times(times(std::llabs(bitpix) / 8, card("GCOUNT", 1)),
                  pcount > limit ? limit + 1 : pcount + size);
-    if (pos + static_cast<size_t>(size) > raw.size())
-      fail("unreadable-fits", {{"file", file}, {"detail", "FITS file is truncated (" + std::to_string(raw.size()) +
+    if (pos + static_cast<size_t>(size) > fsize)
+      fail("unreadable-fits", {{"file", file}, {"detail", "FITS file is truncated (" + std::to_string(fsize) +
                                                  " bytes, header promises " + std::to_string(pos + size) + ")"}});
     pos += (size + 2879) / 2880 * 2880;
   }
@@ -430,13 +444,23 @@ void read_frames(Inputs& in, cpl_frameset* frames) {
   refuse_duplicates(in);
 }
 
-// The same file twice (resolved path) or two byte-identical files (hashed when sizes agree), as
-// frames._refuse_duplicates.
+// The same file twice (resolved path) or two byte-identical files, as frames._refuse_duplicates: hashed
+// whole only when their sizes and their first 64 kB (the headers) agree, which flats of one set never do.
 void refuse_duplicates(Inputs& in) {
+  constexpr size_t kHead = 1 << 16;
   std::map<off_t, int> sizes;
   for (const auto& f : in.frames) {
     struct stat st;
     if (stat(f.file.c_str(), &st) == 0) ++sizes[st.st_size];
+  }
+  std::map<std::string, int> heads;
+  std::map<const In*, std::string> head_of;
+  for (const auto& f : in.frames) {
+    struct stat st;
+    if (stat(f.file.c_str(), &st) != 0 || sizes[st.st_size] < 2) continue;
+    const std::string h = file_bytes(f.file, std::min<size_t>(kHead, static_cast<size_t>(st.st_size)));
+    head_of[&f] = std::to_string(std::hash<std::string>{}(h)) + ":" + std::to_string(st.st_size);
+    ++heads[head_of[&f]];
   }
   std::map<std::string, const In*> paths, bytes;
   for (const auto& f : in.frames) {
@@ -445,9 +469,8 @@ void refuse_duplicates(Inputs& in) {
     std::free(real);
     struct stat st;
     std::string digest;
-    if (stat(f.file.c_str(), &st) == 0 && sizes[st.st_size] > 1) {
-      std::ifstream s(f.file, std::ios::binary);
-      const std::string content((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
+    if (head_of.count(&f) && heads[head_of[&f]] > 1 && stat(f.file.c_str(), &st) == 0) {
+      const std::string content = file_bytes(f.file, static_cast<size_t>(st.st_size));
       digest = std::to_string(std::hash<std::string>{}(content)) + ":" + std::to_string(content.size());
     }
     for (auto* m : {&paths, &bytes}) {
