@@ -83,3 +83,26 @@ def test_a_short_data_unit_is_left_to_astropy(tmp_path):
     with fits.open(path) as hl:
         loc = hl[1].fileinfo()["datLoc"]
         assert plain_records(hl[1], lambda o, n: raw[o:min(o + n, loc + 10)]) is None
+
+
+def test_a_header_promising_a_huge_table_allocates_nothing(tmp_path):
+    """NAXIS2 edited to 2^31 - 1 rows (57 GB promised, 14 kB there): refused as an order table under a 2 GB
+    address-space limit, so nothing asked for the promised size (a read of it raises MemoryError there)."""
+    import subprocess
+    import sys
+    path = _write(tmp_path, _plain_cols())
+    path.write_bytes(path.read_bytes().replace(b"NAXIS2  =                    7", b"NAXIS2  =           2147483647", 1))
+    code = f"""
+import resource, warnings
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+warnings.simplefilter("ignore")
+from soxs_mflat.frames import Frame
+from soxs_mflat.ordertable import read_centre_table
+f = Frame.__new__(Frame); f.path, f.content = {str(path)!r}, None
+try:
+    read_centre_table(f)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.startswith("VerificationError [order-table]"), r.stdout + r.stderr

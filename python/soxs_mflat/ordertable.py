@@ -3,6 +3,7 @@ Tables are plain numpy structured arrays: astropy.table is slow to build small t
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -88,6 +89,8 @@ def _read_tables(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         def read(offset: int, size: int) -> bytes:
             if content is not None:
                 return content[offset:offset + size]
+            if offset + size > os.fstat(fh.fileno()).st_size:   # a header promising more than the file
+                return b""                                      # holds: astropy's to refuse, nothing allocated
             fh.seek(offset)
             return fh.read(size)
         tabs = [plain_records(hl[k], read) for k in (1, 2)]
