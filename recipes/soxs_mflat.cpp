@@ -338,7 +338,7 @@ LampRun run_lamp(Inputs& in, Kind lamp, const soxs::NamedParams& prm) {
   std::vector<const float*> f, e;
   for (size_t k = 0; k < lr.L.data.size(); ++k) { f.push_back(lr.L.data[k].data()); e.push_back(lr.L.error[k].data()); }
   cpl_msg_info(RECIPE, "%s %s: %zu %s frames, C++ core (normalise, stack, edges, background, low sensitivity)",
-               in.arm->instrument, in.arm->arm, f.size(), kind_label(lamp).c_str());
+               in.arm->instrument, in.arm->arm, f.size(), kind_name(lamp).c_str());
   lr.r = soxs::master_flat(f, e, soxs::MaskView{lr.L.mask.data()}, lr.L.ny, lr.L.nx, lr.ct.centre, lr.ct.orders,
                            geometry(in, lr.ct), soxs::master_params_from(prm));
   sw.lap("C++ core");

@@ -72,7 +72,7 @@ double detector_value(const In& f, const soxs_gen::ArmDef& arm, const char* what
 void binning(const In& f, const soxs_gen::ArmDef& arm, int& bx, int& by);
 double gain_of(const In& f, const soxs_gen::ArmDef& arm);
 Lamp detrend_lamp(Inputs& in, Kind lamp, int threads);   // threads <= 0: all cores
-std::string kind_label(Kind k);   // the contract's name of a kind: FLAT, DFLAT, QFLAT, ...
+std::string kind_name(Kind k);   // the contract's name of a kind: FLAT, DFLAT, QFLAT, ...
 CentreTable read_centre_table(const In& f);
 soxs::Geometry geometry(const Inputs& in, const CentreTable& ct);
 

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -77,12 +76,6 @@ Kind kind_named(const std::string& n) {
   auto it = m.find(n);
   if (it == m.end()) throw std::logic_error("kind '" + n + "' of the input contract is unknown to the plugin");
   return it->second;
-}
-
-std::string kind_name(Kind k) {
-  for (int i = 0; i < soxs_gen::N_KINDS; ++i)
-    if (kind_named(soxs_gen::KINDS[i].name) == k) return soxs_gen::KINDS[i].name;
-  return "UNKNOWN";
 }
 
 bool is_raw(Kind k) {
@@ -321,7 +314,11 @@ std::string all_names(Inputs& in) {
 
 }  // namespace
 
-std::string kind_label(Kind k) { return kind_name(k); }
+std::string kind_name(Kind k) {
+  for (int i = 0; i < soxs_gen::N_KINDS; ++i)
+    if (kind_named(soxs_gen::KINDS[i].name) == k) return soxs_gen::KINDS[i].name;
+  return "UNKNOWN";
+}
 
 double number(const In& f, const std::string& key, const char* what, double dflt, bool required) {
   const cpl_propertylist* h = f.hdr.get();

@@ -77,6 +77,7 @@ def cast(name: str, value: Any, origin: str = "") -> Any:
 
 # keys of a whole soxspipe settings file that soxs_mflat reads: its own block and the shared background settings
 SOXSPIPE_BLOCK, SOXSPIPE_SHARED = "soxs-mflat", "background-subtraction"
+QC_KEY = "qc_acceptable_ranges"   # soxspipe's qc-acceptable-ranges block, as the keys are normalised
 
 
 def _load(path: Path) -> dict:
@@ -119,9 +120,6 @@ def _arm_block(data: dict, arm: str, path: Path, warn: bool = True) -> dict[str,
     if isinstance(top.get(QC_KEY), dict) and isinstance(own.get(QC_KEY), dict):
         out[QC_KEY] = {**top[QC_KEY], **own[QC_KEY]}   # per QC: the arm's range wins, the others stay
     return out
-
-
-QC_KEY = "qc_acceptable_ranges"
 
 
 def _split_arms(data: dict, path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
