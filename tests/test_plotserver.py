@@ -138,3 +138,55 @@ def test_a_failed_send_is_reported_not_waited_for(tmp_path, monkeypatch):
     finally:
         srv.close()
     assert out and "could not send" in str(out[0].value)
+
+
+def test_an_array_may_be_overwritten_once_copied_for_the_server(tmp_path, monkeypatch):
+    """The recipe swaps its result images into FITS byte order in place after submitting their pages:
+    copied() holds it back until the array's bytes are the server's (here a send slowed by 0.3 s), so the
+    page is the one of the untouched array."""
+    import time
+    edges, lo, up = _edges()
+    flat = _flat(lo, up, [1.0] * 16)
+    slow = ps._send_array
+
+    def late(conn, a):
+        time.sleep(0.3)
+        slow(conn, a)
+    pages = {}
+    for name, send in (("reference", slow), ("overwritten", late)):
+        monkeypatch.setattr(ps, "_send_array", send)
+        mine = flat.copy()
+        srv = PlotServer.start()
+        try:
+            srv.submit("order_loc_pdf", (mine, edges, LAYOUT, _info()), tmp_path / f"{name}.pdf")
+            t0 = time.perf_counter()
+            srv.copied(mine)
+            waited = time.perf_counter() - t0
+            mine[:] = -1.0            # what the byte swap does to the values the page must not see
+            srv.copied(np.zeros(3))   # an array never submitted: nothing to wait for
+            srv.wait()
+        finally:
+            srv.close()
+        pages[name] = (tmp_path / f"{name}.pdf").read_bytes()
+        if name == "overwritten":
+            assert waited >= 0.25
+    assert pages["overwritten"] == pages["reference"]
+
+
+def test_copied_returns_when_the_sender_has_stopped(tmp_path, monkeypatch):
+    """A send that fails stops the sender: copied() must not wait for arrays it will never send (wait()
+    then reports the failure)."""
+    def broken(conn, a):
+        raise OSError("no room")
+    monkeypatch.setattr(ps, "_send_array", broken)
+    edges, lo, up = _edges()
+    a, b = _flat(lo, up, [1.0] * 16), _flat(lo, up, [2.0] * 16)
+    srv = PlotServer.start()
+    try:
+        srv.submit("background_pdf", (a, b, edges, LAYOUT, _info()), tmp_path / "b.pdf")
+        srv.copied(a)
+        srv.copied(b)                 # queued behind the failed one: never sent
+        with pytest.raises(PlotError, match="no room"):
+            srv.wait()
+    finally:
+        srv.close()

@@ -162,3 +162,20 @@ def test_file_datamd5_against_an_independent_reading_of_the_blocks(tmp_path):
                   fits.BinTableHDU(tab)]).writeto(path)
     raw = path.read_bytes()
     assert file_datamd5(path) == _datamd5_oracle(raw) == file_datamd5(path, raw)   # the file, or its bytes
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_result_images_put_into_fits_byte_order(in_place):
+    """The run's own result images are swapped in place (no second 13 MB buffer per image), its dict then
+    holds the big-endian view of the same values; any other caller's arrays are copied and left alone."""
+    from soxs_mflat.recipe import _big_endian
+    a = np.arange(-6.0, 6.0, dtype=np.float32).reshape(3, 4) / 7
+    values = a.copy()
+    res = {"flux": a}
+    out = _big_endian(res, "flux", in_place, None)
+    assert out.dtype.str == ">f4" and np.array_equal(out, values)
+    assert out.tobytes() == values.astype(">f4").tobytes()                 # the bytes FITS stores
+    assert np.shares_memory(out, a) is in_place
+    assert res["flux"] is (out if in_place else a)
+    assert np.array_equal(res["flux"], values)                            # the dict's values never change
+    assert _big_endian({"x": out}, "x", in_place, None) is out            # already big-endian: as it is

@@ -83,6 +83,7 @@ class PlotServer:
         self._sender = threading.Thread(target=self._send_loop, name="soxs-mflat-plots", daemon=True)
         self._sender.start()
         self._shared: dict[int, tuple[str, Any]] = {}    # id(array) -> (key, array kept alive)
+        self._copied: dict[int, threading.Event] = {}   # id(array) -> set once its bytes are in the server's hands
         self._pending: dict[int, str] = {}               # job id -> path
         self._send_error: BaseException | None = None
         self._next = 0
@@ -126,8 +127,17 @@ class PlotServer:
             key = f"a{len(self._shared)}"
             c = np.ascontiguousarray(arr)
             self._shared[id(arr)] = (key, arr)
-            self._out.put(_Array(key, c))
+            self._copied[id(arr)] = done = threading.Event()
+            self._out.put(_Array(key, c, done))
         return self._shared[id(arr)][0]
+
+    def copied(self, arr) -> None:
+        """Return once the server no longer reads ``arr``'s memory (its bytes were copied for it, or the
+        send failed, which wait() reports): the caller may then overwrite it."""
+        done = self._copied.get(id(arr))
+        while done is not None and not done.wait(0.05):
+            if not self._sender.is_alive():   # it stopped on a send error, or close(): nothing reads arr
+                return
 
     def _send_loop(self) -> None:
         while True:
@@ -147,6 +157,9 @@ class PlotServer:
             except (OSError, ValueError, TypeError) as exc:
                 self._send_error = exc
                 return
+            finally:
+                if isinstance(msg, _Array):
+                    msg.copied.set()
 
     def wait(self) -> None:
         """Block until every submitted page is written; PlotError names the first that failed."""
@@ -278,6 +291,7 @@ def _serve(conn, warm: bool) -> None:
 class _Array:
     key: str
     data: Any   # a C-contiguous numpy array
+    copied: threading.Event = field(default_factory=threading.Event)   # set when the send no longer reads data
 
 
 def _send_array(conn, a: _Array) -> None:

@@ -205,7 +205,8 @@ def per_order_meta(edges: dict) -> dict[str, list]:
 def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTable, layout, flats: list,
                         qc: list[QCRow], paths: dict[str, Path], st: Staging, tag: str,
                         cals_extra=()) -> dict[str, Path]:
-    """One lamp's (or the final) products, written into the staging directory; returns label -> final path."""
+    """One lamp's (or the final) products, written into the staging directory; returns label -> final path.
+    ``res``'s images are left in FITS byte order (see _big_endian)."""
     info = plot_info(s, lamp, p, flats, qc, tag)
     plots = {f"ORDER LOC RES{tag}": ("order_loc_pdf", (res["stacked"], res["edges"], layout, info))}
     if res["background"] is not None:
@@ -221,7 +222,8 @@ def write_lamp_products(s: InputSet, lamp: str, p: dict, res: dict, ct: CentreTa
     # images are hashed and written while the order table (Python: astropy's table keywords) is built
     with ThreadPoolExecutor(max_workers=3) as pool:
         jobs = {label: pool.submit(write_fits, hl, st.path(paths[label]), False)
-                for label, hl in iter_product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag)}
+                for label, hl in iter_product_hdus(s.arm.arm, base, res, ct, layout, p, qc, tag, True,
+                                                                  st.plot_server)}
         for label, job in jobs.items():
             try:
                 job.result()
@@ -256,17 +258,34 @@ def pro(label: str, arm: str) -> tuple[str, str, str]:
     return f"{d['catg']}_{arm}", d["type"], d["tech"]
 
 
-def _big_endian(a):
-    """FITS byte order once, up front: astropy's write, its checksum and our DATAMD5 then copy nothing."""
-    return a.astype(a.dtype.newbyteorder(">"), copy=False)
+def _big_endian(res: dict, key: str, in_place: bool, server: PlotServer | None):
+    """``res[key]`` in FITS byte order, once, up front: astropy's write, its checksum and our DATAMD5 then
+    copy nothing. ``in_place``: ``res`` is the run's own result, which nothing reads once its products are
+    built, so its images are swapped in place (a copy is a fresh 13 MB per SOXS VIS image: 15-20 ms of page
+    faults each in a new process), once the plot server has its copy of them; ``res[key]`` becomes the
+    big-endian view (the same values). Else copied."""
+    a = res[key]
+    be = a.dtype.newbyteorder(">")
+    if a.dtype == be:
+        return a
+    if not (in_place and a.flags.writeable and a.flags.c_contiguous):
+        return a.astype(be)
+    if server is not None:
+        server.copied(a)
+    a.byteswap(inplace=True)
+    res[key] = a = a.view(be)
+    return a
 
 
-def iter_product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow], tag: str):
+def iter_product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dict, qc: list[QCRow], tag: str,
+                      in_place: bool = False, server: PlotServer | None = None):
     """(label, HDUList) of MASTER_FLAT (FLUX, QUAL, ERRS), with background subtraction MFLAT_BKGROUND, and
     ORDER_TAB, in this order (the images first: see write_lamp_products): names, PRO keys and ESO
-    data-product keys from data/contract/products.yaml."""
-    mf = master_flat_hdus({"FLUX": _big_endian(res["flux"]), "QUAL": res["quality"],
-                           "ERRS": _big_endian(res["error"])}, product_header(base, *pro("MFLAT", arm), qc))
+    data-product keys from data/contract/products.yaml. ``in_place``: see _big_endian (``server``: the plot
+    server that may still be copying res's images)."""
+    flux, err = (_big_endian(res, k, in_place, server) for k in ("flux", "error"))
+    mf = master_flat_hdus({"FLUX": flux, "QUAL": res["quality"], "ERRS": err},
+                          product_header(base, *pro("MFLAT", arm), qc))
     mf["QUAL"].header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
                                     "8 order light beyond its traced range")
     yield f"MFLAT{tag}", mf
@@ -274,7 +293,8 @@ def iter_product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dic
         bh = product_header(base, *pro("BKGROUND FITS", arm))
         for k, v, comment in data_product_cards(contract.section("products")["background_keys"], classified=False):
             bh[k] = (v, comment)
-        yield f"BKGROUND FITS{tag}", fits.HDUList([fits.PrimaryHDU(_big_endian(res["background"]), bh)])
+        bkg = _big_endian(res, "background", in_place, server)
+        yield f"BKGROUND FITS{tag}", fits.HDUList([fits.PrimaryHDU(bkg, bh)])
     th = product_header(base, *pro("ORDER LOC", arm), qc)
     yield f"ORDER LOC{tag}", order_table_hdus(ct, res["edges"]["lower"]["coeffs"], res["edges"]["upper"]["coeffs"],
                                                per_order_meta(res["edges"]), th)
