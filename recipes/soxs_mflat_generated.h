@@ -185,6 +185,7 @@ static const RuleDef RULES[] = {
   {"no-input", CPL_ERROR_DATA_NOT_FOUND, "no input frames found in {where}"},
   {"too-many-frames", CPL_ERROR_ILLEGAL_INPUT, "{where}: {n} input frames; at most {max} are accepted"},
   {"duplicate-input", CPL_ERROR_ILLEGAL_INPUT, "{file}: listed twice ({how} as {other})"},
+  {"product-is-input", CPL_ERROR_ILLEGAL_INPUT, "{file}: is an input of this run and its product {product} would overwrite it (choose another output directory)"},
   {"tag-mismatch", CPL_ERROR_ILLEGAL_INPUT, "{file}: SOF tag {tag} but its header says {expected} (accepted tags: {accepted})"},
   {"unknown-frame", CPL_ERROR_ILLEGAL_INPUT, "cannot classify {files}: not a raw lamp flat, lamp-off frame, master bias/dark, order table or bad-pixel map (check ESO DPR/PRO keywords)"},
   {"bad-keyword", CPL_ERROR_TYPE_MISMATCH, "{file}: header keyword {key} = {value} {problem}"},
@@ -208,10 +209,10 @@ static const RuleDef RULES[] = {
   {"shape", CPL_ERROR_INCOMPATIBLE_INPUT, "{file}: {detail}"},
   {"mixed-shape", CPL_ERROR_INCOMPATIBLE_INPUT, "raw frames of one set must have one image shape ({detail})"},
   {"non-finite", CPL_ERROR_ILLEGAL_INPUT, "{file}: {n} pixels of {what} are NaN or infinite"},
-  {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: 0.1 % of the science pixels are at or above the saturation level ({level} >= {limit} ADU)"},
+  {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: at least 0.1 % of the science pixels are at or above the saturation level (99.9th percentile {level} >= {limit} ADU)"},
   {"empty-flat", CPL_ERROR_ILLEGAL_INPUT, "{file}: no lamp light (99th percentile {p99} e- after detrending, need >= {limit})"},
 };
-static const int N_RULES = 31;
+static const int N_RULES = 32;
 
 // QC metrics from data/contract/qc.yaml, in table order
 struct QcDef { const char* name; const char* unit; const char* comment; };
