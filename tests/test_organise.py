@@ -103,3 +103,144 @@ def test_simulate_archive_compressions(tmp_path):
                         "--nights", "1", "--compress", "gz", "xz"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown compression 'xz'" in r.stderr
     assert not (tmp_path / "a").exists()
+
+
+# ---- unusable files: paths no SOF line can hold, the same exposure twice (input contract, duplicate-input)
+
+import gzip
+import os
+import shutil
+
+from astropy.io import fits
+
+from soxs_mflat.frames import load_frames, parse_sof
+from soxs_mflat.organise import BAD_PATH, DUPLICATE
+
+
+@pytest.fixture(scope="module")
+def one_set(module_tmp):
+    """A SOXS VIS 2x2 set of 3 flats (raw/SOXS_VIS_FLAT_QTH_0[123].fits, calib/...)."""
+    from soxs_mflat.simulate.run import simulate_set
+    root = module_tmp("one_set")
+    simulate_set("soxs", "vis", root / "set", nflats=3, binning="2x2")
+    return root / "set"
+
+
+def _tree(one_set, dest):
+    """The set's raw frames and calibrations (no SOFs, no truth) copied to dest."""
+    shutil.copytree(one_set / "raw", dest / "raw")
+    shutil.copytree(one_set / "calib", dest / "calib")
+    return dest
+
+
+def _another_exposure(src, dst, seconds):
+    """A copy of raw frame src taken `seconds` later: DATE-OBS, MJD-OBS and ARCFILE changed."""
+    shutil.copyfile(src, dst)
+    with fits.open(dst, mode="update") as hl:
+        h = hl[0].header
+        date = h["DATE-OBS"]
+        h["DATE-OBS"] = date[:17] + f"{float(date[17:]) + seconds:06.3f}"
+        h["MJD-OBS"] = h["MJD-OBS"] + seconds / 86400
+        h["ARCFILE"] = f"SOXS.{h['DATE-OBS']}.fits"
+
+
+def _sof_flats(sof):
+    return [Path(p).name for p, tag in parse_sof(Path(sof)) if tag.startswith("LAMP,FLAT")]
+
+
+def test_path_with_whitespace_set_aside_and_the_rest_of_its_set_organised(one_set, tmp_path):
+    """A raw flat under a path with a space (esorex's SOF line is 'PATH TAG [GROUP]', split at whitespace):
+    not written into any SOF (was: written unquoted, and `run` then failed [sof-format] or, with a third
+    token, 'unknown frame group'); reported with the reason; the set is organised from the other frames."""
+    tree = _tree(one_set, tmp_path / "tree")
+    (tree / "sp ace").mkdir()
+    _another_exposure(tree / "raw" / "SOXS_VIS_FLAT_QTH_01.fits", tree / "sp ace" / "flat 4.fits", 7)
+    _another_exposure(tree / "raw" / "SOXS_VIS_FLAT_QTH_02.fits", tree / "raw" / "tab\tflat.fits", 9)
+    o = organise(tree, tmp_path / "sofs")
+    assert len(o.sets) == 1 and o.sets[0].complete
+    assert sorted(o.ignored[BAD_PATH]) == sorted([tree / "sp ace" / "flat 4.fits", tree / "raw" / "tab\tflat.fits"])
+    for p in o.ignored[BAD_PATH]:
+        assert o.notes[p].startswith(f"{p}: its path contains whitespace") and "SOF" in o.notes[p]
+    lines = o.sets[0].sof.read_text().splitlines()
+    assert all(len(line.split()) == 2 for line in lines), lines
+    assert _sof_flats(o.sets[0].sof) == [f"SOXS_VIS_FLAT_QTH_0{i}.fits" for i in (1, 2, 3)]
+    load_frames(o.sets[0].sof)      # the recipe reads the SOF as written
+    # the table names each unusable file with its reason
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "organise", str(tree)], capture_output=True, text=True)
+    assert r.returncode == 0 and "2 path unusable in a SOF" in r.stdout
+    assert f"  {tree / 'sp ace' / 'flat 4.fits'}: its path contains whitespace" in r.stdout
+
+
+def test_whole_tree_under_a_path_with_whitespace_gives_no_sof_but_a_link_does(one_set, tmp_path):
+    """Every file under 'my archive/' is unusable (none can be written in a SOF line), and no SOF is written;
+    the same tree given through a link without whitespace is organised (SOF paths are absolute, not resolved)."""
+    tree = _tree(one_set, tmp_path / "my archive")
+    o = organise(tree, tmp_path / "sofs")
+    assert o.sets == [] and len(o.ignored[BAD_PATH]) == 3 + 3    # the spectral-format table: not an input
+    assert not list((tmp_path / "sofs").iterdir())
+    os.symlink(tree, tmp_path / "link")
+    o = organise(tmp_path / "link", tmp_path / "sofs2")
+    assert len(o.sets) == 1 and o.sets[0].complete and BAD_PATH not in o.ignored
+    assert all(line.startswith(f"{tmp_path / 'link'}/") for line in o.sets[0].sof.read_text().splitlines())
+    load_frames(o.sets[0].sof)
+
+
+def test_same_exposure_twice_one_kept_the_others_reported(one_set, tmp_path):
+    """The tester's case: raws 01-03, a byte-identical copy of 01 and a gzip copy of 03 (and here a link to
+    02, and a copy of 02 without ARCFILE but the same DATE-OBS): one frame of each exposure is kept, the
+    uncompressed one even where the compressed copy's path sorts first; the others are reported as
+    [duplicate-input] naming the frame kept (was: all in one set, which `run` refuses)."""
+    tree = _tree(one_set, tmp_path / "tree")
+    raw = tree / "raw"
+    (tree / "a").mkdir()
+    shutil.copyfile(raw / "SOXS_VIS_FLAT_QTH_01.fits", tree / "z_copy_01.fits")
+    with open(raw / "SOXS_VIS_FLAT_QTH_03.fits", "rb") as fin, gzip.open(tree / "a" / "f3.fits.gz", "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    os.symlink(raw / "SOXS_VIS_FLAT_QTH_02.fits", tree / "z_link_02.fits")
+    shutil.copyfile(raw / "SOXS_VIS_FLAT_QTH_02.fits", tree / "z_noarc_02.fits")
+    with fits.open(tree / "z_noarc_02.fits", mode="update") as hl:
+        del hl[0].header["ARCFILE"]
+        hl[0].header["OBJECT"] = "changed: not byte-identical"
+    o = organise(tree, tmp_path / "sofs")
+    assert len(o.sets) == 1 and o.sets[0].complete
+    assert sorted(f.path for f in o.sets[0].flats) == [raw / f"SOXS_VIS_FLAT_QTH_0{i}.fits" for i in (1, 2, 3)]
+    dups = {p.name: o.notes[p] for p in o.ignored[DUPLICATE]}
+    assert sorted(dups) == ["f3.fits.gz", "z_copy_01.fits", "z_link_02.fits", "z_noarc_02.fits"]
+    assert all(n.startswith("[duplicate-input] ") for n in dups.values())
+    assert f"(identical bytes as {raw / 'SOXS_VIS_FLAT_QTH_01.fits'})" in dups["z_copy_01.fits"]
+    assert f"(the same file as {raw / 'SOXS_VIS_FLAT_QTH_02.fits'})" in dups["z_link_02.fits"]
+    assert "the same exposure, ARCFILE SOXS." in dups["f3.fits.gz"] and dups["f3.fits.gz"].endswith(
+        f"as {raw / 'SOXS_VIS_FLAT_QTH_03.fits'})")
+    assert "the same exposure, DATE-OBS 2025-" in dups["z_noarc_02.fits"]
+    assert _sof_flats(o.sets[0].sof) == [f"SOXS_VIS_FLAT_QTH_0{i}.fits" for i in (1, 2, 3)]
+    # the SOF runs (it was refused: [duplicate-input])
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(o.sets[0].sof), "-o", str(tmp_path / "out"),
+                        "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_different_exposures_with_one_date_obs_are_not_duplicates(one_set, tmp_path):
+    """Two raw frames with the same DATE-OBS but different ARCFILEs are two exposures (ARCFILE decides when
+    both have one): both kept. A compressed copy whose uncompressed original is unreadable is kept."""
+    tree = _tree(one_set, tmp_path / "tree")
+    raw = tree / "raw"
+    shutil.copyfile(raw / "SOXS_VIS_FLAT_QTH_01.fits", raw / "other_01.fits")
+    with fits.open(raw / "other_01.fits", mode="update") as hl:
+        hl[0].header["ARCFILE"] = "SOXS.another.fits"
+    with open(raw / "SOXS_VIS_FLAT_QTH_03.fits", "rb") as fin, gzip.open(tree / "f3.fits.gz", "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    with open(raw / "SOXS_VIS_FLAT_QTH_03.fits", "r+b") as fh:
+        fh.truncate(5000)
+    o = organise(tree)
+    assert DUPLICATE not in o.ignored
+    assert sorted(f.path.name for f in o.sets[0].flats) == ["SOXS_VIS_FLAT_QTH_01.fits", "SOXS_VIS_FLAT_QTH_02.fits",
+                                                           "f3.fits.gz", "other_01.fits"]
+    assert o.notes[raw / "SOXS_VIS_FLAT_QTH_03.fits"].startswith("[unreadable-fits] ")
+
+
+def test_organise_cli_unwritable_sof_dir_is_exit_2(one_set, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "organise", str(one_set), "--sof-dir",
+                        str(tmp_path / "file" / "sofs")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"--sof-dir {tmp_path / 'file' / 'sofs'}: cannot write SOFs" in r.stderr

@@ -75,10 +75,16 @@ def _organise(args: argparse.Namespace) -> int:
     if not Path(args.dir).is_dir():
         print(f"soxs-mflat organise: {args.dir}: not a directory", file=sys.stderr)
         return EXIT_BAD_INPUT
-    o = organise(args.dir, args.sof_dir)
+    try:
+        o = organise(args.dir, args.sof_dir)
+    except OSError as exc:     # the SOF folder cannot be made or written (no SOF is left half-written)
+        print(f"soxs-mflat organise: --sof-dir {args.sof_dir}: cannot write SOFs: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.json:
         print(to_json(o))
         print(f"{len(o.sets)} sets, {o.n_ignored} files ignored", file=sys.stderr)
+        for line in o.set_aside():     # the unusable files, each with its reason
+            print(f"unusable: {line}", file=sys.stderr)
     else:
         print(format_table(o))
         if args.sof_dir:

@@ -7,6 +7,7 @@ one of another setup.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contract import section
-from .frames import Frame, accepted_tags, classify, read_header
+from .frames import Frame, accepted_tags, classify, is_compressed, read_header
 from .keywords import detector_value, text
 from .qc import night_of
-from .rules import VerificationError
+from .rules import VerificationError, rule_error
 
 RAW_KINDS = ("FLAT", "DFLAT", "QFLAT")
 
@@ -116,7 +117,14 @@ class FlatSet:
         return sorted(self.flats, key=lambda f: f.mjd) + [c for cs in self.calibs.values() for c in cs]
 
     def sof_text(self) -> str:
-        return "".join(f"{f.path.resolve()} {accepted_tags(f)[0]}\n" for f in self.frames())
+        lines = []
+        for f in self.frames():
+            path = sof_path(f.path)
+            problem = sof_path_problem(path)
+            if problem:    # scan() sets such files aside; never write a line esorex would split
+                raise ValueError(f"{path}: {problem}")
+            lines.append(f"{path} {accepted_tags(f)[0]}\n")
+        return "".join(lines)
 
     def record(self) -> dict:
         return {"name": self.name, "night": self.night, "instrument": self.instrument, "arm": self.arm,
@@ -128,40 +136,160 @@ class FlatSet:
                 "sof": None if self.sof is None else str(self.sof)}
 
 
+# reasons a file is in no set; those of NOTED also have a line of their own in ``Organised.notes``
+NOT_FITS, NOT_INPUT = "not FITS", "not a master-flat input"
+UNREADABLE, BAD_PATH, DUPLICATE = "unreadable", "path unusable in a SOF", "duplicate"
+NOTED = (UNREADABLE, BAD_PATH, DUPLICATE)
+
+
 @dataclass
 class Organised:
     sets: list[FlatSet]
     ignored: dict[str, list[Path]]          # reason -> files
+    notes: dict[Path, str] = field(default_factory=dict)   # file -> why it is unusable, naming it (reasons NOTED)
 
     @property
     def n_ignored(self) -> int:
         return sum(len(v) for v in self.ignored.values())
 
+    def set_aside(self) -> list[str]:
+        """One line per unusable file (unreadable, a path no SOF line can hold, a duplicate): the file and why."""
+        return list(self.notes.values())
 
-def scan(root: str | Path) -> tuple[list[Frame], dict[str, list[Path]]]:
+
+def sof_path(path: Path) -> str:
+    """The path as a SOF line gives it: absolute, not resolved (a link is listed as the link, so a file
+    under a path with whitespace can be given through a link without)."""
+    return os.path.abspath(os.fspath(path))
+
+
+def sof_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be written in a SOF line, or None. esorex's dialect is 'PATH TAG [GROUP]'
+    split at whitespace, in UTF-8: a path with whitespace (or with bytes that are not UTF-8) has no
+    spelling there."""
+    if any(c.isspace() for c in path):
+        return ("its path contains whitespace, which a SOF line cannot hold (esorex's 'PATH TAG' format; "
+                "rename it, or link it from a path without whitespace)")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its path is not valid UTF-8, which a SOF line cannot hold (rename it)"
+    return None
+
+
+def scan(root: str | Path, notes: dict[Path, str] | None = None) -> tuple[list[Frame], dict[str, list[Path]]]:
     """Every file under ``root`` (recursively): the frames of a kind the recipe reads, and the rest
-    by reason (not FITS, unreadable, another kind)."""
+    by reason (not FITS, unreadable, a path no SOF can hold, another kind, a duplicate of another
+    frame). ``notes``, when given, receives a line naming each unusable file and why (reasons NOTED):
+    the input rule's message ("[rule] file: ...") where there is one."""
     suffixes = tuple(section("inputs")["sof"]["suffixes"])
     frames, ignored = [], defaultdict(list)
+    notes = {} if notes is None else notes
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if not name.endswith(suffixes):
-                ignored["not FITS"].append(path)
+                ignored[NOT_FITS].append(path)
                 continue
             try:
                 f = frame_of(path)
                 if f.kind not in ("UNKNOWN", "SPECTRAL_FORMAT_TAB"):
                     group_key(f), f.mjd        # bad header values: refused here, not half-way through
-            except VerificationError:
-                ignored["unreadable"].append(path)
+            except VerificationError as exc:
+                ignored[UNREADABLE].append(path)
+                notes[path] = str(exc)
                 continue
             if f.kind in ("UNKNOWN", "SPECTRAL_FORMAT_TAB"):
-                ignored["not a master-flat input"].append(path)
-            else:
-                frames.append(f)
+                ignored[NOT_INPUT].append(path)
+                continue
+            problem = sof_path_problem(sof_path(path))
+            if problem:
+                ignored[BAD_PATH].append(path)
+                notes[path] = f"{path}: {problem}"
+                continue
+            frames.append(f)
+    frames = drop_duplicates(frames, ignored, notes)
     return frames, dict(ignored)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _preference(f: Frame) -> tuple:
+    """Of several copies of one exposure the uncompressed file is kept, then the first path in sorted order."""
+    compressed = not f.path.name.endswith(".fits") or f.hdu != 0 or is_compressed(f.path)
+    return (compressed, str(f.path))
+
+
+def _exposure(f: Frame) -> tuple[str, str] | None:
+    """(ARCFILE, DATE-OBS) of a raw frame (either may be ""), None for a calibration."""
+    if section("inputs")["kinds"].get(f.kind, {}).get("group") != "RAW":
+        return None
+    return (text(f.header, "ARCFILE") or "").strip(), (text(f.header, "DATE-OBS") or "").strip()
+
+
+def drop_duplicates(frames: list[Frame], ignored: dict[str, list[Path]], notes: dict[Path, str]) -> list[Frame]:
+    """One frame of each file and each exposure, by the input contract's duplicate-input rule: the same
+    file (links included), byte-identical files, and two raw frames of the same exposure (the same
+    ARCFILE when both have one, else the same DATE-OBS; of one instrument and arm: the arms of one
+    instrument expose at once). The others are set aside (reason DUPLICATE), each naming the frame kept."""
+    by_size: dict[int, list[Frame]] = defaultdict(list)
+    for f in frames:
+        by_size[os.stat(f.path).st_size].append(f)
+    digest: dict[int, str] = {}
+    for same in by_size.values():
+        if len(same) < 2:
+            continue
+        heads: dict[str, list[Frame]] = defaultdict(list)
+        for f in same:
+            with open(f.path, "rb") as fh:
+                heads[hashlib.md5(fh.read(1 << 16)).hexdigest()].append(f)
+        for group in heads.values():
+            if len(group) > 1:
+                for f in group:
+                    digest[id(f)] = _md5(f.path)
+    kept: list[Frame] = []
+    by_real: dict[str, Frame] = {}
+    by_md5: dict[str, Frame] = {}
+    by_arc: dict[tuple, Frame] = {}
+    by_date: dict[tuple, list[Frame]] = defaultdict(list)
+    for f in sorted(frames, key=_preference):
+        real = os.path.realpath(f.path)
+        exp = _exposure(f)
+        where = (f.instrument, f.arm)
+        other, how = by_real.get(real), "the same file"
+        if other is None and id(f) in digest:
+            other, how = by_md5.get(digest[id(f)]), "identical bytes"
+        if other is None and exp is not None:
+            arc, date = exp
+            if arc and (where, arc) in by_arc:
+                other, how = by_arc[(where, arc)], f"the same exposure, ARCFILE {arc}"
+            elif date:
+                for k in by_date.get((where, date), []):
+                    if not (arc and _exposure(k)[0]):     # ARCFILE decides when both have one
+                        other, how = k, f"the same exposure, DATE-OBS {date}"
+                        break
+        if other is not None:
+            ignored.setdefault(DUPLICATE, []).append(f.path)
+            notes[f.path] = str(rule_error("duplicate-input", file=f.path, how=how, other=other.path))
+            continue
+        kept.append(f)
+        by_real[real] = f
+        if id(f) in digest:
+            by_md5[digest[id(f)]] = f
+        if exp is not None:
+            if exp[0]:
+                by_arc[(where, exp[0])] = f
+            if exp[1]:
+                by_date[(where, exp[1])].append(f)
+    order = {id(f): i for i, f in enumerate(frames)}
+    return sorted(kept, key=lambda f: order[id(f)])
 
 
 def group_key(f: Frame) -> tuple:
@@ -235,7 +363,8 @@ def associate(s: FlatSet, pool: dict[str, list[Frame]]) -> None:
 def organise(root: str | Path, sof_dir: str | Path | None = None) -> Organised:
     """Classify, group and associate everything under ``root``; with ``sof_dir``, write one SOF per
     complete set there (named as soxspipe's organiser names them)."""
-    frames, ignored = scan(root)
+    notes: dict[Path, str] = {}
+    frames, ignored = scan(root, notes)
     pool: dict[str, list[Frame]] = defaultdict(list)
     for f in frames:
         pool[f.kind].append(f)
@@ -244,17 +373,22 @@ def organise(root: str | Path, sof_dir: str | Path | None = None) -> Organised:
         associate(s, pool)
     if sof_dir is not None:
         write_sofs(sets, Path(sof_dir))
-    return Organised(sets, ignored)
+    return Organised(sets, ignored, notes)
 
 
 def write_sofs(sets: list[FlatSet], sof_dir: Path) -> None:
     sof_dir.mkdir(parents=True, exist_ok=True)
     for s in sets:
         if s.complete:
-            s.sof = sof_dir / f"{s.name}.sof"
-            tmp = s.sof.with_name(s.sof.name + ".tmp")
-            tmp.write_text(s.sof_text())
-            os.replace(tmp, s.sof)   # a SOF appears whole or not at all
+            sof = sof_dir / f"{s.name}.sof"
+            tmp = sof.with_name(f".{sof.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(s.sof_text(), encoding="utf-8")
+                os.replace(tmp, sof)   # a SOF appears whole or not at all
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            s.sof = sof
 
 
 def _short(c: list[Frame]) -> str:
@@ -274,6 +408,10 @@ def format_table(o: Organised) -> str:
     lines.append(f"\n{len(o.sets)} sets ({n_ok} complete, {len(o.sets) - n_ok} incomplete); "
                  f"{o.n_ignored} files ignored" + (" (" + ", ".join(f"{len(v)} {k}" for k, v in o.ignored.items())
                                                    + ")" if o.ignored else ""))
+    aside = o.set_aside()
+    if aside:
+        lines.append("unusable files (in no set):")
+        lines += [f"  {line}" for line in aside]
     return "\n".join(lines)
 
 
