@@ -6,11 +6,30 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fitsio.h>
+
 #include <functional>
+#include <mutex>
 #include <set>
 
 namespace soxs_cpl {
 namespace {
+
+// "shape (ny, nx), expected (wy, wx) (...)": the Python front end's text (detrend._check_shape)
+std::string shape_text(int64_t ny, int64_t nx, int64_t wy, int64_t wx) {
+  return "shape (" + std::to_string(ny) + ", " + std::to_string(nx) + "), expected (" + std::to_string(wy) + ", " +
+         std::to_string(wx) + ") (same binning and science region as the flats)";
+}
+
+bool is_image_hdu(const In& f, int ext) {
+  const size_t e = static_cast<size_t>(ext);
+  return e >= f.xtension.size() || f.xtension[e] == "IMAGE" || f.tiled[e];
+}
+
+// CFITSIO's message stack is one per process: tile-compressed reads, whose warnings are looked for there,
+// one at a time.
+std::mutex g_tiled_reads;
 
 double ron_of(const In& f, const soxs_gen::ArmDef& arm) { return detector_value(f, arm, "ron", arm.ron); }
 
@@ -22,8 +41,7 @@ void check_finite(const In& f, const float* px, int64_t n, const std::string& wh
 }
 
 std::vector<float> prepared(const In& f, const Inputs& in) {
-  Image raw(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, f.hdu));   // read once, no copy
-  check("cannot load image extension " + std::to_string(f.hdu) + " of " + f.file);
+  Image raw = load_image(f, f.hdu);   // read once, no copy
   const float* px = cpl_image_get_data_float_const(raw.get());
   const int64_t n = cpl_image_get_size_x(raw.get()) * cpl_image_get_size_y(raw.get());
   check_finite(f, px, n, "the image");
@@ -70,38 +88,71 @@ double exptime_ratio(const In& flat, const In& cal) {
 struct Product { std::vector<float> flux, err; std::vector<uint8_t> qual; };
 
 Product load_product(const In& f, int64_t ny, int64_t nx) {
-  const int fe = find_ext(f.file, "FLUX");
-  FImage flux = load_float(f.file, fe > 0 ? fe : f.hdu);
-  if (flux.ny != ny || flux.nx != nx)
-    fail("shape", {{"file", f.file}, {"detail", "shape (" + std::to_string(flux.ny) + ", " + std::to_string(flux.nx) +
-                                                 ") differs from the prepared flats (" + std::to_string(ny) + ", " +
-                                                 std::to_string(nx) + ")"}});
-  Product p{flux.data, std::vector<float>(ny * nx, 0.0f), std::vector<uint8_t>(ny * nx, 0)};
-  int e = find_ext(f.file, "ERRS"), q = find_ext(f.file, "QUAL");
-  // every extension is read as ny x nx values: one of another shape is refused, not over-read
-  auto same_shape = [&](const FImage& x, const char* ext) {
-    if (x.ny != ny || x.nx != nx)
-      fail("shape", {{"file", f.file}, {"detail", std::string("its ") + ext + " extension has shape (" +
-                                                   std::to_string(x.ny) + ", " + std::to_string(x.nx) + "), expected (" +
-                                                   std::to_string(ny) + ", " + std::to_string(nx) + ")"}});
+  const int fe = find_ext(f.file, "FLUX"), e = find_ext(f.file, "ERRS"), q = find_ext(f.file, "QUAL");
+  for (auto [ext, name] : {std::pair<int, const char*>{fe, "FLUX"}, {e, "ERRS"}, {q, "QUAL"}})   // as the CLI
+    if (ext > 0 && !is_image_hdu(f, ext))
+      fail("unreadable-fits", {{"file", f.file}, {"detail", std::string("its ") + name + " extension is not an image"}});
+  FImage flux = load_float(f, fe > 0 ? fe : f.hdu);
+  Product p{flux.data, std::vector<float>(flux.data.size(), 0.0f), std::vector<uint8_t>(flux.data.size(), 0)};
+  // every extension is read as the FLUX's values: one of another shape is refused, not over-read (the Python
+  // front end's order and text: ERRS and QUAL against the FLUX, its FLUX and ERRS finite, then the FLUX
+  // against the prepared flats)
+  auto same_shape = [&](const FImage& x, int64_t wy, int64_t wx, const std::string& what) {
+    if (x.ny != wy || x.nx != wx) fail("shape", {{"file", f.file}, {"detail", what + " has " + shape_text(x.ny, x.nx, wy, wx)}});
   };
   if (e > 0) {
-    FImage ee = load_float(f.file, e);
-    same_shape(ee, "ERRS");
+    FImage ee = load_float(f, e);
+    same_shape(ee, flux.ny, flux.nx, "its ERRS extension");
     p.err = std::move(ee.data);
   }
   if (q > 0) {
-    FImage qq = load_float(f.file, q);
-    same_shape(qq, "QUAL");
+    FImage qq = load_float(f, q);
+    same_shape(qq, flux.ny, flux.nx, "its QUAL extension");
     for (size_t i = 0; i < qq.data.size(); ++i) p.qual[i] = qq.data[i] != 0;
   }
-  // subtracted from / added to every flat (the Python front end's order: shapes, then FLUX, then ERRS)
-  check_finite(f, p.flux.data(), ny * nx, "its FLUX extension");
-  check_finite(f, p.err.data(), ny * nx, "its ERRS extension");
+  // subtracted from / added to every flat
+  check_finite(f, p.flux.data(), flux.ny * flux.nx, "its FLUX extension");
+  check_finite(f, p.err.data(), flux.ny * flux.nx, "its ERRS extension");
+  same_shape(flux, ny, nx, f.kind == Kind::MASTER_DARK ? "dark / lamp-off frame" : "master bias");
   return p;
 }
 
 }  // namespace
+
+Image load_image(const In& f, int ext) {
+  const bool tiled = static_cast<size_t>(ext) < f.tiled.size() && f.tiled[static_cast<size_t>(ext)];
+  std::unique_lock<std::mutex> lock(g_tiled_reads, std::defer_lock);
+  if (tiled) {
+    lock.lock();
+    ffcmsg();
+  }
+  cpl_errorstate before = cpl_errorstate_get();
+  Image img(cpl_image_load(f.file.c_str(), CPL_TYPE_FLOAT, 0, ext));
+  std::string problem;
+  if (!cpl_errorstate_is_equal(before) || !img) {
+    problem = cpl_error_get_message();
+    cpl_errorstate_set(before);
+  }
+  if (tiled) {   // a corrupted tile: "decompression warning: unused bytes at end of compressed buffer"
+    char msg[FLEN_ERRMSG];
+    while (ffgmsg(msg))
+      if (problem.empty() && std::strstr(msg, "compress")) problem = msg;
+    ffcmsg();
+  }
+  if (!problem.empty())
+    fail("unreadable-fits", {{"file", f.file}, {"detail", "the image cannot be read (" + problem + ")"}});
+  return img;
+}
+
+FImage load_float(const In& f, int ext) {
+  Image img = load_image(f, ext);
+  FImage out;
+  out.nx = cpl_image_get_size_x(img.get());
+  out.ny = cpl_image_get_size_y(img.get());
+  const float* d = cpl_image_get_data_float_const(img.get());
+  out.data.assign(d, d + out.nx * out.ny);
+  return out;
+}
 
 namespace {
 
@@ -118,14 +169,14 @@ Calibs read_calibrations(Inputs& in, Lamp& L, int threads) {
   Calibs c;
   c.have_dark = !in.by[Kind::MASTER_DARK].empty();
   std::vector<std::function<void()>> reads;
-  if (bpm_in) reads.push_back([&] { bpm = load_float(bpm_in->file, bpm_in->hdu); });
+  if (bpm_in) reads.push_back([&] { bpm = load_float(*bpm_in, bpm_in->hdu); });
   if (bias_in) reads.push_back([&] { c.bias = load_product(*bias_in, L.ny, L.nx); });
   if (dark_in) reads.push_back([&] { c.dark = load_product(*dark_in, L.ny, L.nx); });
   for_each_frame(reads.size(), threads, [&](size_t k) { reads[k](); });
   L.mask.assign(npix, 0);
   if (bpm_in) {
     if (bpm.ny != L.ny || bpm.nx != L.nx)
-      fail("shape", {{"file", bpm_in->file}, {"detail", "bad-pixel map shape differs from the flats"}});
+      fail("shape", {{"file", bpm_in->file}, {"detail", "bad-pixel map has " + shape_text(bpm.ny, bpm.nx, L.ny, L.nx)}});
     for (int64_t i = 0; i < npix; ++i) L.mask[i] = (bpm.data[i] != 0.0f) || !std::isfinite(bpm.data[i]);
     L.bpm = bpm_in;
   }

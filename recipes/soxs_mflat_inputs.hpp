@@ -39,6 +39,10 @@ struct In {
   double mjd;
   int hdu = 0;          // the image HDU: 0, or 1 in a tile-compressed (fpack) file
   std::string name;     // base name, for messages listing several files
+  bool decompressed = false;                       // whole-file compressed: CFITSIO decompresses it
+  std::vector<std::pair<size_t, size_t>> units;    // per HDU: data unit offset and padded size (DATAMD5)
+  std::vector<bool> tiled;                         // per HDU: a tile-compressed image
+  std::vector<std::string> xtension;               // per HDU: IMAGE (the primary too), BINTABLE, TABLE
 };
 
 struct Inputs {
@@ -74,6 +78,10 @@ double gain_of(const In& f, const soxs_gen::ArmDef& arm);
 Lamp detrend_lamp(Inputs& in, Kind lamp, int threads);   // threads <= 0: all cores
 std::string kind_name(Kind k);   // the contract's name of a kind: FLAT, DFLAT, QFLAT, ...
 CentreTable read_centre_table(const In& f);
+// An image HDU of an input as CPL loads it, CFITSIO's warnings on a tile-compressed one included (a corrupted
+// tile decodes with a warning only): unreadable-fits otherwise, naming the file.
+Image load_image(const In& f, int ext);
+FImage load_float(const In& f, int ext);
 soxs::Geometry geometry(const Inputs& in, const CentreTable& ct);
 
 }  // namespace soxs_cpl
