@@ -57,3 +57,96 @@ def test_cli_run_exit_codes_and_output(tmp_path):
                 "--param", "max_percentage_threshold_for_edge_detection=1", "--param", "edge_min_snr=1e9")
     assert fail.returncode == 3 and "processing failed" in fail.stderr
     assert not (tmp_path / "o4").exists()
+
+
+# ---- settings files that are not YAML text, soxspipe's shared block alone, values named with their file
+
+from pathlib import Path  # noqa: E402
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"\xff\xfe\x00garbage", r"cannot read settings: not a UTF-8 text \(YAML\) file \(byte 0 is b'\\xff'"),
+    (b"soxs-mflat:\n  order_deg: 3\n  \xe9t\xe9: 1\n", r"not a UTF-8 text \(YAML\) file \(byte 29 is b'\\xe9'"),
+    (b"[" * 20000, "cannot read settings: "),
+])
+def test_settings_file_that_is_not_yaml_text(tmp_path, data, match):
+    """Was UnicodeDecodeError (exit 1, a traceback line) for binary bytes."""
+    f = tmp_path / "s.yaml"
+    f.write_bytes(data)
+    for call in (lambda: settings.resolve("soxs", "vis", f), lambda: settings.qc_ranges("soxs", "vis", f),
+                 lambda: settings.check_file(f)):
+        with pytest.raises(InputError, match=match) as err:
+            call()
+        assert str(err.value).startswith(f"{f}: ")
+
+
+def test_cli_run_bad_settings_file_is_exit_2_before_any_work(inputs_vis, tmp_path):
+    """Binary bytes and infinite QC bounds: exit 2 naming the file, no output directory (the infinite
+    bound was accepted and failed after processing, writing qc.json: 'Out of range float values are not
+    JSON compliant', exit 1)."""
+    for i, data in enumerate((b"\xff\xfe\x00\x01", b"soxs-mflat:\n  vis:\n    qc-acceptable-ranges:\n      x-res-sd: [0, .inf]\n")):
+        f = tmp_path / f"s{i}.yaml"
+        f.write_bytes(data)
+        r = _cli("run", str(inputs_vis["sof"]), "-o", str(tmp_path / f"out{i}"), "-s", str(f))
+        assert r.returncode == 2, r.stderr
+        assert f"input error: {f}" in r.stderr and "internal error" not in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / f"out{i}").exists()
+
+
+def test_background_subtraction_block_alone(tmp_path, caplog):
+    """soxspipe's shared background-subtraction block is read without a soxs-mflat block (was: 'unknown
+    parameter background_subtraction'); other soxspipe blocks are ignored with the warning."""
+    import logging
+    f = tmp_path / "s.yaml"
+    f.write_text("background-subtraction:\n  bspline-deg: 1\n  gaussian-blur-sigma: 40\nsoxs-mbias:\n  a: 1\n")
+    with caplog.at_level(logging.WARNING, logger="soxs_mflat"):
+        p = settings.resolve("soxs", "vis", f)
+    assert p["bspline_deg"] == 1 and p["gaussian_blur_sigma"] == 40 and p["order_deg"] == 3
+    assert [r.getMessage() for r in caplog.records] == [f"{f}: ignoring 1 settings that are not soxs-mflat's (soxs-mbias)"]
+    settings.check_file(f)
+    # its values are checked like any other; the block holds soxspipe's two names only
+    for text, match in (("background-subtraction:\n  bspline-deg: x\n", r"parameter bspline_deg \(.*s\.yaml\) must be int"),
+                        ("background-subtraction:\n  bspline-deg: 9\n",
+                         r"\[parameter-range\] parameter bspline_deg must be <= 5, got 9 \(.*s\.yaml[^)]*\)$"),
+                        ("background-subtraction:\n  order-deg: 2\n",
+                         r"s\.yaml: unknown setting 'order-deg' in its background-subtraction block"),
+                        ("background-subtraction: 3\n", "background-subtraction must be a mapping"),
+                        # soxs-mflat's own names at the top level of a soxspipe file: refused, not ignored
+                        ("background-subtraction:\n  bspline-deg: 1\norder-deg: 2\n",
+                         r"'order-deg' is at the top level of a soxspipe settings file"),
+                        ("soxs-mflat:\n  order-deg: 2\nvis:\n  order-deg: 4\n", r"'vis' is at the top level")):
+        f.write_text(text)
+        with pytest.raises(InputError, match=match):
+            settings.resolve("soxs", "vis", f)
+        with pytest.raises(InputError, match=match):
+            settings.check_file(f)
+
+
+SOXSPIPE = Path("/work/sxp-venv/lib/python3.11/site-packages/soxspipe")
+
+
+@pytest.mark.parametrize("name", ["soxs_default_settings.yaml", "xsh_default_settings.yaml"])
+def test_soxspipe_own_default_settings_files(name):
+    """soxspipe 0.17.4's shipped files, as they are (where it is installed)."""
+    f = SOXSPIPE / name
+    if not f.exists():
+        pytest.skip("soxspipe not installed here")
+    settings.check_file(f)
+    inst = "soxs" if name.startswith("soxs") else "xshooter"
+    p = settings.resolve(inst, "nir", f)
+    assert p["bspline_deg"] == 2 and p["gaussian_blur_sigma"] == 65 and p["order_deg"] == 6
+    # soxspipe's own setting differs here (see docs/recipe.md): its file's value is the one used
+    assert p["stacked_clipping_sigma"] == (15 if inst == "soxs" else 5)
+
+
+def test_range_error_of_a_settings_value_names_the_file(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("soxs-mflat:\n  nir:\n    order_deg: 99\n")
+    settings.resolve("soxs", "vis", f)          # the VIS run does not use the NIR value ...
+    with pytest.raises(InputError, match=rf"\[parameter-range\] parameter order_deg must be <= 10, got 99 \({f}\)$"):
+        settings.resolve("soxs", "nir", f)
+    with pytest.raises(InputError, match=rf"must be <= 10, got 99 \({f}, SOXS NIR\)$"):
+        settings.check_file(f)                  # ... batch refuses it for every set
+    # a --param value replacing the file's is named as the plugin names it (no file)
+    with pytest.raises(InputError, match=r"must be <= 10, got 11$"):
+        settings.resolve("soxs", "nir", f, ["order_deg=11"])

@@ -147,3 +147,32 @@ def test_every_arm_block_is_checked_not_only_the_one_reduced(tmp_path, block, ma
     f.write_text("soxs-mflat:\n  order-deg: 3\n" + block)
     with pytest.raises(InputError, match=match):
         settings.resolve("soxs", "vis", f)
+
+
+@pytest.mark.parametrize("value", ["[0, .inf]", "[-.inf, 1]", "[0, 1.0e400]", "['0', 'inf']", "[0, -.Inf]"])
+@pytest.mark.parametrize("where", ["top", "vis", "nir"])
+def test_infinite_bounds_refused_up_front(tmp_path, value, where):
+    """Infinite bounds are refused like NaN bounds, by every reader of the file, naming the file, its
+    block and the QC (was: accepted, then qc.json failed to write: 'Out of range float values are not
+    JSON compliant', exit 1 after processing). soxspipe's files give plain numbers."""
+    f = tmp_path / "s.yaml"
+    block = f"    qc-acceptable-ranges:\n      x-res-sd: {value}\n"
+    f.write_text("soxs-mflat:\n" + ("  qc-acceptable-ranges:\n    x-res-sd: " + value + "\n" if where == "top"
+                                    else f"  {where}:\n" + block))
+    origin = re.escape(str(f) + ("" if where == "top" else f" ({where} block)"))
+    want = (rf"^{origin}: qc-acceptable-ranges: x-res-sd must be two finite numbers, got .* "
+            r"\(for an open end give a large number, e\.g\. 1e30\)$")
+    if "-.Inf" in value:      # low > high is found first
+        want = rf"^{origin}: qc-acceptable-ranges: x-res-sd has low 0 > high -inf"
+    for call in (lambda: settings.resolve("soxs", "vis", f), lambda: settings.check_file(f)):
+        with pytest.raises(InputError, match=want):
+            call()
+
+
+def test_large_finite_bound_is_an_open_end(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("soxs-mflat:\n  vis:\n    qc-acceptable-ranges:\n      x-res-sd: [0, 1.0e+30]\n")
+    assert settings.qc_ranges("soxs", "vis", f)["X RES SD"] == (0.0, 1e30)
+    rec = qc_record(qc_table({"X RES SD": 5.0}, settings.qc_ranges("soxs", "vis", f)),
+                    {"instrument": "SOXS", "arm": "VIS", "date_obs": "2025-10-12T11:14:44.000"})
+    assert rec["qc"][0]["range"] == [0.0, 1e30] and rec["qc"][0]["flag"] == "pass"

@@ -28,14 +28,28 @@ def definitions() -> dict[str, dict]:
 def qc_ranges(instrument: str, arm: str, settings_file: str | Path | None = None) -> dict[str, tuple[float, float]]:
     """Acceptable QC ranges: the contract's defaults (data/contract/qc.yaml), then the settings file's
     ``qc-acceptable-ranges`` blocks (soxspipe's format): the top level's, then the arm's, per QC."""
-    from .qc import default_ranges, parse_ranges
+    from .qc import default_ranges
     ranges = default_ranges(instrument, arm)
     if settings_file:
         path = Path(settings_file)
         block = _arm_block(_load(path), arm, path, warn=False).get(QC_KEY)
         if block is not None:
-            ranges.update(parse_ranges(block, str(path)))
+            ranges.update(_ranges(block, str(path)))
     return ranges
+
+
+def _ranges(block: Any, origin: str) -> dict[str, tuple[float, float]]:
+    """qc.parse_ranges, and bounds that are finite numbers: soxspipe's settings give plain numbers, and a
+    range is written to qc.json (JSON has no infinity) and to the products' QC tables; an open end is
+    a large number ([0, 1e30]), as in soxspipe's files."""
+    import math
+    from .qc import parse_ranges, qc_name
+    out = parse_ranges(block, origin)
+    for key, val in block.items():
+        if not all(math.isfinite(v) for v in out.get(qc_name(key), ())):
+            raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be two finite numbers, got {val!r} "
+                             "(for an open end give a large number, e.g. 1e30)")
+    return out
 
 
 def default(name: str, instrument: str, arm: str) -> Any:
@@ -75,40 +89,74 @@ def cast(name: str, value: Any, origin: str = "") -> Any:
         raise InputError(f"parameter {name}{where} must be {kind}, got {value!r}") from None
 
 
-# keys of a whole soxspipe settings file that soxs_mflat reads: its own block and the shared background settings
+# keys of a whole soxspipe settings file that soxs_mflat reads: its own block and the shared background
+# settings, which hold these parameters (soxspipe 0.17.4's soxs_/xsh_default_settings.yaml)
 SOXSPIPE_BLOCK, SOXSPIPE_SHARED = "soxs-mflat", "background-subtraction"
+SHARED_PARAMS = ("bspline_deg", "gaussian_blur_sigma")
 QC_KEY = "qc_acceptable_ranges"   # soxspipe's qc-acceptable-ranges block, as the keys are normalised
 
 
 def _load(path: Path) -> dict:
+    """The file's YAML mapping; any file that is not one (unreadable, not UTF-8 text, not YAML, nested
+    too deep) is an input error naming it."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read settings: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: cannot read settings: not a UTF-8 text (YAML) file (byte {exc.start} is "
+                         f"{exc.object[exc.start:exc.start + 1]!r}; a binary file?)") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
         raise InputError(f"{path}: cannot read settings: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: cannot read settings: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: settings must be a mapping of parameter names to values")
     return data
 
 
+def _is_soxspipe_file(data: dict) -> bool:
+    """A whole soxspipe settings file (or part of one): it has soxspipe's soxs-mflat or shared
+    background-subtraction block; otherwise the file is a bare mapping of soxs-mflat's parameters."""
+    return SOXSPIPE_BLOCK in data or SOXSPIPE_SHARED in data
+
+
 def _soxs_mflat_values(data: dict, path: Path) -> dict:
-    """A whole soxspipe settings file's ``soxs-mflat`` block over its ``background-subtraction`` block; a
-    bare mapping as it is."""
-    if SOXSPIPE_BLOCK not in data:
+    """A whole soxspipe settings file's ``soxs-mflat`` block over its ``background-subtraction`` block
+    (either may be absent); a bare mapping as it is."""
+    if not _is_soxspipe_file(data):
         return data
     shared = data.get(SOXSPIPE_SHARED) or {}
     if not isinstance(shared, dict):
-        raise InputError(f"{path}: {SOXSPIPE_SHARED} must be a mapping")
-    block = data[SOXSPIPE_BLOCK] or {}
+        raise InputError(f"{path}: {SOXSPIPE_SHARED} must be a mapping of parameter names to values")
+    for k in shared:
+        if str(k).replace("-", "_") not in SHARED_PARAMS:
+            raise InputError(f"{path}: unknown setting {k!r} in its {SOXSPIPE_SHARED} block (soxspipe's block "
+                             f"holds {', '.join(n.replace('_', '-') for n in SHARED_PARAMS)})")
+    block = data.get(SOXSPIPE_BLOCK) or {}
     if not isinstance(block, dict):
         raise InputError(f"{path}: {SOXSPIPE_BLOCK} must be a mapping of parameter names to values")
-    return {**shared, **block}
+    return {**{str(k).replace("-", "_"): v for k, v in shared.items()}, **block}
+
+
+def _misplaced(data: dict, path: Path) -> None:
+    """In a soxspipe settings file, soxs-mflat's own names belong in its ``soxs-mflat:`` block: at the
+    top level (where soxspipe would not read them either) they are refused, not ignored."""
+    for k in data:
+        key = str(k).replace("-", "_")
+        if key in definitions() or key in ARMS or key == QC_KEY:
+            raise InputError(f"{path}: {k!r} is at the top level of a soxspipe settings file (one with a "
+                             f"{SOXSPIPE_BLOCK}: or {SOXSPIPE_SHARED}: block); put it in its {SOXSPIPE_BLOCK}: block")
 
 
 def _arm_block(data: dict, arm: str, path: Path, warn: bool = True) -> dict[str, Any]:
-    """The values for one arm: a ``soxs-mflat:`` block (a whole soxspipe settings file: other recipes'
-    keys ignored with one warning; its ``background-subtraction`` block read) or a bare mapping; top-level
-    values first, then the arm's sub-block."""
-    if SOXSPIPE_BLOCK in data:
+    """The values for one arm: a soxspipe settings file's ``soxs-mflat:`` and ``background-subtraction``
+    blocks (other recipes' keys ignored with one warning) or a bare mapping; top-level values first,
+    then the arm's sub-block."""
+    if _is_soxspipe_file(data):
+        _misplaced(data, path)
         other = [str(k) for k in data if k not in (SOXSPIPE_BLOCK, SOXSPIPE_SHARED)]
         if other and warn:
             log.warning("%s: ignoring %d settings that are not soxs-mflat's (%s)", path, len(other),
@@ -142,12 +190,11 @@ def _split_arms(data: dict, path: Path) -> tuple[dict[str, Any], dict[str, dict[
 def _check_every_arm(data: dict, path: Path) -> None:
     """Every value of the file checked, also those of the arms not being reduced: a misspelt name in the
     NIR block would otherwise surface only when a NIR set is (in a night's batch)."""
-    from .qc import parse_ranges
     top, arms = _split_arms(data, path)
     for where, block in (("", top), *((f" ({a} block)", b) for a, b in arms.items())):
         for k, v in block.items():
             if k == QC_KEY:
-                parse_ranges(v, f"{path}{where}")
+                _ranges(v, f"{path}{where}")
             else:
                 cast(k, v, f"{path}{where}")
 
@@ -160,18 +207,42 @@ def _from_file(path: Path, instrument: str, arm: str) -> dict[str, Any]:
     return {k: cast(k, v, str(path)) for k, v in out.items()}
 
 
+def check_file(settings_file: str | Path) -> None:
+    """Every value of a settings file checked as a run of each instrument and arm would check it (names,
+    types, declared ranges, QC ranges, every arm's block): batch calls it once, before any set is organised
+    or reduced, so that a bad file is one input error and not a failure of every set. The warning about
+    other recipes' settings is logged once."""
+    from .contract import section
+    path = Path(settings_file)
+    data = _load(path)
+    _check_every_arm(_soxs_mflat_values(data, path), path)
+    warn = True
+    for instrument, arms in section("inputs")["arms"].items():
+        for arm in arms:
+            values = _arm_block(data, arm, path, warn=warn)
+            warn = False
+            _ranges(values.pop(QC_KEY, None) or {}, str(path))
+            p = {name: default(name, instrument.lower(), arm.lower()) for name in definitions()}
+            p.update({k: cast(k, v, str(path)) for k, v in values.items()})
+            _check(p, dict.fromkeys(values, f"{path}, {instrument} {arm}"))
+
+
 def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
             overrides: Mapping[str, Any] | Iterable[str] | None = None) -> dict[str, Any]:
     """Defaults for the instrument and arm, then the settings file, then overrides (later wins)."""
     p = {name: default(name, instrument, arm) for name in definitions()}
+    origins: dict[str, str] = {}
     if settings_file:
-        p.update(_from_file(Path(settings_file), instrument, arm))
+        values = _from_file(Path(settings_file), instrument, arm)
+        p.update(values)
+        origins = dict.fromkeys(values, str(settings_file))
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
         for k, v in items:
             k = k.replace("-", "_")
             p[k] = cast(k, v, "--param")
-    _check(p)
+            origins.pop(k, None)
+    _check(p, origins)
     return p
 
 
@@ -198,17 +269,24 @@ def range_error(name: str, value: Any) -> str | None:
     return None
 
 
-def _check(p: dict[str, Any]) -> None:
+def _check(p: dict[str, Any], origins: Mapping[str, str] | None = None) -> None:
     """Declared ranges (rule parameter-range), then the relations between parameters that the core
-    checks (rule parameter-limit); all before any frame is read."""
+    checks (rule parameter-limit); all before any frame is read. ``origins``: the settings file of each
+    value that came from one, named in the message (the plugin's text, which has no file, otherwise)."""
     from .frames import VerificationError
+    origins = origins or {}
+
+    def where(*names: str) -> str:
+        files = sorted({origins[n] for n in names if n in origins})
+        return f" ({'; '.join(files)})" if files else ""
     for name in definitions():
         msg = range_error(name, p[name])
         if msg:
-            raise VerificationError("parameter-range", msg)
+            raise VerificationError("parameter-range", msg + where(name))
     lo, hi = "min_percentage_threshold_for_edge_detection", "max_percentage_threshold_for_edge_detection"
     if p[lo] > p[hi]:
-        raise VerificationError("parameter-limit", f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}")
+        raise VerificationError("parameter-limit", f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}"
+                                + where(lo, hi))
 
 
 def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "") -> None:
