@@ -3,6 +3,7 @@ for every complete set equal to the single-set CLI's bit for bit, a set with a c
 reported while the others complete, the incomplete set listed with what is missing, a second run
 skipping the finished sets, and a QC summary row per set."""
 import csv
+import re
 import json
 import subprocess
 import sys
@@ -237,3 +238,61 @@ def test_overwrite_reduces_finished_sets_again(runs, tmp_path):
     assert [j.status for j in kept] == ["skipped"] and [j.status for j in redone] == ["done"]
     assert (dest / "qc.json").stat().st_mtime_ns != before
     _assert_fits_bit_equal(dest, out / "reduced" / night / "soxs-mflat" / sid)
+
+
+@pytest.fixture(scope="module")
+def messy(module_tmp):
+    """One SOXS VIS 2x2 set of 3 flats, with what the tester added: a raw flat of another exposure under a
+    path with a space, a byte-identical copy of flat 01 and a gzip copy of flat 03."""
+    import gzip
+    import shutil
+    from soxs_mflat.simulate.run import simulate_set
+    root = module_tmp("messy")
+    simulate_set("soxs", "vis", root / "sim", nflats=3, binning="2x2")
+    tree = root / "messy"
+    shutil.copytree(root / "sim" / "raw", tree)
+    shutil.copytree(root / "sim" / "calib", tree / "calib")
+    (tree / "a" / "b").mkdir(parents=True)
+    shutil.copyfile(tree / "SOXS_VIS_FLAT_QTH_02.fits", tree / "a" / "sp ace.fits")
+    with fits.open(tree / "a" / "sp ace.fits", mode="update") as hl:
+        hl[0].header["DATE-OBS"] = hl[0].header["DATE-OBS"][:17] + "59.000"
+        hl[0].header["ARCFILE"] = "SOXS.copy.fits"
+    shutil.copyfile(tree / "SOXS_VIS_FLAT_QTH_01.fits", tree / "a" / "copy_01.fits")
+    with open(tree / "SOXS_VIS_FLAT_QTH_03.fits", "rb") as fin, gzip.open(tree / "a" / "b" / "f3.fits.gz", "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    return tree
+
+
+def test_batch_of_a_tree_with_unusable_files_reduces_the_set(messy, tmp_path):
+    """The tester's `batch messy -o bm`: was exit 3, the set failed with 'unknown frame group
+    LAMP,FLAT_VIS' (the path with a space written into its SOF) or [duplicate-input] (the same exposure
+    twice); now the set is reduced from one frame per exposure, and each unusable file is named with its
+    reason."""
+    out = tmp_path / "bm"
+    r = _batch(messy, "-o", out, "--workers", "1", "--plots", "none", "-q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "unknown frame group" not in r.stdout + r.stderr and "1 done, 0 skipped, 0 failed" in r.stdout
+    assert f"unusable: {messy / 'a' / 'sp ace.fits'}: its path contains whitespace" in r.stderr
+    assert (f"unusable: [duplicate-input] {messy / 'a' / 'copy_01.fits'}: listed twice (identical bytes as "
+            f"{messy / 'SOXS_VIS_FLAT_QTH_01.fits'})") in r.stderr
+    assert f"unusable: [duplicate-input] {messy / 'a' / 'b' / 'f3.fits.gz'}: listed twice (the same exposure" in r.stderr
+    sof, = (out / "sof").iterdir()
+    from soxs_mflat.frames import parse_sof
+    assert [p for p, _ in parse_sof(sof)][:3] == [messy / f"SOXS_VIS_FLAT_QTH_0{i}.fits" for i in (1, 2, 3)]
+    assert len(parse_sof(sof)) == 6      # 3 flats, order table, master bias, bad-pixel map
+
+
+@pytest.mark.parametrize("text, match", [
+    ("soxs-mflat:\n  vis:\n    qc-acceptable-ranges:\n      x-res-sd: [0, .inf]\n", "x-res-sd must be two finite numbers"),
+    (b"\xff\xfe\x00garbage", "not a UTF-8 text"),
+    ("soxs-mflat:\n  nir:\n    order_deg: 99\n", r"\[parameter-range\] parameter order_deg must be <= 10"),
+])
+def test_batch_refuses_a_bad_settings_file_before_any_set(messy, tmp_path, text, match):
+    """A bad settings file is one input error (exit 2, naming it) before anything is organised or run; it
+    was a failure of every set (exit 3), or, for infinite QC bounds, an internal error after processing."""
+    s = tmp_path / "s.yaml"
+    s.write_bytes(text if isinstance(text, bytes) else text.encode())
+    r = _batch(messy, "-o", tmp_path / "out", "-s", s, "--plots", "none", "-q")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert str(s) in r.stderr and re.search(match, r.stderr) and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

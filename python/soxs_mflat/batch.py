@@ -39,10 +39,14 @@ def _product_dir(out: Path, night: str, name: str) -> Path:
     return out / section("organise")["product_dir"].format(night=night, sof_name=name)
 
 
-def jobs_from_tree(root: Path, out: Path) -> list[Job]:
-    """Organise ``root``; the SOF of each complete set goes to OUT/sof/ (kept: what was run)."""
+def jobs_from_tree(root: Path, out: Path, unusable: list[str] | None = None) -> list[Job]:
+    """Organise ``root``; the SOF of each complete set goes to OUT/sof/ (kept: what was run). ``unusable``,
+    when given, receives the organiser's line for each file it set aside (unreadable, a path no SOF can
+    hold, a duplicate of another frame), naming the file and why."""
     from .organise import organise
     o = organise(root, out / "sof")
+    if unusable is not None:
+        unusable += o.set_aside()
     return [Job(s.name, s.night, s.instrument, s.arm, s.setup, s.sof, _product_dir(out, s.night, s.name),
                 list(s.missing), "pending" if s.complete else "incomplete",
                 "" if s.complete else "missing " + ", ".join(s.missing)) for s in o.sets]
@@ -201,22 +205,26 @@ def report(jobs: list[Job]) -> str:
     return "\n".join(lines)
 
 
-def plan(inputs: list[Path], out: Path) -> list[Job]:
-    """The jobs of a directory tree (organised) or of SOF files."""
+def plan(inputs: list[Path], out: Path, unusable: list[str] | None = None) -> list[Job]:
+    """The jobs of a directory tree (organised; its unusable files into ``unusable``) or of SOF files."""
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
-        return jobs_from_tree(Path(inputs[0]), out)
+        return jobs_from_tree(Path(inputs[0]), out, unusable)
     return jobs_from_sofs([Path(p) for p in inputs], out)
 
 
 def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, scheduler: str | None = None,
           settings_file: str | None = None, plots: bool = True, overwrite: bool = False,
-          progress: bool = True) -> tuple[list[Job], list[Path]]:
+          progress: bool = True, unusable: list[str] | None = None) -> tuple[list[Job], list[Path]]:
     """Plan, reduce on Dask (``client``, else one made from ``workers`` / ``scheduler`` and closed
     afterwards) and write the QC summary (CSV, Parquet; the trends PDF unless ``plots`` is False:
-    no PDF at all). Returns the jobs and the summary files."""
+    no PDF at all). Returns the jobs and the summary files; ``unusable`` receives the files of a tree
+    that are in no set, each with its reason."""
     from .summary import write_summary
     out = Path(out)
-    jobs = plan(inputs, out)
+    if settings_file:    # a bad settings file is one input error, found before any set is organised or run
+        from .settings import check_file
+        check_file(settings_file)
+    jobs = plan(inputs, out, unusable)
     own = None
     try:
         if client is None and any(j.status == "pending" for j in jobs):
@@ -231,15 +239,18 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
 
 def run_batch(args) -> int:
     """soxs-mflat batch: exit 0 when every complete set succeeded, 3 otherwise, 2 on bad input."""
+    unusable: list[str] = []
     try:
         jobs, paths = batch(args.inputs, Path(args.out), None, args.workers, args.scheduler, args.settings,
-                            args.plots == "pdf", args.overwrite, not args.quiet)
+                            args.plots == "pdf", args.overwrite, not args.quiet, unusable)
     except (ValueError, OSError) as exc:
         print(f"soxs-mflat batch: input error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except InputError as exc:
         print(f"soxs-mflat batch: input error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for line in unusable:
+        print(f"unusable: {line}", file=sys.stderr)
     print(report(jobs))
     print("summary: " + ", ".join(str(p) for p in paths))
     return exit_code(jobs)
