@@ -221,11 +221,45 @@ def write_fits(hl: fits.HDUList, path: Path, overwrite: bool) -> Path:
     return path
 
 
-def rewrite_with_datamd5(path: str | Path) -> tuple[str, str]:
-    """Recompute a product's DATAMD5 and its checksums, atomically (the data units are not changed).
-    Returns the old and the new DATAMD5."""
+def product_catgs() -> set[str]:
+    """Every ESO PRO CATG this recipe writes: products.yaml's catg + "_<ARM>", for each arm of the contract."""
+    arms = {arm for per in section("inputs")["arms"].values() for arm in per}
+    return {f"{d['catg']}_{arm}" for d in section("products")["products"].values() if "catg" in d for arm in arms}
+
+
+def check_product(path: str | Path) -> None:
+    """Refuse (InputError saying why; the caller names the file, as fix-datamd5 does) anything but a FITS product of this recipe: a primary
+    header with ESO PRO CATG one of product_catgs() and ESO PRO REC1 ID soxs_mflat (both front ends write
+    them). A raw frame, a calibration made by another recipe (an input ORDER_TAB of soxspipe has the same
+    PRO CATG as ours) or a non-FITS file is never rewritten."""
     path = Path(path)
-    with fits.open(path, memmap=False) as hl:   # a missing or non-FITS file raises OSError here
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hl:
+            header = hl[0].header
+            catg = header.get("HIERARCH ESO PRO CATG")
+            rec = header.get("HIERARCH ESO PRO REC1 ID")
+    except OSError as exc:
+        raise InputError(f"cannot read it: {exc.strerror or exc}") from None
+    except Exception as exc:   # noqa: BLE001 - astropy raises many types for files that are not FITS
+        raise InputError(f"not a readable FITS file ({exc})") from None
+    if catg is None:
+        raise InputError("not a product (no ESO PRO CATG): fix-datamd5 rewrites only soxs-mflat "
+                         "products, never raw frames")
+    if not isinstance(catg, str) or catg.strip() not in product_catgs():
+        raise InputError(f"ESO PRO CATG {catg!r} is not a soxs-mflat product's (one of "
+                         f"{', '.join(sorted(product_catgs()))}): fix-datamd5 rewrites only soxs-mflat products")
+    if rec != RECIPE:
+        raise InputError(f"ESO PRO REC1 ID {rec!r}, not {RECIPE!r}: a product of another recipe; "
+                         "fix-datamd5 rewrites only soxs-mflat products")
+
+
+def rewrite_with_datamd5(path: str | Path) -> tuple[str, str]:
+    """Recompute a soxs-mflat product's DATAMD5 and its checksums, atomically (the data units are not
+    changed). Anything else is refused before it is touched (check_product). Returns the old and the
+    new DATAMD5."""
+    path = Path(path)
+    check_product(path)
+    with fits.open(path, memmap=False) as hl:
         for h in hl:            # read everything before the file is replaced
             _ = h.data
         old = str(hl[0].header.get("DATAMD5", ""))
