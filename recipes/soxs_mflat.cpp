@@ -15,6 +15,9 @@
 #include "soxs_mflat_inputs.hpp"
 #include "soxs_mflat_output.hpp"
 #include "soxs_mflat_qc.hpp"
+#include "validate.hpp"   // the core's checks of an order table (cpp/src)
+
+#include <sys/stat.h>
 
 #ifndef SOXS_VERSION
 #define SOXS_VERSION "0.0.0"
@@ -144,6 +147,10 @@ soxs::NamedParams resolve_params(cpl_parameterlist* list, int column) {
 
 // The core's limits that need the order tables (order_deg below the number of orders, ...), with
 // the rule id of the Python front end (settings.check_limits); before any frame is read.
+// Then each table against the frames' geometry (rule order-table, as recipe.check_table_geometry): what the
+// core checks of it on entry (orders listed once, finite ranges and centre polynomial, every centre on the
+// detector), with the core's own checks and messages, before any frame is read (an order listed twice
+// failed in the core, after the frames were read, naming no file).
 void check_limits(const Inputs& in, const soxs::NamedParams& prm) {
   for (const auto& kv : in.order_tab) {
     CentreTable ct = read_centre_table(*kv.second);
@@ -152,8 +159,59 @@ void check_limits(const Inputs& in, const soxs::NamedParams& prm) {
     } catch (const std::invalid_argument& e) {
       throw InputError(std::string("[parameter-limit] ") + e.what());
     }
+    const int64_t ny = (in.arm->row1 - in.arm->row0) / in.biny, nx = (in.arm->col1 - in.arm->col0) / in.binx;
+    const soxs::Geometry g = geometry(in, ct);
+    try {
+      soxs::detail::check_image_size(ny, nx, "order table");
+      if (g.bin_a < 1 || g.bin_b < 1 || g.bin_a > 64 || g.bin_b > 64)
+        throw std::invalid_argument("order table: binning must be in [1, 64]");
+      soxs::detail::check_order_list(ct.orders, "order table");
+      soxs::detail::check_polynomial(ct.centre, "order table: order centre");
+      soxs::detail::check_orders_on_detector(ct.centre, ct.orders, g, ny, nx, "order table");
+    } catch (const std::invalid_argument& e) {
+      const auto flats = in.by.count(kv.first) ? in.by.at(kv.first).size() : 0;
+      fail("order-table", {{"file", kv.second->file}, {"detail", std::string(e.what()) + " (" + std::to_string(flats) +
+                                                                  " " + kind_name(kv.first) + " frames of " +
+                                                                  std::to_string(ny) + " x " + std::to_string(nx) + " px)"}});
+    }
   }
 }
+
+// The products' file names of this run (qc.json included), as save_set and write_qc_json name them.
+std::vector<std::string> planned_products(const Inputs& in, bool background);
+
+// Rule product-is-input (as recipe.refuse_overwriting_inputs): no product may replace an input. esorex renames
+// each product to its final name in the working directory and moves it to the output directory: an input at
+// either path (the same file, links included: device and inode where the product's path exists, else the
+// resolved path) is refused before any work.
+void refuse_overwriting_inputs(const Inputs& in, bool background) {
+  const std::string out = esorex_output_dir();
+  auto resolved = [](const std::string& p) {
+    char* r = realpath(p.c_str(), nullptr);
+    std::string s = r ? r : "";
+    std::free(r);
+    if (!s.empty()) return s;
+    const size_t slash = p.find_last_of('/');   // a product not there yet: its directory resolved
+    const std::string dir = slash == std::string::npos ? "." : p.substr(0, slash), base = p.substr(slash + 1);
+    r = realpath(dir.c_str(), nullptr);
+    s = r ? std::string(r) + "/" + base : p;
+    std::free(r);
+    return s;
+  };
+  for (const std::string& name : planned_products(in, background))
+    for (const std::string& path : {(out == "." ? "" : out + "/") + name, name}) {
+      struct stat ps;
+      const bool exists = ::stat(path.c_str(), &ps) == 0;
+      const std::string rp = exists ? "" : resolved(path);
+      for (const In& f : in.frames) {
+        struct stat fs;
+        const bool same = exists ? (::stat(f.file.c_str(), &fs) == 0 && fs.st_dev == ps.st_dev && fs.st_ino == ps.st_ino)
+                                 : resolved(f.file) == rp;
+        if (same) fail("product-is-input", {{"file", f.file}, {"product", path}});
+      }
+    }
+}
+
 
 // Elapsed wall time per step at debug level (esorex --msg-level=debug), for profiling runs.
 struct Stopwatch {
@@ -364,6 +422,23 @@ soxs::LampMaster lamp_master(const LampRun& lr) {
   return m;
 }
 
+std::vector<std::string> planned_products(const Inputs& in, bool background) {
+  std::string lower_arm = in.arm->arm;
+  std::transform(lower_arm.begin(), lower_arm.end(), lower_arm.begin(), ::tolower);
+  std::vector<std::string> out;
+  const bool uvb = std::string(in.arm->arm) == "UVB";
+  std::vector<std::string> suffixes;
+  if (uvb) suffixes = {lamp_suffix(soxs_gen::UVB_LAMP_TAGS[0]), lamp_suffix(soxs_gen::UVB_LAMP_TAGS[1])};
+  suffixes.push_back("");
+  for (const std::string& sfx : suffixes) {
+    out.push_back(product_file("MFLAT", lower_arm, sfx));
+    out.push_back(product_file("ORDER LOC", lower_arm, sfx));
+    if (background && !(uvb && sfx.empty())) out.push_back(product_file("BKGROUND FITS", lower_arm, sfx));
+  }
+  out.push_back(soxs_gen::QC_JSON_FILE);
+  return out;
+}
+
 QcJsonRun json_run(const Inputs& in, const Lamp& L, Products products) {
   QcJsonRun r{&in, {L.raws.begin(), L.raws.end()}, {L.cals.begin(), L.cals.end()}, std::move(products)};
   if (L.bpm) r.cals.push_back(L.bpm);
@@ -375,6 +450,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
   check_limits(in, prm);
+  refuse_overwriting_inputs(in, prm.at("subtract_background") != 0);
   sw.lap("classify and check the inputs");
   const bool uvb = std::string(in.arm->arm) == "UVB";
   g_stage.open(product_bytes(in, uvb ? 3 : 1, prm.at("subtract_background") != 0));
@@ -418,6 +494,9 @@ int exec(cpl_plugin* plugin) {
   // returned to the system: fresh pages cost a fault per 4 kB (~10 % of the run on SOXS NIR).
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // an error state left by esorex (its log file in a read-only working directory) is no input's: every
+  // CPL error the plugin reports is its own
+  cpl_error_reset();
   try {
     run(recipe->frames, recipe->parameters);
   } catch (const OutputError& e) {

@@ -95,6 +95,17 @@ std::string esorex_output_dir() {
   return dir.empty() ? "." : dir;
 }
 
+std::vector<std::string> esorex_sof_files() {
+  const std::vector<std::string> args = cmdline();
+  std::vector<std::string> out;
+  if (args.empty() || args[0].substr(args[0].find_last_of('/') + 1) != "esorex") return out;
+  size_t i = 1;
+  while (i < args.size() && args[i] != "soxs_mflat") ++i;
+  for (++i; i < args.size(); ++i)
+    if (args[i].rfind("-", 0) != 0) out.push_back(args[i]);
+  return out;
+}
+
 void DirLock::take(const std::string& directory, const std::string& what) {
   const std::string path = lock_path(directory);
   for (int attempt = 0; attempt < 20; ++attempt) {

@@ -23,6 +23,9 @@ struct OutputError : std::runtime_error {
 // esorex.caller.output-dir of its configuration file (--config, ESOREX_CONFIG, ~/.esorex/esorex.rc),
 // else "." (also when the process is not esorex, e.g. python-cpl).
 std::string esorex_output_dir();
+// The SOF files esorex was given (the arguments after the recipe's name that are no options); none when the
+// process is not esorex.
+std::vector<std::string> esorex_sof_files();
 
 // An fcntl lock on <dir>/<lock file> (non-blocking; the file is removed on release, so the inode is
 // re-checked after locking).

@@ -13,10 +13,12 @@ extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <sstream>
 
 #include "soxs_mflat_inputs.hpp"
+#include "soxs_mflat_output.hpp"
 
 namespace soxs_cpl {
 
@@ -635,6 +637,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 void refuse_duplicates(Inputs& in);
+void refuse_same_exposure(Inputs& in);
 
 // Frames read one by one: header, kind, SOF tag, group; then duplicates (as frames.load_frames).
 void read_frames(Inputs& in, cpl_frameset* frames) {
@@ -646,6 +649,12 @@ void read_frames(Inputs& in, cpl_frameset* frames) {
   for (cpl_size i = 0; i < n; ++i) {
     cpl_frame* fr = cpl_frameset_get_position(frames, i);
     In f{fr, cpl_frame_get_filename(fr), cpl_frame_get_tag(fr) ? cpl_frame_get_tag(fr) : "", Kind::UNKNOWN, nullptr, 0};
+    // a SOF with CRLF line ends: esorex keeps the \r in the last column (the Python front end's splitlines not)
+    const size_t keep = f.tag.find_last_not_of(" \t\r");
+    if (keep + 1 != f.tag.size()) {
+      f.tag.erase(keep == std::string::npos ? 0 : keep + 1);
+      cpl_frame_set_tag(fr, f.tag.c_str());
+    }
     f.name = f.file.substr(f.file.find_last_of('/') + 1);
     read_frame_header(f);
     f.kind = classify_header(f.hdr.get());
@@ -699,6 +708,29 @@ void refuse_duplicates(Inputs& in) {
       (*m)[k] = &f;
     }
   }
+  refuse_same_exposure(in);
+}
+
+// One exposure in two files (a raw frame and a compressed copy of it): the same ARCFILE when both raw frames
+// have one, else the same DATE-OBS (rule duplicate-input, as frames._refuse_same_exposure).
+void refuse_same_exposure(Inputs& in) {
+  std::vector<const In*> raws;
+  for (const auto& f : in.frames)
+    if (is_raw(f.kind)) raws.push_back(&f);
+  auto value = [](const In* f, const char* k) {
+    std::string v = get_str(f->hdr.get(), k);
+    const auto b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
+    return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+  };
+  for (size_t i = 0; i < raws.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      const std::string a = value(raws[i], "ARCFILE"), b = value(raws[j], "ARCFILE");
+      const char* key = !a.empty() && !b.empty() ? "ARCFILE" : "DATE-OBS";
+      const std::string v = value(raws[i], key);
+      if (!v.empty() && v == value(raws[j], key))
+        fail("duplicate-input", {{"file", raws[i]->file}, {"how", std::string("the same exposure (") + key + " " + v + ")"},
+                                 {"other", raws[j]->file}});
+    }
 }
 
 // Numeric keys typed and in range (EXPTIME required on raw frames), MJD-OBS kept.
@@ -797,10 +829,86 @@ void calibration_rules(Inputs& in, const soxs_gen::ArmDef& arm) {
   }
 }
 
+// the contract's sof.groups (inputs.yaml; not generated into the header: tests/test_inputs_esorex.py
+// compares the message with the contract's list)
+const char* const SOF_GROUPS[] = {"RAW", "CALIB", "PRODUCT"};
+
+// Python's repr() of a str, for the sof-format message (frames.parse_sof: got {line!r}).
+std::string py_repr(const std::string& s) {
+  const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+  std::string o(1, q);
+  for (unsigned char c : s) {
+    if (c == '\\' || c == static_cast<unsigned char>(q)) { o += '\\'; o += static_cast<char>(c); }
+    else if (c == '\t') o += "\\t";
+    else if (c == '\n') o += "\\n";
+    else if (c == '\r') o += "\\r";
+    else if (c < 0x20 || c == 0x7f) { char b[8]; std::snprintf(b, sizeof b, "\\x%02x", c); o += b; }
+    else o += static_cast<char>(c);
+  }
+  return o + q;
+}
+
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
+    if (n < 0 || i + n >= s.size() + (n == 0 ? 1 : 0)) return false;
+    for (int k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// The SOF as the Python front end parses it (frames.parse_sof): "PATH TAG" or "PATH TAG GROUP", '#'
+// comments and blank lines skipped, CRLF or CR line ends; else sof-format naming the SOF and the line
+// (esorex gave a path without a tag an empty tag, and the plugin a self-contradictory tag-mismatch).
+void check_sof(const std::string& sof) {
+  std::ifstream in(sof, std::ios::binary);
+  if (!in) return;   // esorex has read it: nothing to add
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!valid_utf8(text)) fail("sof-format", {{"file", sof}, {"line", "1"}, {"detail", "not a text SOF (a binary file?)"}});
+  std::vector<std::string> lines;
+  std::string cur;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n' || text[i] == '\r') {
+      lines.push_back(cur);
+      cur.clear();
+      if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      cur += text[i];
+    }
+  }
+  if (!cur.empty()) lines.push_back(cur);
+  std::string groups;
+  for (const char* g : SOF_GROUPS) groups += (groups.empty() ? "" : ", ") + std::string(g);
+  for (size_t n = 0; n < lines.size(); ++n) {
+    std::string line = lines[n];
+    const auto b = line.find_first_not_of(" \t\f\v"), e = line.find_last_not_of(" \t\f\v");
+    line = b == std::string::npos ? "" : line.substr(b, e - b + 1);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> parts;
+    std::istringstream ss(line);
+    for (std::string w; ss >> w;) parts.push_back(w);
+    const std::string at = std::to_string(n + 1);
+    if (parts.size() != 2 && parts.size() != 3)
+      fail("sof-format", {{"file", sof}, {"line", at}, {"detail", "expected 'PATH TAG [GROUP]', got " + py_repr(line)}});
+    if (parts.size() == 3) {
+      const std::string g = upper_trim(parts[2]);
+      bool known = false;
+      for (const char* x : SOF_GROUPS) known |= g == x;
+      if (!known)
+        fail("sof-format", {{"file", sof}, {"line", at}, {"detail", "unknown frame group " + py_repr(parts[2]) +
+                                                                    " (expected one of " + groups + ")"}});
+    }
+  }
+}
+
 }  // namespace
 
 Inputs classify(cpl_frameset* frames) {
   Inputs in;
+  for (const std::string& sof : esorex_sof_files()) check_sof(sof);
   read_frames(in, frames);
   std::vector<In*> unknown = of_kinds(in, {Kind::UNKNOWN});
   if (!unknown.empty()) fail("unknown-frame", {{"files", names(unknown)}});
