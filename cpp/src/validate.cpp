@@ -146,3 +146,17 @@ void check_uvb_params(const UvbParams& p, size_t n_orders, int64_t la, int64_t l
 }
 
 }  // namespace soxs::detail
+
+namespace soxs {
+
+void check_order_table(const Poly2D& centre, const std::vector<OrderSpan>& orders, const Geometry& g, int64_t ny,
+                       int64_t nx) {
+  detail::check_image_size(ny, nx, "order table");
+  if (g.bin_a < 1 || g.bin_b < 1 || g.bin_a > 64 || g.bin_b > 64)
+    throw std::invalid_argument("order table: binning must be in [1, 64]");
+  detail::check_order_list(orders, "order table");
+  detail::check_polynomial(centre, "order table: order centre");
+  detail::check_orders_on_detector(centre, orders, g, ny, nx, "order table");
+}
+
+}  // namespace soxs

@@ -69,6 +69,14 @@ void bind_master(py::module_& m) {
   }, py::arg("frames"), py::arg("errors"), py::arg("bpm"), py::arg("centre"), py::arg("orders"), py::arg("b_min"),
      py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"), py::arg("bin_b"), py::arg("params") = py::dict());
 
+  m.def("check_order_table", [](const DArr& centre, const std::vector<int>& orders, const std::vector<double>& bmin,
+                                const std::vector<double>& bmax, bool a_is_x, int bin_a, int bin_b, int64_t ny,
+                                int64_t nx) {
+    soxs::check_order_table(to_poly(centre, "centre"), to_orders(orders, bmin, bmax), {a_is_x, bin_a, bin_b}, ny, nx);
+  }, py::arg("centre"), py::arg("orders"), py::arg("b_min"), py::arg("b_max"), py::arg("a_is_x"), py::arg("bin_a"),
+     py::arg("bin_b"), py::arg("ny"), py::arg("nx"),
+     "The order table against the frames' geometry (what master_flat checks on entry), before any pixel is read.");
+
   m.def("check_params", [](const py::dict& params, size_t n_orders) {
     soxs::check_recipe_params(named_params(params), n_orders);
   }, py::arg("params"), py::arg("n_orders"),

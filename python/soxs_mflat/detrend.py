@@ -36,6 +36,9 @@ def _read_product(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A master bias or dark: FLUX, ERRS and QUAL, each of the FLUX's shape, FLUX and ERRS finite."""
     with fits.open(frame.source(keep=True)) as hl:   # UVB: read for each lamp; converted (copied) inside
         names = [h.name for h in hl]
+        for ext in ("FLUX", "ERRS", "QUAL"):
+            if ext in names and not hl[ext].is_image:
+                raise rule_error("unreadable-fits", file=frame.path, detail=f"its {ext} extension is not an image")
         flux = np.asarray(hl["FLUX"].data if "FLUX" in names else hl[0].data, np.float32)
         err = np.asarray(hl["ERRS"].data, np.float32) if "ERRS" in names else np.zeros_like(flux)
         qual = np.asarray(hl["QUAL"].data) != 0 if "QUAL" in names else np.zeros(flux.shape, bool)

@@ -90,37 +90,81 @@ def _frame_header(hl: fits.HDUList, hdu: int) -> fits.Header:
 
 
 def _check_complete(path: Path, data: bytes | None = None) -> None:
-    """Every data unit complete (the padding may be missing); tile-compressed HDUs as stored. ``data``: the
-    decompressed bytes of a whole-file compressed ``path``."""
+    """Every HDU's header structurally sound (_check_structure) and its data unit complete (the padding
+    may be missing); tile-compressed HDUs as stored. ``data``: the decompressed bytes of a whole-file
+    compressed ``path``. The headers are walked here, before astropy builds any HDU: astropy computes
+    sizes from BITPIX and NAXISn as it finds the next HDU, and a string or huge value there failed with
+    its own error (a TypeError, EINVAL from a seek) or, for a table without TFIELDS, only when the
+    pixels were read."""
     size = path.stat().st_size if data is None else len(data)
-    src = path if data is None else io.BytesIO(data)
-    # HDU by HDU (lazily): a negative GCOUNT makes astropy re-read one header for ever when it loads every
-    # HDU at once; checked here, it is refused before astropy looks for the next HDU
-    with fits.open(src, memmap=False, lazy_load_hdus=True, disable_image_compression=True) as hl:
-        for h in hl:
-            _check_structure(path, h.header)
-            end = h.fileinfo()["datLoc"] + h.size
+    what = f"{size} bytes" if data is None else f"{size} bytes decompressed"
+    with (open(path, "rb") if data is None else io.BytesIO(data)) as fh:
+        offset, index = 0, 0
+        while offset < size:
+            fh.seek(offset)
+            if index > 0 and not fh.read(8).startswith(b"XTENSION"):
+                fh.seek(offset)
+                if fh.read(1 << 16).strip(b"\0 ") == b"" and offset + (1 << 16) >= size:
+                    return   # blank or zero padding after the last HDU (astropy ignores it too)
+                raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes {offset} on, "
+                                 f"after HDU {index - 1}, are not a FITS header: its NAXISn or BITPIX may not match "
+                                 "the data written)")
+            fh.seek(offset)
+            h = fits.Header.fromfile(fh)
+            _check_structure(path, h, index)
+            end = fh.tell() + _data_bytes(h)
             if end > size:
-                what = f"{size} bytes" if data is None else f"{size} bytes decompressed"
                 raise rule_error("unreadable-fits", file=path,
                                  detail=f"FITS file is truncated ({what}, header promises {end})")
+            offset, index = end + (-end) % 2880, index + 1
 
 
-def _check_structure(path: Path, h: fits.Header) -> None:
-    """BITPIX is a FITS one; NAXIS, NAXISn, PCOUNT and GCOUNT are non-negative integers (as the plugin's
-    completeness check): a negative one gave a negative data size here, and astropy fails on either later
-    (found by tests/test_fuzz.py)."""
+def _data_bytes(h: fits.Header) -> int:
+    """The size of an HDU's data unit (FITS 4.0, section 4.4.1), without padding."""
+    n = h.get("NAXIS", 0)
+    if n == 0:
+        return 0
+    axes = [h.get(f"NAXIS{i}", 0) for i in range(1, n + 1)]
+    if h.get("GROUPS") is True and axes[0] == 0:   # random groups: NAXIS1 = 0 is not an axis
+        axes = axes[1:]
+    count = math.prod(axes)
+    return abs(h["BITPIX"]) // 8 * h.get("GCOUNT", 1) * (h.get("PCOUNT", 0) + count)
+
+
+_TABLES = ("BINTABLE", "TABLE")
+
+
+def _check_structure(path: Path, h: fits.Header, index: int = 0) -> None:
+    """The mandatory keywords of a primary header or extension are valid (FITS 4.0, section 4.4.1):
+    SIMPLE = T; XTENSION a standard type; BITPIX a FITS one; NAXIS, NAXISn, PCOUNT and GCOUNT
+    non-negative integers; an image extension has PCOUNT 0 and GCOUNT 1, a table BITPIX 8, NAXIS 2 and
+    TFIELDS. As the plugin's completeness check; a negative one gave a negative data size here, and
+    astropy fails on either later (found by tests/test_fuzz.py)."""
+    def bad(detail: str):
+        return rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: {detail})")
+    if index == 0 and h.get("SIMPLE") is not True:
+        raise bad(f"SIMPLE = {h.get('SIMPLE')!r}: the file says it does not conform to FITS")
+    xt = h.get("XTENSION") if index else None
+    if index and not (isinstance(xt, str) and xt.strip().upper() in ("IMAGE", *_TABLES)):
+        raise bad(f"XTENSION = {xt!r} is not IMAGE, TABLE or BINTABLE")
     bitpix = h.get("BITPIX")
     if not (type(bitpix) is int and bitpix in (8, 16, 32, 64, -32, -64)):
-        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (BITPIX = {bitpix!r} is not "
-                         "one of 8, 16, 32, 64, -32, -64)")
+        raise bad(f"BITPIX = {bitpix!r} is not one of 8, 16, 32, 64, -32, -64")
     n = h.get("NAXIS", 0)
     axes = [f"NAXIS{i}" for i in range(1, min(n, 999) + 1)] if _count(n) else []   # FITS allows 999 axes
     for k in ("NAXIS", *axes, "PCOUNT", "GCOUNT"):
         v = h.get(k)
-        if v is not None and not _count(v):
+        if (v is not None or k in axes) and not _count(v):
             problem = "negative" if isinstance(v, int) and not isinstance(v, bool) else "not an integer"
-            raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file ({k} = {v!r} is {problem})")
+            raise bad(f"{k} = {v!r} is {problem}" if v is not None else f"{k} is missing")
+    if not _count(n) or n > 999:
+        raise bad(f"NAXIS = {n!r} is not in 0..999")
+    kind = xt.strip().upper() if index else "PRIMARY"
+    if kind == "IMAGE" and (h.get("PCOUNT", 0), h.get("GCOUNT", 1)) != (0, 1):
+        raise bad(f"an image extension needs PCOUNT = 0 and GCOUNT = 1 (has {h.get('PCOUNT')}, {h.get('GCOUNT')})")
+    if kind in _TABLES and not (bitpix == 8 and n == 2 and _count(h.get("TFIELDS")) and h["TFIELDS"] <= 999):
+        raise bad(f"a {kind} extension needs BITPIX = 8, NAXIS = 2 and TFIELDS (has {bitpix}, {n}, "
+                  f"{h.get('TFIELDS')!r})")
 
 
 def _count(v) -> bool:
@@ -184,12 +228,15 @@ def read_frame_file(path: Path) -> tuple[fits.Header, int, bytes | None]:
 
 
 def _check_scaling(h: fits.Header) -> None:
-    """BSCALE and BZERO, when present, are finite numbers: astropy applies them when the pixels are read,
-    and a string or NaN there fails or poisons every pixel (found by tests/test_fuzz.py)."""
+    """BSCALE and BZERO, when present, are finite numbers, BSCALE not 0: astropy applies them when the
+    pixels are read, and a string or NaN there fails or poisons every pixel (found by tests/test_fuzz.py);
+    a zero scale makes a constant image."""
     for k in ("BSCALE", "BZERO"):
         v = h.get(k)
         if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
             raise ValueError(f"{k} = {v!r} is not a finite number: the pixel values cannot be scaled")
+    if h.get("BSCALE") == 0:
+        raise ValueError("BSCALE = 0: every pixel would read as BZERO")
 
 
 def classify(header: fits.Header) -> str:
@@ -301,6 +348,25 @@ def _refuse_duplicates(frames: list[Frame]) -> None:
             if key in seen:
                 raise rule_error("duplicate-input", file=f.path, how=how, other=seen[key].path)
             seen[key] = f
+    _refuse_same_exposure([f for f in frames if f.kind in RAW_KINDS])
+
+
+RAW_KINDS = tuple(k for k, d in section("inputs")["kinds"].items() if d["group"] == "RAW")
+
+
+def _refuse_same_exposure(raws: list[Frame]) -> None:
+    """One exposure in two files (e.g. a raw frame and a compressed copy of it): the same ARCFILE when
+    both frames have one, else the same DATE-OBS (the duplicate-input rule of the contract)."""
+    def value(f: Frame, k: str) -> str:
+        v = f.header.get(k)
+        return v.strip() if isinstance(v, str) else ""
+    for i, f in enumerate(raws):
+        for other in raws[:i]:
+            a, b = value(f, "ARCFILE"), value(other, "ARCFILE")
+            key, v = ("ARCFILE", a) if a and b else ("DATE-OBS", value(f, "DATE-OBS"))
+            if v and v == value(other, key):
+                raise rule_error("duplicate-input", file=f.path, how=f"the same exposure ({key} {v})",
+                                 other=other.path)
 
 
 def _head_md5(path: Path) -> str:

@@ -42,10 +42,22 @@ def read_image(path: str | Path, source=None) -> tuple[np.ndarray, fits.Header]:
     with fits.open(path if source is None else source) as hl:
         hdu = image_hdu(hl)
         header = hl[0].header.copy() if hdu == 0 else hl[hdu].header.copy()
-        data = _image_2d(hl[hdu].data, path)
+        data = _image_2d(_pixels(hl[hdu], path), path)
         data = np.asarray(data, dtype=np.float32)
     check_finite(data, path, "the image")
     return data, header
+
+
+def _pixels(hdu, path):
+    """An HDU's pixels; a tile that does not decompress (a corrupted .fits.fz: CFITSIO's codecs raise their
+    own exception types) is rule unreadable-fits, as in the plugin."""
+    try:
+        return hdu.data
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - astropy's codecs raise CfitsioException, ValueError, OSError
+        raise rule_error("unreadable-fits", file=path, detail=f"the image cannot be read ({type(exc).__name__}: "
+                         f"{exc})") from None
 
 
 def _image_2d(data, path):

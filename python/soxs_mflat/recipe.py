@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,12 +11,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 from astropy.io import fits
 
-from . import contract, core, settings
+from . import _core, contract, core, settings
 from .detrend import detrend
 from .frames import expected_tag, load_frames
 from .ordertable import CentreTable, order_table_hdus, read_centre_table
 from .errors import InputError, ProcessingError
 from .prepare import binning_of
+from .rules import rule_error
 from .output import Staging, product_bytes
 from .plotserver import PlotError, PlotInfo, PlotServer
 from .products import (base_header, data_product_cards, master_flat_hdus, prefetch_datamd5, product_header,
@@ -81,10 +83,12 @@ def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, 
     for lamp, table in s.order_tabs.items():   # limits that need the order table, before any frame is read
         s.centre_tables[lamp] = read_centre_table(table)   # read once: process_lamp uses it
         settings.check_limits(p, len(s.centre_tables[lamp].layout_orders), table.name)
+        check_table_geometry(s, lamp, s.centre_tables[lamp], table)
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
     paths = without_plots(planned_paths(s, p, outdir), plots)
+    refuse_overwriting_inputs(frames, paths)
     ny, nx = frame_shape(next(iter(s.flats.values()))[0])
     with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx)) as st:
         if server is not None:
@@ -137,6 +141,35 @@ def planned_paths(s: InputSet, p: dict, outdir: Path) -> dict[str, Path]:
     return paths
 
 
+def table_layout(s: InputSet, lamp: str, ct: CentreTable):
+    """The order layout of ``lamp``'s table at its flats' binning, and the (ny, nx) of the prepared frames."""
+    bx, by = binning_of(s.flats[lamp][0].header, s.arm)
+    layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
+    return layout, (s.arm.science_shape[0] // by, s.arm.science_shape[1] // bx)
+
+
+def check_table_geometry(s: InputSet, lamp: str, ct: CentreTable, table) -> None:
+    """Rule order-table, before any pixel is read: what the core checks of the table on entry (orders
+    listed once, finite ranges, every centre on the detector; the plugin calls the same function)."""
+    layout, (ny, nx) = table_layout(s, lamp, ct)
+    try:
+        _core.check_order_table(ct.centre, *layout.args(), ny, nx)
+    except ValueError as exc:
+        raise rule_error("order-table", file=table.path, detail=f"{exc} ({len(s.flats[lamp])} {lamp} frames of "
+                         f"{ny} x {nx} px)") from None
+
+
+def refuse_overwriting_inputs(frames, paths: Mapping[str, Path]) -> None:
+    """Rule product-is-input: no product may replace an input (--overwrite would): the same resolved
+    path, or the same file through a hard link."""
+    finals = {os.path.realpath(p): Path(p) for p in paths.values()}
+    existing = [Path(p) for p in paths.values() if Path(p).exists()]
+    for f in frames:
+        hit = finals.get(os.path.realpath(f.path)) or next((p for p in existing if os.path.samefile(p, f.path)), None)
+        if hit is not None:
+            raise rule_error("product-is-input", file=f.path, product=hit)
+
+
 def frame_shape(f) -> tuple[int, int]:
     """(ny, nx) of a frame from its header (an estimate of the products' size before reading pixels)."""
     try:
@@ -181,8 +214,7 @@ def process_lamp(s: InputSet, lamp: str, p: dict, say: Progress):
     ct = s.centre_tables.get(lamp) or read_centre_table(s.order_tabs[lamp])   # refused before the detrending
     say(f"detrending {len(s.flats[lamp])} {lamp} frames")
     d = detrend(s, lamp, int(p["threads"]))
-    bx, by = binning_of(d.frames[0].header, s.arm)
-    layout = ct.layout(bx if ct.a_is_x else by, by if ct.a_is_x else bx)
+    layout = table_layout(s, lamp, ct)[0]
     say("normalising, stacking, tracing edges, background, low-sensitivity pixels (C++ core)")
     # the core maps parameter names itself and ignores those it does not use (scale_d2_to_qth)
     try:

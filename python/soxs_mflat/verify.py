@@ -154,6 +154,18 @@ def _order_tables(s: InputSet, tables: list[Frame], frames: list[Frame], arm: Ar
         s.order_tabs[lamp] = match[0]
 
 
+def _scalable_darks(darks: list[Frame], flats: list[Frame]) -> None:
+    """A dark or lamp-off frame is scaled by the flat's exposure time over its own: one that says 0 s
+    cannot be (it was subtracted unscaled). A master dark without EXPTIME is taken as matching."""
+    t_flat = max(number(f.header, "EXPTIME", str(f.path)) for f in flats)
+    for d in darks:
+        t = number(d.header, "EXPTIME", str(d.path), default=None)
+        if t is not None and t <= 0 < t_flat - _tol("exptime_s"):
+            raise rule_error("bad-keyword", file=d.path, key="EXPTIME", value=repr(t),
+                             problem=f"cannot be scaled to the flats' {t_flat:g} s (a dark or lamp-off frame of "
+                             "0 s is a bias)")
+
+
 def _calibrations(s: InputSet, frames: list[Frame], arm: Arm) -> None:
     by = defaultdict(list)
     for f in frames:
@@ -167,6 +179,7 @@ def _calibrations(s: InputSet, frames: list[Frame], arm: Arm) -> None:
             raise rule_error("missing-dark", arm=arm.arm, files=_names(frames))
         s.dark = by["MASTER_DARK"][0] if by["MASTER_DARK"] else None
         s.lampoff = by["LAMPOFF"]
+        _scalable_darks([s.dark] if s.dark else s.lampoff, [f for fl in s.flats.values() for f in fl])
     _order_tables(s, by["ORDER_TAB"], frames, arm)
     s.bpm = by["BP_MAP_RP"][0] if by["BP_MAP_RP"] else None
     if s.bpm is None:

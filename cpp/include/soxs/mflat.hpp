@@ -330,5 +330,11 @@ UvbParams uvb_params_from(const NamedParams& named);
 // orders, centre_order_window below slice_length_for_edge_detection, min <= max edge threshold),
 // for the front ends to call before reading any frame; std::invalid_argument naming the parameter.
 void check_recipe_params(const NamedParams& named, size_t n_orders);
+// The order table against the frames' geometry, for the front ends to call before reading any pixel
+// (rule order-table): order numbers distinct and in range, finite ranges, a finite centre polynomial,
+// and every order's centre on the (ny, nx) detector; what master_flat checks on entry, with the same
+// messages (prefixed "order table"). std::invalid_argument on the first problem.
+void check_order_table(const Poly2D& centre, const std::vector<OrderSpan>& orders, const Geometry& g, int64_t ny,
+                       int64_t nx);
 
 }  // namespace soxs
