@@ -231,3 +231,68 @@ def test_bad_settings_file(vis, tmp_path, capsys, text, no_processing):
     rc, err = run_cli(vis["sof"], tmp_path / "out", capsys, "-s", str(s))
     assert rc == 2 and str(s) in err
     assert listing(tmp_path) == ["s.yaml"]
+
+
+def test_a_full_disk_before_the_run_leaves_nothing(vis, tmp_path, capsys, monkeypatch, no_processing):
+    """A disk already full: writing the lock file's pid fails (ENOSPC), which is exit 2 with the reason,
+    and the lock file and the directories the run created are removed again (was: internal error, both
+    left behind)."""
+    real = output.os.write
+
+    def full(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(output.LOCK_NAME):
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+    monkeypatch.setattr(output.os, "write", full)
+    rc, err = run_cli(vis["sof"], tmp_path / "new" / "out", capsys)
+    assert rc == 2 and "cannot write the lock file" in err and "No space left on device" in err
+    assert listing(tmp_path) == []
+
+
+def test_a_staging_directory_left_by_a_killed_run_is_removed(vis, tmp_path, capsys):
+    """SIGKILL leaves a staging directory (no clean-up can run): the next run into the directory, holding
+    its lock, removes it, and says so."""
+    out = tmp_path / "out"
+    stale = out / (output.STAGING_PREFIX + "k9x")
+    stale.mkdir(parents=True)
+    (stale / "master_flat_vis.fits").write_bytes(b"half written")
+    rc = main(["run", str(vis["sof"]), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0 and f"{stale}: removed the staging directory of an interrupted run" in err
+    assert not stale.exists() and not any(p.name.startswith(output.STAGING_PREFIX) for p in out.iterdir())
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.15, 0.25])
+def test_ctrl_c_from_the_first_moment(vis, tmp_path, delay):
+    """SIGINT at any moment of a run, the imports included (numpy and astropy load within the first
+    ~0.3 s): exit 130, one line saying so, never a traceback, nothing left (was: a KeyboardInterrupt
+    traceback, or exit 1 for a half-imported module, within the first ~0.17 s)."""
+    out = tmp_path / "out"
+    p = subprocess.Popen(CLI + ["run", str(vis["sof"]), "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    rc, err = p.wait(60), p.communicate()[1]
+    if rc == 0:                  # finished before the signal (a small set on a fast machine): nothing to check
+        return
+    if rc == -signal.SIGINT:     # before the interpreter took over the signal: the default action, as for
+        assert err == "" and listing(tmp_path) == []   # any program (the shell says 130)
+        return
+    assert rc == 130 and "Traceback" not in err and "internal error" not in err, err
+    assert "interrupted by SIGINT" in err and len(err.strip().splitlines()) == 1, err
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("delay", [0.08, 0.12, 0.2])
+def test_ctrl_c_while_the_command_starts(vis, tmp_path, delay):
+    """The installed command (its console script: soxs_mflat._entry) takes SIGINT from its first import
+    on (the delays fall in numpy's and astropy's imports, after the interpreter's own start)."""
+    exe = Path(sys.executable).with_name("soxs-mflat")
+    out = tmp_path / "out"
+    p = subprocess.Popen([str(exe), "run", str(vis["sof"]), "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    rc, err = p.wait(60), p.communicate()[1]
+    assert rc in (0, 130, -signal.SIGINT) and "Traceback" not in err, err
+    if rc == 130:
+        assert err.strip() == "soxs-mflat run: interrupted by SIGINT; nothing was written", err
+    assert rc == 0 or listing(tmp_path) == []

@@ -1,6 +1,11 @@
 """Command line of soxs-mflat (``soxs-mflat --help``)."""
 from __future__ import annotations
 
+if __name__ == "__main__":   # python -m soxs_mflat.cli: Ctrl-C is an interrupt from the first import on
+    import _signal
+    from soxs_mflat._entry import interrupted_early as _early
+    _signal.signal(_signal.SIGINT, _early)
+
 import argparse
 import os
 import signal
@@ -128,7 +133,9 @@ def _error(text: str) -> None:
     """An error line on stderr and, with --log FILE, in the log: it tells why nothing was written."""
     import logging
     print(text, file=sys.stderr)
-    logging.getLogger("soxs_mflat").error(text, extra={"log_file_only": True})
+    log = logging.getLogger("soxs_mflat")
+    if log.handlers:   # none yet (an interrupt before the run's logging is set up): logging's last-resort
+        log.error(text, extra={"log_file_only": True})   # handler would print the line a second time
 
 
 def _log_result(res) -> None:
@@ -295,36 +302,43 @@ COMMANDS = {"simulate": _simulate, "run": _run, "params": _params, "fix-datamd5"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = COMMANDS.get(args.command) or getattr(args, "archive_command", None)
-    if command is None:
-        parser.print_help()
-        return EXIT_BAD_INPUT
     in_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
-    try:
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None   # from _entry's
+    name = "?"
+    try:   # from the first step: Ctrl-C while the parser's modules are imported is an interrupt too
+        name = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "?")
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        name = args.command or name
+        command = COMMANDS.get(args.command) or getattr(args, "archive_command", None)
+        if command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
         return command(args)
     except (KeyboardInterrupt, _Terminated) as exc:
-        return _interrupted(args.command, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+        return _interrupted(name, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
     except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
         if os.environ.get("SOXS_MFLAT_TRACEBACK"):
             raise
-        _error(f"soxs-mflat {args.command}: internal error: {type(exc).__name__}: {exc} (please report it; "
+        _error(f"soxs-mflat {name}: internal error: {type(exc).__name__}: {exc} (please report it; "
                f"SOXS_MFLAT_TRACEBACK=1 shows the traceback)")
         return EXIT_INTERNAL
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, old_term)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not the clean-up's SIG_IGN
+                signal.signal(signal.SIGINT, old_int)
 
 
 def _interrupted(command: str, sig: signal.Signals) -> int:
     """Remove the temporaries of the run and exit with 128 + the signal number; the recipe thread may
     still be inside the C++ core, so the process ends here (os._exit) rather than waiting for it."""
-    from .output import abort_all
     for s in EXIT_SIGNAL:
         signal.signal(s, signal.SIG_IGN)     # a second Ctrl-C does not interrupt the clean-up
-    abort_all()
+    output = sys.modules.get(f"{__package__}.output")   # not loaded yet: the run wrote nothing (and an
+    if output is not None:                              # import here could meet a half-imported module)
+        output.abort_all()
     code = EXIT_SIGNAL[sig]
     what = "; nothing was written" if command == "run" else ""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from typing import Iterable, Mapping
 from .contract import section
 from .errors import InputError, ProcessingError, SoxsMflatError
 
+log = logging.getLogger("soxs_mflat")
 _OUTPUT = section("products")["output"]          # data/contract/products.yaml (the plugin's names too)
 LOCK_NAME, STAGING_PREFIX = _OUTPUT["lock_file"], _OUTPUT["staging_prefix"]
 PDF_BYTES = 4 << 20          # a QC PDF: images reduced to <= 800 px per axis (measured: 0.3-2 MB)
@@ -64,9 +66,13 @@ class Staging:
             self._check_outdir()
             self._make_outdir()
             self._lock()              # before looking at the products: nobody else writes them meanwhile
+            self._remove_stale_staging()
             self._check_products()
             self._check_space()
-            self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.outdir))
+            try:
+                self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.outdir))
+            except OSError as exc:
+                raise InputError(f"{self.outdir}: cannot create the staging directory ({exc.strerror})") from None
         except BaseException:
             self.abort()
             raise
@@ -130,12 +136,24 @@ class Staging:
             except FileNotFoundError:
                 same = False
             if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._lock_fd = fd
+                self._lock_fd = fd    # from here on abort() removes the lock file
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                except OSError as exc:   # a full disk: nothing of the run can be written
+                    raise InputError(f"{self.outdir}: cannot write the lock file {lock} ({exc.strerror}); "
+                                     "no product can be written there") from None
                 return
             os.close(fd)
         raise OutputBusy(f"{self.outdir}: could not take the lock {lock}")
+
+    def _remove_stale_staging(self) -> None:
+        """Staging directories of runs killed before they could clean up (SIGKILL, a power cut; the CLI's or
+        the plugin's: same prefix): with the lock held no live run owns one."""
+        for d in self.outdir.glob(STAGING_PREFIX + "*"):
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+                log.warning("%s: removed the staging directory of an interrupted run", d)
 
     def _check_space(self) -> None:
         free = shutil.disk_usage(self.outdir).free
