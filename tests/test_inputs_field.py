@@ -175,3 +175,12 @@ def test_a_zero_second_lamp_off_frame_is_not_subtracted_unscaled(nir, tmp_path, 
     zero = ic.copy_with(tmp_path, off, "off0.fits", EXPTIME=0.0)
     err = refused(ic.write_sof(tmp_path, ic.replace(rows, off, zero)), tmp_path / "out", capsys)
     assert f"[bad-keyword] {zero}: header keyword EXPTIME = 0.0 cannot be scaled to the flats'" in err, err
+
+
+def test_a_raw_frame_without_its_arm_is_unknown_arm(vis, tmp_path, capsys):
+    """A raw flat without ESO SEQ ARM was a tag-mismatch against the tag 'LAMP,FLAT_'."""
+    rows = ic.entries(vis)
+    raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
+    bad = ic.copy_with(tmp_path, raw, "noarm.fits", delete=("HIERARCH ESO SEQ ARM",))
+    err = refused(ic.write_sof(tmp_path, ic.replace(rows, raw, bad)), tmp_path / "out", capsys)
+    assert f"[unknown-arm] {bad}: unsupported instrument/arm SOXS/(no ESO SEQ ARM) (supported: " in err and "SOXS/VIS" in err, err

@@ -325,6 +325,11 @@ def _entries(inputs) -> tuple[list[tuple[Path, str | None]], str]:
     return parse_sof(p), str(p)
 
 
+def supported_arms() -> str:
+    from .instruments import ARMS
+    return ", ".join(f"{i.upper()}/{a.upper()}" for i, a in ARMS)
+
+
 def _refuse_duplicates(frames: list[Frame]) -> None:
     """The same file twice (resolved path) or two byte-identical files (MD5 of the whole file, only for files
     of equal size whose first 64 kB, the headers, are equal too: flats of one set differ there already)."""
@@ -389,6 +394,10 @@ def load_frames(inputs: str | Path | Iterable[str | Path]) -> list[Frame]:
             data = None
         kept += len(data or b"")
         f = Frame(path, header, classify(header), tag, hdu, content=data)
+        if not f.arm and any("{arm}" in t for t in section("inputs")["tags"].get(f.kind, [])):
+            # a raw frame's tags name its arm: a tag-mismatch against "LAMP,FLAT_" said nothing useful
+            raise rule_error("unknown-arm", file=path, instrument=f.instrument, arm="(no ESO SEQ ARM)",
+                             supported=supported_arms())
         tags = accepted_tags(f)
         if tag is not None and tags and tag.upper() not in tags:
             raise rule_error("tag-mismatch", file=path, tag=tag, expected=tags[0], accepted=", ".join(tags))

@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .contract import section
-from .frames import Frame
-from .instruments import ARMS, Arm, get_arm
+from .frames import Frame, supported_arms
+from .instruments import Arm, get_arm
 from .keywords import binning, detector_value, gain_e_per_adu, number, text
 from .rules import rule_error
 
@@ -71,7 +71,7 @@ def _arm_of(first: Frame) -> Arm:
         return get_arm(first.instrument or "", first.arm or "")
     except ValueError:
         raise rule_error("unknown-arm", file=first.path, instrument=first.instrument, arm=first.arm,
-                         supported=", ".join(f"{i.upper()}/{a.upper()}" for i, a in ARMS)) from None
+                         supported=supported_arms()) from None
 
 
 def _check_values(frames: list[Frame]) -> None:
