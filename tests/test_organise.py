@@ -244,3 +244,14 @@ def test_organise_cli_unwritable_sof_dir_is_exit_2(one_set, tmp_path):
                         str(tmp_path / "file" / "sofs")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"--sof-dir {tmp_path / 'file' / 'sofs'}: cannot write SOFs" in r.stderr
+
+
+def test_sof_name_of_a_slit_with_a_slash_is_one_file(one_set, tmp_path):
+    """A header value with '/' or a space (here the slit) is no folder in the SOF's name (was: the write
+    failed, FileNotFoundError)."""
+    tree = _tree(one_set, tmp_path / "tree")
+    for p in (tree / "raw").iterdir():
+        fits.setval(p, "HIERARCH ESO INS VISE NAME", value="SLIT 1.0/5")
+    o = organise(tree, tmp_path / "sofs")
+    assert o.sets[0].key["slit"] == "SLIT 1.0/5" and o.sets[0].complete
+    assert [p.name for p in (tmp_path / "sofs").iterdir()] == ["20251012T111444_VIS_2X2_1_MFLAT_QTH_SLIT_1_0_5_20_0S_SOXS.sof"]

@@ -109,6 +109,8 @@ class FlatSet:
                                     rospeed=rospeed, lamp=self.lamp, slit=self.key["slit"],
                                     exptime=value(f, "exptime"), instrument=self.instrument)
         name = name.upper().replace(".", "_")
+        # a header value with '/' or whitespace (a slit name) must not make a folder or a broken file name
+        name = "".join("_" if c == "/" or c.isspace() or not c.isprintable() else c for c in name)
         while "__" in name:
             name = name.replace("__", "_")
         return name
