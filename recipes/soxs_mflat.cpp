@@ -1,9 +1,13 @@
 // esorex plugin "soxs_mflat": the same C++ core as the Python front end, with CPL I/O and DFS saving.
 #include <cpl.h>
+#include <fitsio.h>
 #include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
+#include <future>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <cmath>
 #include <cerrno>
@@ -223,6 +227,22 @@ struct Stopwatch {
   }
 };
 
+// DATAMD5 of the calibrations whose header has none, computed while the frames are read and processed.
+std::map<const In*, std::shared_future<std::string>> g_md5;
+
+void start_calib_md5(const Inputs& in) {
+  g_md5.clear();
+  for (const auto& f : in.frames)
+    if (cpl_frame_get_group(f.frame) != CPL_FRAME_GROUP_RAW && f.kind != Kind::SPECTRAL_FORMAT_TAB && !has(f.hdr.get(), "DATAMD5"))
+      g_md5[&f] = std::async(std::launch::async, [file = f.file, units = f.units] { return data_md5(file, units); })
+                      .share();   // copies: the thread may outlive a failed run's inputs
+}
+
+std::string calib_md5(const In& f) {
+  auto it = g_md5.find(&f);
+  return it != g_md5.end() ? it->second.get() : data_md5(f);
+}
+
 cpl_frameset* used_frames(const Lamp& L) {
   cpl_frameset* used = cpl_frameset_new();
   for (auto* group : {&L.raws, &L.cals})
@@ -286,6 +306,42 @@ void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const c
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
+// A tile-compressed raw frame (fpack's layout) has an empty primary HDU: cpl_dfs, which inherits the keys of
+// the first raw frame's primary header, finds none there (INSTRUME, DATE-OBS, ARCFILE, ESO DET/INS/SEQ, the PRO
+// ANCESTOR were lost). The frame's header is its image HDU's: what cpl_dfs would copy of it (all but the
+// structure, compression, scaling, checksum and DPR/PRO/DRS keys) goes into the product's header, and PRO
+// ANCESTOR from its ARCFILE, as for a plain frame (and as the Python front end inherits from the image HDU).
+bool structural_key(const std::string& k) {
+  static const char* const exact[] = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTEND", "TFIELDS",
+                                      "THEAP", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM", "DATAMD5", "BSCALE", "BZERO",
+                                      "BLANK", "COMMENT", "HISTORY", "DATE", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZCMPTYPE",
+                                      "ZQUANTIZ", "ZDITHER0", "ZSIMPLE", "ZTENSION", "ZEXTEND", "ZBLOCKED", "ZPCOUNT",
+                                      "ZGCOUNT", "ZHECKSUM", "ZDATASUM", "ZTHEAP"};
+  for (const char* e : exact)
+    if (k == e) return true;
+  auto numbered = [&](const char* prefix) {
+    const size_t n = std::strlen(prefix);
+    return k.size() > n && k.compare(0, n, prefix) == 0 &&
+           k.find_first_not_of("0123456789", n) == std::string::npos;
+  };
+  for (const char* p : {"NAXIS", "TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO", "TDISP", "ZNAXIS",
+                        "ZTILE", "ZNAME", "ZVAL"})
+    if (numbered(p)) return true;
+  return k.rfind("ESO DPR ", 0) == 0 || k.rfind("ESO PRO ", 0) == 0 || k.rfind("ESO DRS ", 0) == 0;
+}
+
+void inherit_image_header(cpl_propertylist* app, const In& ref) {
+  if (ref.hdu == 0) return;   // cpl_dfs copies the primary header itself
+  const cpl_propertylist* h = ref.hdr.get();
+  for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
+    const cpl_property* p = cpl_propertylist_get_const(h, i);
+    const std::string k = cpl_property_get_name(p);
+    if (!structural_key(k) && !has(app, k.c_str())) cpl_propertylist_append_property(app, p);
+  }
+  const std::string arc = get_str(h, "ARCFILE");
+  if (!arc.empty() && !has(app, "ESO PRO ANCESTOR")) cpl_propertylist_append_string(app, "ESO PRO ANCESTOR", arc.c_str());
+}
+
 // PRO keys of a product, and what the Python front end inherits that cpl_dfs does not copy (EXPTIME of the
 // first flat); `hdu`: the contract's keys for the primary HDU (nullptr: none).
 Plist pro_keys(const std::string& label, const std::string& arm, const char* hdu, const In& ref) {
@@ -296,6 +352,7 @@ Plist pro_keys(const std::string& label, const std::string& arm, const char* hdu
   cpl_propertylist_append_string(app.get(), "ESO PRO TYPE", d.type);
   cpl_propertylist_append_string(app.get(), "ESO PRO TECH", d.tech);
   if (hdu) add_hdu_keys(app.get(), hdu);
+  inherit_image_header(app.get(), ref);
   return app;
 }
 
@@ -354,6 +411,112 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
   check("cannot append the meta table to " + file);
 }
 
+// A double as the Python front end's products carry it (astropy writes repr(value): the shortest text that reads
+// back as the same double, at most 20 characters): CPL writes 15 significant digits (MJD-OBS 60960.468564814815
+// became 60960.4685648148, QC values lost their last digits).
+std::string py_float(double v) {
+  char buf[64];
+  int p = 1;
+  for (; p < 17; ++p) {
+    std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+  const int exp = std::atoi(std::strchr(buf, 'e') + 1);
+  std::string out;
+  if (exp >= -4 && exp < 16) {   // Python's repr: positional, at least one decimal
+    char f[400];
+    std::snprintf(f, sizeof f, "%.*f", std::max(p - 1 - exp, 1), v);
+    out = f;
+  } else {                       // 1.5e-05 -> 1.5E-05 (astropy's card text)
+    out = buf;
+    const size_t e = out.find('e');
+    std::string mant = out.substr(0, e), ex = out.substr(e + 1);
+    const char sign = ex[0];
+    ex = ex.substr(1);
+    while (ex.size() > 2 && ex[0] == '0') ex.erase(0, 1);
+    out = mant + "E" + sign + ex;
+  }
+  if (out.size() > 20) {         // astropy's limit of the value field
+    const size_t e = out.find('E');
+    out = e == std::string::npos ? out.substr(0, 20) : out.substr(0, 20 - (out.size() - e)) + out.substr(e);
+  }
+  return out;
+}
+
+// Rewrite `key`'s value in the current HDU's header as `text`, keeping its comment (astropy's card layout).
+void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text, int& status) {
+  char value[FLEN_VALUE], comment[FLEN_COMMENT] = "";
+  int st = 0;
+  if (ffgkey(fp, key.c_str(), value, comment, &st)) return;   // not in this product
+  const bool hierarch = key.size() > 8 || key.find(' ') != std::string::npos;
+  char head[FLEN_CARD];
+  std::snprintf(head, sizeof head, hierarch ? "HIERARCH %s = %s" : "%-8s= %20s", key.c_str(), text.c_str());
+  std::string card = head;
+  if (*comment && card.size() + 3 < 80) card += std::string(" / ") + comment;
+  card.resize(80, ' ');
+  fits_update_card(fp, key.c_str(), card.c_str(), &status);
+}
+
+// What cpl_dfs writes differently from the Python front end, put right in the staged product before esorex
+// signs it: doubles of the inherited header and the QC values to 17 significant digits (the shortest exact
+// text), and PRO REC1 CALi DATAMD5 of a calibration whose header has none (cpl_dfs writes it only from the
+// input's DATAMD5 key; the CLI computes the MD5 of its data units).
+void finish_header(const std::string& file, const In& ref, const std::vector<QcVal>& qc,
+                   const std::vector<const In*>& cals) {
+  fitsfile* fp = nullptr;
+  int status = 0;
+  if (fits_open_file(&fp, file.c_str(), READWRITE, &status)) {
+    ffcmsg();
+    throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
+  }
+  const cpl_propertylist* h = ref.hdr.get();
+  for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
+    const cpl_property* p = cpl_propertylist_get_const(h, i);
+    const cpl_type t = cpl_property_get_type(p);
+    if (t == CPL_TYPE_DOUBLE || t == CPL_TYPE_FLOAT) {
+      const std::string k = cpl_property_get_name(p);
+      if (!structural_key(k)) rewrite_card(fp, k, py_float(cpl_property_get_double(p)), status);
+    }
+  }
+  char value[FLEN_VALUE];
+  int st0 = 0;
+  if (ref.hdu == 1 && has(h, "ARCFILE") && ffgkey(fp, "ARCFILE", value, nullptr, &st0)) {   // cpl_dfs drops it
+    const char* c = cpl_propertylist_get_comment(h, "ARCFILE");
+    fits_update_key_str(fp, "ARCFILE", get_str(h, "ARCFILE").c_str(), c ? c : "", &status);
+  }
+  for (const QcVal& v : qc)
+    if (!v.integer) rewrite_card(fp, "ESO QC " + v.name, py_float(v.value), status);
+  std::vector<const In*> left = cals;
+  for (int i = 1; status == 0; ++i) {
+    const std::string base = "ESO PRO REC1 CAL" + std::to_string(i);
+    char name[FLEN_VALUE];
+    int st = 0;
+    if (ffgkys(fp, (base + " NAME").c_str(), name, nullptr, &st)) break;
+    auto it = std::find_if(left.begin(), left.end(), [&](const In* f) { return f->name == name; });
+    if (it == left.end()) continue;
+    const In& cal = **it;
+    left.erase(it);
+    char have[FLEN_VALUE];
+    st = 0;
+    if (!ffgkys(fp, (base + " DATAMD5").c_str(), have, nullptr, &st)) continue;
+    st = 0;
+    if (ffgkys(fp, (base + " CATG").c_str(), have, nullptr, &st)) continue;
+    int next = 0, nkeys = 0;
+    fits_get_hdrpos(fp, &nkeys, &next, &status);   // the card after CALi CATG
+    const std::string md5 = has(cal.hdr.get(), "DATAMD5") ? get_str(cal.hdr.get(), "DATAMD5") : calib_md5(cal);
+    char card[FLEN_CARD];
+    std::snprintf(card, sizeof card, "HIERARCH %s DATAMD5 = '%s'", base.c_str(), md5.c_str());
+    fits_insert_record(fp, next, card, &status);
+  }
+  char msg[FLEN_STATUS] = "";
+  if (status) fits_get_errstatus(status, msg);
+  int ignored = 0;
+  fits_close_file(fp, status ? &ignored : &status);
+  ffcmsg();
+  if (status) throw std::runtime_error("cannot complete the header of " + file + " (" + msg + ")");
+}
+
 using Products = std::vector<std::pair<std::string, std::string>>;   // label -> file name, for qc.json
 
 void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
@@ -372,12 +535,19 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
     save_image_ext(qual ? std::vector<float>(o.quality->begin(), o.quality->end()) : *o.error, L.ny, L.nx,
                    staged.c_str(), ext, qual ? CPL_TYPE_UCHAR : CPL_TYPE_FLOAT);
   }
+  std::vector<const In*> cals(L.cals.begin(), L.cals.end());
+  if (L.bpm) cals.push_back(L.bpm);
+  const std::vector<QcVal> qc = qc_list(o.qc, o.extra_qc);
+  finish_header(staged, *L.raws[0], qc, cals);
   sw.lap("write " + mf);
   const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
   save_order_table(frames, parlist, used, ct, o, arm, g_stage.dir + ot, *L.raws[0]);
-  if (o.background)
+  finish_header(g_stage.dir + ot, *L.raws[0], qc, cals);
+  if (o.background) {
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), g_stage.dir + bk);
+    finish_header(g_stage.dir + bk, *L.raws[0], {}, cals);
+  }
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
   products.push_back({"MFLAT" + tag, mf});
@@ -451,6 +621,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
   check_limits(in, prm);
   refuse_overwriting_inputs(in, prm.at("subtract_background") != 0);
+  start_calib_md5(in);
   sw.lap("classify and check the inputs");
   const bool uvb = std::string(in.arm->arm) == "UVB";
   g_stage.open(product_bytes(in, uvb ? 3 : 1, prm.at("subtract_background") != 0));
@@ -497,6 +668,7 @@ int exec(cpl_plugin* plugin) {
   // an error state left by esorex (its log file in a read-only working directory) is no input's: every
   // CPL error the plugin reports is its own
   cpl_error_reset();
+  struct Md5Done { ~Md5Done() { g_md5.clear(); } } md5_done;   // its threads finished before exec returns
   try {
     run(recipe->frames, recipe->parameters);
   } catch (const OutputError& e) {

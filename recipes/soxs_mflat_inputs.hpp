@@ -68,7 +68,11 @@ struct CentreTable {
   Table coeffs, meta;
 };
 
-Inputs classify(cpl_frameset* frames);   // every rule of the contract, before any image is read
+Inputs classify(cpl_frameset* frames);
+// The MD5 of an input's FITS data units, padding included (a whole-file compressed one's decompressed
+// stream), as the Python front end's products.file_datamd5: a calibration's PRO REC1 CALi DATAMD5.
+std::string data_md5(const In& f);
+std::string data_md5(const std::string& file, const std::vector<std::pair<size_t, size_t>>& units);   // every rule of the contract, before any image is read
 // A header value converted with the contract's type and range ("bad-keyword" otherwise); dflt when absent
 // and not required. detector_value: the first present of an instrument's keys for `what` (binx, conad, ...).
 double number(const In& f, const std::string& key, const char* what, double dflt, bool required = false);

@@ -18,6 +18,7 @@ extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status
 #include <sstream>
 
 #include "soxs_mflat_inputs.hpp"
+#include "soxs_mflat_md5.hpp"
 #include "soxs_mflat_output.hpp"
 
 namespace soxs_cpl {
@@ -446,6 +447,27 @@ void check_complete(In& f) {
     offset = padded;
   }
 }
+
+}  // namespace
+
+std::string data_md5(const In& f) { return data_md5(f.file, f.units); }
+
+std::string data_md5(const std::string& file, const std::vector<std::pair<size_t, size_t>>& units) {
+  Bytes b;
+  open_bytes(file, b);
+  Md5 md5;
+  std::vector<char> buf(1 << 20);
+  for (const auto& [pos, span] : units)
+    for (size_t done = 0; done < span;) {
+      const size_t n = b.read(pos + done, std::min(buf.size(), span - done), buf.data());
+      if (n == 0) break;   // the last unit's padding may be missing (as astropy reads it)
+      md5.update(buf.data(), n);
+      done += n;
+    }
+  return md5.hex();
+}
+
+namespace {
 
 Plist try_header(const std::string& file, int ext) {
   cpl_error_reset();   // an error left by someone else (esorex's log file) is not this file's
