@@ -624,7 +624,8 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   start_calib_md5(in);
   sw.lap("classify and check the inputs");
   const bool uvb = std::string(in.arm->arm) == "UVB";
-  g_stage.open(product_bytes(in, uvb ? 3 : 1, prm.at("subtract_background") != 0));
+  g_stage.open(product_bytes(in, uvb ? 3 : 1, prm.at("subtract_background") != 0),
+               planned_products(in, prm.at("subtract_background") != 0));
   Products products;
   if (!uvb) {
     LampRun lr = run_lamp(in, in.by[Kind::FLAT].empty() ? Kind::QFLAT : Kind::FLAT, prm);

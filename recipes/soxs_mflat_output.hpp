@@ -39,9 +39,12 @@ struct DirLock {
 struct Staging {
   std::string dir;                 // "<name>/" in the working directory once created
   std::vector<DirLock> locks;      // the working directory, and the output directory if another
+  std::vector<std::string> names;  // the products' file names
 
-  // Lock the working and output directories, check their free space, create the staging directory.
-  void open(double need_bytes);
+  // Lock the working and output directories, remove staging directories left there by a killed run (the lock
+  // says no live run owns them), check their free space, create the staging directory. `products`: the file
+  // names the run may write, removed (staged or committed) when SIGINT, SIGTERM or SIGHUP ends the process.
+  void open(double need_bytes, const std::vector<std::string>& products);
   // Rename every product frame pointing into the staging directory to its final name.
   void commit(cpl_frameset* frames);
   // Remove the staging directory and the product frames pointing into it (the locks stay).
