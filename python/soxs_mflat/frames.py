@@ -359,19 +359,26 @@ def _refuse_duplicates(frames: list[Frame]) -> None:
 RAW_KINDS = tuple(k for k, d in section("inputs")["kinds"].items() if d["group"] == "RAW")
 
 
-def _refuse_same_exposure(raws: list[Frame]) -> None:
-    """One exposure in two files (e.g. a raw frame and a compressed copy of it): the same ARCFILE when
-    both frames have one, else the same DATE-OBS (the duplicate-input rule of the contract)."""
-    def value(f: Frame, k: str) -> str:
-        v = f.header.get(k)
+def same_exposure(f: Frame, other: Frame) -> str | None:
+    """How two raw frames are one exposure (the duplicate-input rule of the contract: the same ARCFILE when
+    both have one, else the same DATE-OBS; within one instrument and arm, whose arms expose at once), e.g. a
+    raw frame and a compressed copy of it; None when they are not. The organiser applies the same rule."""
+    def value(g: Frame, k: str) -> str:
+        v = g.header.get(k)
         return v.strip() if isinstance(v, str) else ""
+    if (f.instrument, f.arm) != (other.instrument, other.arm):
+        return None
+    a, b = value(f, "ARCFILE"), value(other, "ARCFILE")
+    key, v = ("ARCFILE", a) if a and b else ("DATE-OBS", value(f, "DATE-OBS"))
+    return f"the same exposure ({key} {v})" if v and v == value(other, key) else None
+
+
+def _refuse_same_exposure(raws: list[Frame]) -> None:
     for i, f in enumerate(raws):
         for other in raws[:i]:
-            a, b = value(f, "ARCFILE"), value(other, "ARCFILE")
-            key, v = ("ARCFILE", a) if a and b else ("DATE-OBS", value(f, "DATE-OBS"))
-            if v and v == value(other, key):
-                raise rule_error("duplicate-input", file=f.path, how=f"the same exposure ({key} {v})",
-                                 other=other.path)
+            how = same_exposure(f, other)
+            if how:
+                raise rule_error("duplicate-input", file=f.path, how=how, other=other.path)
 
 
 def _head_md5(path: Path) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contract import section
-from .frames import Frame, accepted_tags, classify, is_compressed, read_header
+from .frames import Frame, accepted_tags, classify, is_compressed, read_header, same_exposure
 from .keywords import detector_value, text
 from .qc import night_of
 from .rules import VerificationError, rule_error
@@ -268,15 +268,13 @@ def drop_duplicates(frames: list[Frame], ignored: dict[str, list[Path]], notes: 
         other, how = by_real.get(real), "the same file"
         if other is None and id(f) in digest:
             other, how = by_md5.get(digest[id(f)]), "identical bytes"
-        if other is None and exp is not None:
+        if other is None and exp is not None:   # candidates by key; frames.same_exposure decides (and words it)
             arc, date = exp
-            if arc and (where, arc) in by_arc:
-                other, how = by_arc[(where, arc)], f"the same exposure, ARCFILE {arc}"
-            elif date:
-                for k in by_date.get((where, date), []):
-                    if not (arc and _exposure(k)[0]):     # ARCFILE decides when both have one
-                        other, how = k, f"the same exposure, DATE-OBS {date}"
-                        break
+            for k in ([by_arc[(where, arc)]] if arc and (where, arc) in by_arc else []) + by_date.get((where, date), []):
+                how = same_exposure(f, k)
+                if how:
+                    other = k
+                    break
         if other is not None:
             ignored.setdefault(DUPLICATE, []).append(f.path)
             notes[f.path] = str(rule_error("duplicate-input", file=f.path, how=how, other=other.path))
