@@ -73,3 +73,14 @@ def test_products_of_the_recipe_are_fixed(reduced, tmp_path):
             hl[0].header["DATAMD5"] = "0" * 32
         r = _cli("fix-datamd5", q)
         assert r.returncode == 0 and f"DATAMD5 {'0' * 32} -> {fits.getval(p, 'DATAMD5')}" in r.stdout, r.stderr
+
+
+def test_every_file_is_checked_before_any_is_rewritten(reduced, inputs_vis, tmp_path):
+    """`fix-datamd5 product raw` rewrote the product before it refused the raw frame."""
+    product = shutil.copyfile(reduced / "master_flat_vis.fits", tmp_path / "mf.fits")
+    with fits.open(product, mode="update") as hl:
+        hl[0].header["DATAMD5"] = "0" * 32
+    raw = shutil.copyfile(inputs_vis["raw"][0], tmp_path / "raw.fits")
+    before = _md5(product)
+    r = _cli("fix-datamd5", product, raw)
+    assert r.returncode == 2 and f"fix-datamd5: {raw}: " in r.stderr and _md5(product) == before

@@ -184,3 +184,16 @@ def test_a_raw_frame_without_its_arm_is_unknown_arm(vis, tmp_path, capsys):
     bad = ic.copy_with(tmp_path, raw, "noarm.fits", delete=("HIERARCH ESO SEQ ARM",))
     err = refused(ic.write_sof(tmp_path, ic.replace(rows, raw, bad)), tmp_path / "out", capsys)
     assert f"[unknown-arm] {bad}: unsupported instrument/arm SOXS/(no ESO SEQ ARM) (supported: " in err and "SOXS/VIS" in err, err
+
+
+def test_a_sof_path_with_whitespace_is_named(vis, tmp_path, capsys):
+    """A hand-written SOF line 'a/sp ace.fits TAG' was 'unknown frame group LAMP,FLAT_VIS'."""
+    rows = ic.entries(vis)
+    raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
+    spaced = tmp_path / "sp ace" / "f.fits"
+    spaced.parent.mkdir()
+    shutil.copy(raw, spaced)
+    for extra in ([], ["RAW"]):
+        sof = ic.write_sof(tmp_path, [[str(spaced), "LAMP,FLAT_VIS", *extra]] + rows[1:])
+        err = refused(sof, tmp_path / "out", capsys)
+        assert f"[sof-format] {sof}:1: the path '{spaced}' holds whitespace" in err, err

@@ -176,3 +176,12 @@ def test_large_finite_bound_is_an_open_end(tmp_path):
     rec = qc_record(qc_table({"X RES SD": 5.0}, settings.qc_ranges("soxs", "vis", f)),
                     {"instrument": "SOXS", "arm": "VIS", "date_obs": "2025-10-12T11:14:44.000"})
     assert rec["qc"][0]["range"] == [0.0, 1e30] and rec["qc"][0]["flag"] == "pass"
+
+
+@pytest.mark.parametrize("value", ["[true, 1]", "[0, false]", "[0]", "[0, 1, 2]", "'0 1'"])
+def test_a_range_of_booleans_or_not_two_values_is_refused(tmp_path, value):
+    """YAML's true/false were taken as 1 and 0 (float(True)); a range is two numbers."""
+    f = tmp_path / "s.yaml"
+    f.write_text(f"soxs-mflat:\n  qc-acceptable-ranges:\n    x-res-sd: {value}\n")
+    with pytest.raises(InputError, match=r"x-res-sd must be \[low, high\], got"):
+        settings.qc_ranges("soxs", "vis", f)

@@ -287,7 +287,13 @@ def _params(args: argparse.Namespace) -> int:
 
 def _fix_datamd5(args: argparse.Namespace) -> int:
     from .errors import InputError
-    from .products import rewrite_with_datamd5
+    from .products import check_product, rewrite_with_datamd5
+    for path in args.files:   # every file checked before any is rewritten
+        try:
+            check_product(path)
+        except (OSError, InputError) as exc:
+            print(f"soxs-mflat fix-datamd5: {path}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     for path in args.files:
         try:
             old, new = rewrite_with_datamd5(path)

@@ -293,6 +293,10 @@ def parse_sof(path: Path) -> list[tuple[Path, str | None]]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
+        spaced = _path_with_whitespace(parts, sof["groups"])
+        if spaced:
+            raise rule_error("sof-format", file=path, line=lineno, detail=f"the path {spaced!r} holds whitespace, which "
+                             "a SOF cannot (esorex splits its lines at whitespace): rename it or list a link to it")
         if len(parts) not in (2, 3):
             raise rule_error("sof-format", file=path, line=lineno, detail=f"expected 'PATH TAG [GROUP]', got {line!r}")
         if len(parts) == 3 and parts[2].upper() not in sof["groups"]:
@@ -300,6 +304,17 @@ def parse_sof(path: Path) -> list[tuple[Path, str | None]]:
                              detail=f"unknown frame group {parts[2]!r} (expected one of {', '.join(sof['groups'])})")
         entries.append((_sof_path(parts[0], path, lineno), parts[1]))
     return entries
+
+
+def _path_with_whitespace(parts: list[str], groups) -> str | None:
+    """The path a SOF line means when its first tokens joined by a space name an existing file (a line
+    'a/sp ace.fits TAG' splits into three tokens), else None."""
+    n_tail = 2 if len(parts) > 2 and parts[-1].upper() in groups else 1
+    for k in range(len(parts) - n_tail, 1, -1):
+        candidate = " ".join(parts[:k])
+        if Path(candidate).expanduser().exists():
+            return candidate
+    return None
 
 
 def _looks_like_fits(path: Path) -> bool:

@@ -45,6 +45,8 @@ def parse_ranges(block: Any, origin: str) -> dict[str, tuple[float, float]]:
             raise InputError(f"{origin}: qc-acceptable-ranges: unknown QC {key!r}; known: "
                              f"{', '.join(n.lower().replace(' ', '-') for n in known)}")
         try:
+            if any(isinstance(v, bool) for v in val):   # YAML's true/false are no bounds (float(True) is 1.0)
+                raise TypeError
             lo, hi = (float(v) for v in val)
         except (TypeError, ValueError):
             raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be [low, high], got {val!r}") from None
@@ -52,6 +54,9 @@ def parse_ranges(block: Any, origin: str) -> dict[str, tuple[float, float]]:
             raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be two numbers, got {val!r}")
         if not lo <= hi:
             raise InputError(f"{origin}: qc-acceptable-ranges: {key} has low {lo:g} > high {hi:g}")
+        if not (math.isfinite(lo) and math.isfinite(hi)):   # qc.json (JSON has no infinity) could not hold it
+            raise InputError(f"{origin}: qc-acceptable-ranges: {key} must be two finite numbers, got {val!r} "
+                             "(for an open end give a large number, e.g. 1e30)")
         out[name] = (lo, hi)
     return out
 
