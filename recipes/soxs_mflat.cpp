@@ -75,7 +75,8 @@ Staging g_stage;   // one run at a time per process (esorex runs one recipe); so
 // Bytes of the products: per set FLUX+ERRS float32 and QUAL uint8, a float32 background, tables.
 double product_bytes(const Inputs& in, int sets, bool background) {
   const In& ref = *in.by.at(in.by.count(Kind::FLAT) && !in.by.at(Kind::FLAT).empty() ? Kind::FLAT : Kind::QFLAT)[0];
-  double pix = get_num(ref.hdr.get(), "NAXIS1", 0) * get_num(ref.hdr.get(), "NAXIS2", 0);
+  const std::string z = ref.hdu == 1 ? "Z" : "";   // a tile-compressed image's size is in ZNAXISn
+  double pix = get_num(ref.hdr.get(), (z + "NAXIS1").c_str(), 0) * get_num(ref.hdr.get(), (z + "NAXIS2").c_str(), 0);
   return 1.1 * sets * (pix * (9.0 + (background ? 4.0 : 0.0)) + 512.0 * 1024.0);
 }
 
