@@ -913,6 +913,21 @@ void check_sof(const std::string& sof) {
     std::istringstream ss(line);
     for (std::string w; ss >> w;) parts.push_back(w);
     const std::string at = std::to_string(n + 1);
+    // a path holding whitespace ('a/sp ace.fits TAG' splits into three tokens), as frames._path_with_whitespace
+    bool tail_group = false;
+    if (parts.size() > 2)
+      for (const char* g : SOF_GROUPS) tail_group |= upper_trim(parts.back()) == g;
+    const size_t n_tail = tail_group ? 2 : 1;
+    for (size_t k = parts.size() - std::min(parts.size(), n_tail); k > 1; --k) {
+      std::string candidate = parts[0];
+      for (size_t i = 1; i < k; ++i) candidate += " " + parts[i];
+      std::string expanded = candidate;
+      if (expanded.rfind("~/", 0) == 0 && std::getenv("HOME")) expanded = std::getenv("HOME") + expanded.substr(1);
+      struct stat st;
+      if (::stat(expanded.c_str(), &st) == 0)
+        fail("sof-format", {{"file", sof}, {"line", at}, {"detail", "the path " + py_repr(candidate) + " holds whitespace, "
+                            "which a SOF cannot (esorex splits its lines at whitespace): rename it or list a link to it"}});
+    }
     if (parts.size() != 2 && parts.size() != 3)
       fail("sof-format", {{"file", sof}, {"line", at}, {"detail", "expected 'PATH TAG [GROUP]', got " + py_repr(line)}});
     if (parts.size() == 3) {

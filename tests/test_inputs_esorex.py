@@ -293,13 +293,18 @@ def test_unquoted_nan_is_not_a_fits_value(vis, tmp_path):
 
 
 @needs_esorex
-@pytest.mark.parametrize("how", ["no-tag", "unknown-group"])
+@pytest.mark.parametrize("how", ["no-tag", "unknown-group", "path-with-space"])
 def test_sof_lines_refused_as_the_cli_refuses_them(vis, tmp_path, capsys, how):
     """A SOF line with a path and no tag gave '[tag-mismatch] SOF tag  but its header says ...' (esorex passes an
     empty tag); both front ends now give sof-format naming the SOF and its line."""
     from soxs_mflat.contract import section
     rows = ic.entries(vis)
     extra = [rows[0][0]] if how == "no-tag" else [rows[0][0], rows[0][1], "FOO"]
+    if how == "path-with-space":   # esorex's own existence check stops first unless --check-sof-exist=false
+        spaced = tmp_path / "sp ace" / "raw.fits"
+        spaced.parent.mkdir()
+        spaced.write_bytes(Path(rows[0][0]).read_bytes())
+        extra = [str(spaced), rows[0][1]]
     sof = tmp_path / "bad.sof"
     sof.write_text("\n".join(" ".join(r) for r in rows[1:] + [extra]) + "\n")
     rc, err = _cli(sof, tmp_path / "py", capsys)
@@ -308,6 +313,8 @@ def test_sof_lines_refused_as_the_cli_refuses_them(vis, tmp_path, capsys, how):
     line = len(rows)
     assert rc == 2 and r.returncode == outcome("sof-format")["esorex_exit"], (err, es)
     assert es and cli and es[0] == cli[0] and es[0].startswith(f"[sof-format] {sof}:{line}: "), (es, cli)
+    if how == "path-with-space":
+        assert "holds whitespace" in es[0], es[0]
     if how == "unknown-group":   # the plugin's list of groups is the contract's
         assert es[0].endswith(f"(expected one of {', '.join(section('inputs')['sof']['groups'])})"), es[0]
     assert not list(out.iterdir())
