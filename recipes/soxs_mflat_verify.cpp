@@ -2,6 +2,7 @@
 // input contract (data/contract/inputs.yaml, generated into soxs_mflat_generated.h), in the order the
 // Python front end (frames.py, verify.py) applies them, so that one bad input gives one rule in both.
 #include <fitsio.h>
+#include <zlib.h>
 
 extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status);   // CFITSIO, fitsio2.h
 #include <sys/stat.h>
@@ -165,6 +166,51 @@ struct Bytes {
   fail("unreadable-fits", {{"file", file}, {"detail", detail}});
 }
 
+// A .gz file inflated once more with zlib, as frames.decompress reads it: a stream that ends early is
+// truncated, and bytes other than NUL padding after the stream's end are refused (Python's messages).
+void gzip_check(const std::string& file) {
+  std::ifstream raw(file, std::ios::binary);
+  unsigned char magic[2] = {0, 0};
+  raw.read(reinterpret_cast<char*>(magic), 2);
+  if (!(magic[0] == 0x1f && magic[1] == 0x8b)) return;
+  raw.seekg(0);
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) unreadable(file, "not a readable FITS file (zlib failed to start)");
+  std::vector<unsigned char> in(1 << 16), out(1 << 18);
+  size_t produced = 0;
+  int rc = Z_OK;
+  bool trailing = false;
+  while (rc != Z_STREAM_END) {
+    raw.read(reinterpret_cast<char*>(in.data()), static_cast<std::streamsize>(in.size()));
+    z.next_in = in.data();
+    z.avail_in = static_cast<uInt>(raw.gcount());
+    if (z.avail_in == 0) break;   // the file ended first
+    do {
+      z.next_out = out.data();
+      z.avail_out = static_cast<uInt>(out.size());
+      rc = inflate(&z, Z_NO_FLUSH);
+      produced += out.size() - z.avail_out;
+    } while (rc == Z_OK && z.avail_out == 0);
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) break;
+  }
+  if (rc == Z_STREAM_END) {   // what follows the stream: NUL padding only
+    for (unsigned char* c = z.next_in; c < z.next_in + z.avail_in && !trailing; ++c) trailing = *c != 0;
+    char c = 0;
+    while (!trailing && raw.get(c)) trailing = c != 0;
+  }
+  const int final_rc = rc;
+  const std::string zmsg = z.msg ? z.msg : "corrupt gzip data";
+  inflateEnd(&z);
+  if (final_rc == Z_STREAM_END && !trailing) return;
+  if (final_rc == Z_STREAM_END)
+    unreadable(file, "not a readable FITS file (bytes follow the end of its gzip stream, or the stream is not one "
+                     "gzip member of " + std::to_string(produced) + " bytes)");
+  if (final_rc == Z_OK || final_rc == Z_BUF_ERROR)
+    unreadable(file, "FITS file is truncated (the compressed stream ends early: Compressed file ended before the "
+                     "end-of-stream marker was reached)");
+  unreadable(file, "not a readable FITS file (" + zmsg + ")");
+}
+
 // Open `file` as bytes; a whole-file compressed one is decompressed by CFITSIO (as for its pixels).
 void open_bytes(const std::string& file, Bytes& b) {
   if (!compressed(file)) {
@@ -184,30 +230,9 @@ void open_bytes(const std::string& file, Bytes& b) {
   }
   b.size = static_cast<size_t>(b.fp->Fptr->logfilesize);
   b.decompressed = true;
-  // gzip: the stream must end the file (as Python's gzip reads it: trailing NUL bytes aside), its trailer's
-  // ISIZE the size decompressed; CFITSIO stops at the end of the first stream and ignores what follows
-  std::ifstream raw(file, std::ios::binary | std::ios::ate);
-  const std::streamoff fsize = raw.tellg();
-  unsigned char m[2] = {0, 0};
-  raw.seekg(0);
-  raw.read(reinterpret_cast<char*>(m), 2);
-  if (m[0] == 0x1f && m[1] == 0x8b) {
-    std::vector<char> tail(static_cast<size_t>(std::min<std::streamoff>(fsize, 1 << 16)));
-    raw.seekg(fsize - static_cast<std::streamoff>(tail.size()));
-    raw.read(tail.data(), static_cast<std::streamsize>(tail.size()));
-    auto isize_at = [&](size_t t) {   // ISIZE: the trailer's last 4 bytes, little-endian
-      uint32_t v = 0;
-      for (int k = 0; k < 4; ++k) v |= static_cast<uint32_t>(static_cast<unsigned char>(tail[t - 4 + k])) << (8 * k);
-      return v;
-    };
-    const uint32_t want = static_cast<uint32_t>(b.size & 0xffffffffu);
-    size_t t = tail.size();
-    bool ok = t >= 8 && isize_at(t) == want;
-    while (!ok && t > 0 && tail[t - 1] == '\0') ok = --t >= 8 && isize_at(t) == want;   // NUL padding after it
-    if (!ok)
-      unreadable(file, "not a readable FITS file (bytes follow the end of its gzip stream, or the stream is not one "
-                       "gzip member of " + std::to_string(b.size) + " bytes)");
-  }
+  // gzip: one stream that ends the file (as Python's gzip reads it: trailing NUL bytes aside); CFITSIO stops
+  // at the end of the first stream, ignores what follows and reads a truncated stream without an error
+  gzip_check(file);
 }
 
 // A header card's value text (comment removed, blanks trimmed); `key` without "HIERARCH "; false if absent.
@@ -435,7 +460,8 @@ void check_complete(In& f) {
     }
     Header h;
     size_t after = 0;
-    if (!read_header_at(b, offset, h, after)) unreadable(file, "not a readable FITS file (Header missing END card.)");
+    if (!read_header_at(b, offset, h, after))   // the words of frames._header_bytes
+      unreadable(file, "not a readable FITS file (the header has no END card (the file ends first))");
     check_structure(file, h, index);
     const unsigned __int128 end = static_cast<unsigned __int128>(after) + data_bytes(h);
     if (end > b.size)
@@ -493,6 +519,9 @@ void check_scaling(const cpl_propertylist* h, const std::string& file) {
     fail("unreadable-fits", {{"file", file}, {"detail", "not a readable FITS file (" + std::string(k) + " = " + v +
                                                " is not a finite number: the pixel values cannot be scaled)"}});
   }
+  if (has(h, "BSCALE") && get_num(h, "BSCALE", 1) == 0)   // a constant image
+    fail("unreadable-fits", {{"file", file}, {"detail", "not a readable FITS file (BSCALE = 0: every pixel would read "
+                                                        "as BZERO)"}});
 }
 
 // The header and image HDU of a frame: the primary, or HDU 1 of a tile-compressed file whose primary
@@ -634,14 +663,18 @@ double gain_of(const In& f, const soxs_gen::ArmDef& arm) {
 
 namespace {
 
+std::string supported_arms() {
+  std::string supported;
+  for (int i = 0; i < soxs_gen::N_ARMS; ++i)
+    supported += (supported.empty() ? "" : ", ") + std::string(soxs_gen::ARMS[i].instrument) + "/" + soxs_gen::ARMS[i].arm;
+  return supported;
+}
+
 const soxs_gen::ArmDef* find_arm(const In& f) {
   const std::string inst = text(f.hdr.get(), "INSTRUME"), arm = text(f.hdr.get(), "ESO SEQ ARM");
-  std::string supported;
-  for (int i = 0; i < soxs_gen::N_ARMS; ++i) {
+  for (int i = 0; i < soxs_gen::N_ARMS; ++i)
     if (inst == soxs_gen::ARMS[i].instrument && arm == soxs_gen::ARMS[i].arm) return &soxs_gen::ARMS[i];
-    supported += (supported.empty() ? "" : ", ") + std::string(soxs_gen::ARMS[i].instrument) + "/" + soxs_gen::ARMS[i].arm;
-  }
-  fail("unknown-arm", {{"file", f.file}, {"instrument", inst}, {"arm", arm}, {"supported", supported}});
+  fail("unknown-arm", {{"file", f.file}, {"instrument", inst}, {"arm", arm}, {"supported", supported_arms()}});
 }
 
 const soxs_gen::ArmFlats& arm_flats(const soxs_gen::ArmDef& arm) {
@@ -680,6 +713,9 @@ void read_frames(Inputs& in, cpl_frameset* frames) {
     f.name = f.file.substr(f.file.find_last_of('/') + 1);
     read_frame_header(f);
     f.kind = classify_header(f.hdr.get());
+    if (is_raw(f.kind) && text(f.hdr.get(), "ESO SEQ ARM").empty())   // its tags name the arm (frames.load_frames)
+      fail("unknown-arm", {{"file", f.file}, {"instrument", text(f.hdr.get(), "INSTRUME")}, {"arm", "(no ESO SEQ ARM)"},
+                           {"supported", supported_arms()}});
     const auto tags = accepted_tags(f);
     if (!tags.empty() && std::find(tags.begin(), tags.end(), upper_trim(f.tag)) == tags.end()) {
       std::string acc;
@@ -834,6 +870,20 @@ void calibration_rules(Inputs& in, const soxs_gen::ArmDef& arm) {
     fail("missing-bias", {{"instrument", arm.instrument}, {"arm", a}, {"files", all_names(in)}});
   if (arm.nir_like && in.by[Kind::MASTER_DARK].empty() && in.by[Kind::LAMPOFF].empty())
     fail("missing-dark", {{"arm", a}, {"files", all_names(in)}});
+  if (arm.nir_like) {   // a 0-s dark or lamp-off frame cannot be scaled to the flats (verify._scalable_darks)
+    double t_flat = 0;
+    for (In* f : of_kinds(in, {Kind::FLAT, Kind::DFLAT, Kind::QFLAT})) t_flat = std::max(t_flat, number(*f, "EXPTIME", "EXPTIME", 0));
+    std::vector<In*> darks = in.by[Kind::MASTER_DARK].empty() ? of_kinds(in, {Kind::LAMPOFF})
+                                                              : std::vector<In*>{in.by[Kind::MASTER_DARK][0]};
+    for (In* d : darks)
+      if (has(d->hdr.get(), "EXPTIME")) {
+        const double t = number(*d, "EXPTIME", "EXPTIME", 0);
+        if (t <= 0 && 0 < t_flat - soxs_gen::EXPTIME_TOL_S)
+          fail("bad-keyword", {{"file", d->file}, {"key", "EXPTIME"}, {"value", fmt_g(t)},
+                               {"problem", "cannot be scaled to the flats' " + fmt_g(t_flat) +
+                                           " s (a dark or lamp-off frame of 0 s is a bias)"}});
+      }
+  }
   const auto& tabs = in.by[Kind::ORDER_TAB];
   if (tabs.empty()) fail("missing-order-table", {{"arm", a}, {"files", all_names(in)}});
   std::vector<Kind> lamps;

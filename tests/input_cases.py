@@ -105,6 +105,10 @@ def vis_cases(w, folder: Path):
         scaled = copy_with(folder, _raw(w, 0), f"{key.lower()}.fits", **{key: "NaN"})
         out.append((f"{key.lower()}-not-a-number", replace(rows, _raw(w, 0), scaled), "unreadable-fits",
                     f"{key.lower()}.fits"))
+    zero = copy_with(folder, _raw(w, 0), "bscale0.fits", BSCALE=0)   # a constant image (both accepted it)
+    out.append(("bscale-zero", replace(rows, _raw(w, 0), zero), "unreadable-fits", "bscale0.fits"))
+    noarm = copy_with(folder, _raw(w, 0), "noarm.fits", delete=("HIERARCH ESO SEQ ARM",))   # was tag-mismatch
+    out.append(("no-arm", replace(rows, _raw(w, 0), noarm), "unknown-arm", "noarm.fits"))
     junk = folder / "junk.fits"
     junk.write_bytes(b"this is not FITS" * 200)
     out.append(("garbage", rows + [[str(junk), "LAMP,FLAT_VIS"]], "unreadable-fits", "junk.fits"))
@@ -197,6 +201,9 @@ def nir_cases(w, folder: Path):
     nan = with_data(folder, raw, lambda d: np.where(np.arange(d.size).reshape(d.shape) % 997 == 0, np.nan, d)
                     .astype(d.dtype), "nan.fits")
     out.append(("non-finite", replace(rows, raw, nan), "non-finite", "nan.fits"))
+    off = next(e[0] for e in rows if "OFF" in e[1])   # 0 s beside 10-s flats: was subtracted unscaled
+    zero = copy_with(folder, off, "off0.fits", EXPTIME=0.0)
+    out.append(("zero-s-lamp-off", replace(rows, off, zero), "bad-keyword", "off0.fits"))
     return out
 
 

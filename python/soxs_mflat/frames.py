@@ -3,10 +3,12 @@ and tile-compressed FITS), classification by header keywords cross-checked again
 rules are those of the input contract (data/contract/inputs.yaml)."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,13 +112,71 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
                                  f"after HDU {index - 1}, are not a FITS header: its NAXISn or BITPIX may not match "
                                  "the data written)")
             fh.seek(offset)
-            h = fits.Header.fromfile(fh)
+            raw = _header_bytes(fh)
+            h = fits.Header.fromstring(raw.decode("ascii", "replace"))
             _check_structure(path, h, index)
-            end = fh.tell() + _data_bytes(h)
+            bad = _invalid_card(raw)
+            if bad:   # as the plugin (CFITSIO cannot read such a header at all)
+                raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "
+                                 f"{bad[0]} = {bad[1]} is not a FITS value (a number, T/F or a quoted string))")
+            end = offset + len(raw) + _data_bytes(h)
             if end > size:
                 raise rule_error("unreadable-fits", file=path,
                                  detail=f"FITS file is truncated ({what}, header promises {end})")
             offset, index = end + (-end) % 2880, index + 1
+
+
+def _header_bytes(fh) -> bytes:
+    """The header blocks at the file's position, up to the block with the END card."""
+    blocks = []
+    while True:
+        block = fh.read(2880)
+        if len(block) < 2880:   # the plugin's words too
+            raise ValueError("the header has no END card (the file ends first)")
+        blocks.append(block)
+        if any(block[at:at + 80] == _END for at in range(0, 2880, 80)):
+            return b"".join(blocks)
+
+
+_END = b"END" + b" " * 77
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
+
+
+def _invalid_card(raw: bytes) -> tuple[str, str] | None:
+    """(key, value text) of the first card whose value is no FITS value (FITS 4.0, section 4.2: a quoted
+    string, T or F, an integer, a real, a complex, or empty), e.g. an unquoted NaN; None when all are."""
+    text = raw.decode("ascii", "replace")
+    for at in range(0, len(text), 80):
+        c = text[at:at + 80]
+        if c.startswith("HIERARCH "):
+            eq = c.find("=", 9)
+            key, v = (c[9:eq].strip(), c[eq + 1:]) if eq > 0 else ("", "")
+        elif c[8:10] == "= ":
+            key, v = c[:8].strip(), c[10:]
+        else:
+            continue
+        v = v.strip()
+        if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] in "'(":
+            if v[:1] == "'" and not _closed(v):
+                return key, v
+            continue
+        v = v.split("/", 1)[0].rstrip()
+        if v and v not in ("T", "F") and not _NUMBER.fullmatch(v):
+            return key, v
+    return None
+
+
+def _closed(v: str) -> bool:
+    """A string value has its closing quote ('' is a quote inside it)."""
+    i = 1
+    while i < len(v):
+        if v[i] == "'":
+            if v[i + 1:i + 2] == "'":
+                i += 2
+                continue
+            return True
+        i += 1
+    return False
 
 
 def _data_bytes(h: fits.Header) -> int:
@@ -174,7 +234,6 @@ def _count(v) -> bool:
 def decompress(path: Path) -> bytes:
     """A whole-file compressed FITS file (gzip, unix compress, bzip2) as bytes, read once."""
     import bz2
-    import gzip
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x9d":
@@ -188,6 +247,26 @@ def decompress(path: Path) -> bytes:
     except EOFError as exc:
         raise rule_error("unreadable-fits", file=path, detail=f"FITS file is truncated (the compressed stream "
                          f"ends early: {exc})") from None
+    except gzip.BadGzipFile:
+        if magic != b"\x1f\x8b":
+            raise
+        first = _first_gzip_member(path)
+        if first is None:
+            raise
+        # as the plugin: CFITSIO reads one member (NUL padding after it allowed), and so do we
+        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes follow the end of "
+                         f"its gzip stream, or the stream is not one gzip member of {first} bytes)") from None
+
+
+def _first_gzip_member(path: Path) -> int | None:
+    """The decompressed size of a gzip file's first member when other bytes (not NUL padding) follow it."""
+    import zlib
+    d = zlib.decompressobj(wbits=31)
+    try:
+        n = len(d.decompress(path.read_bytes())) + len(d.flush())
+    except zlib.error:
+        return None
+    return n if d.eof and d.unused_data.strip(b"\0") else None
 
 
 # Decompressed bytes kept from the header read for the pixel read, at most this much per run (beyond it a

@@ -37,7 +37,7 @@ def convert(value: Any, what: str, file: str, key_name: str):
     spec = _contract()["values"][what]
 
     def bad(problem: str):
-        return rule_error("bad-keyword", file=file, key=key_name.replace("HIERARCH ", ""), value=repr(value),
+        return rule_error("bad-keyword", file=file, key=key_name.replace("HIERARCH ", ""), value=shown(value),
                           problem=problem)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad("is not a number")
@@ -53,6 +53,12 @@ def convert(value: Any, what: str, file: str, key_name: str):
         lims = f"> 0 and <= {hi:g}" if spec.get("positive") else f"in [{lo:g}, {hi:g}]"
         raise bad(f"is outside the accepted range ({lims})")
     return v
+
+
+def shown(value: Any) -> str:
+    """A header value in a message: numbers as %g (as the plugin prints them), anything else as repr."""
+    number_like = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value:g}" if number_like else repr(value)
 
 
 def number(header: Mapping, name: str, file: str, what: str | None = None, default: Any = _MISSING):

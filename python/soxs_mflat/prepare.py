@@ -56,8 +56,7 @@ def _pixels(hdu, path):
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - astropy's codecs raise CfitsioException, ValueError, OSError
-        raise rule_error("unreadable-fits", file=path, detail=f"the image cannot be read ({type(exc).__name__}: "
-                         f"{exc})") from None
+        raise rule_error("unreadable-fits", file=path, detail=f"the image cannot be read ({exc})") from None
 
 
 def _image_2d(data, path):

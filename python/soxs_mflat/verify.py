@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from .contract import section
 from .frames import Frame, supported_arms
 from .instruments import Arm, get_arm
-from .keywords import binning, detector_value, gain_e_per_adu, number, text
+from .keywords import binning, detector_value, gain_e_per_adu, number, shown, text
 from .rules import rule_error
 
 log = logging.getLogger("soxs_mflat")
@@ -44,8 +44,13 @@ def _unique(frames: list[Frame], key, rule: str, **fields) -> None:
     for f in frames:
         groups[key(f)].append(f)
     if len(groups) > 1:
-        detail = "; ".join(f"{k}: {_names(v)}" for k, v in groups.items())
+        detail = "; ".join(f"{_key_text(k)}: {_names(v)}" for k, v in groups.items())
         raise rule_error(rule, detail=detail, **fields)
+
+
+def _key_text(k) -> str:
+    """A group's key in a mixed-* message: numbers as %g (as the plugin), anything else as it is."""
+    return shown(k) if isinstance(k, (int, float)) and not isinstance(k, bool) else str(k)
 
 
 def _binning(f: Frame, arm: Arm):
@@ -161,7 +166,7 @@ def _scalable_darks(darks: list[Frame], flats: list[Frame]) -> None:
     for d in darks:
         t = number(d.header, "EXPTIME", str(d.path), default=None)
         if t is not None and t <= 0 < t_flat - _tol("exptime_s"):
-            raise rule_error("bad-keyword", file=d.path, key="EXPTIME", value=repr(t),
+            raise rule_error("bad-keyword", file=d.path, key="EXPTIME", value=f"{t:g}",
                              problem=f"cannot be scaled to the flats' {t_flat:g} s (a dark or lamp-off frame of "
                              "0 s is a bias)")
 
