@@ -10,6 +10,7 @@ command -v g++ >/dev/null || need+=(g++)
 command -v cmake >/dev/null || need+=(cmake)
 command -v esorex >/dev/null || need+=(esorex)
 [ -f /usr/include/cpl.h ] || need+=(libcpl-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)   # the plugin checks .gz streams with zlib
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing ${need[*]} with apt-get"
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
