@@ -296,3 +296,25 @@ def test_batch_refuses_a_bad_settings_file_before_any_set(messy, tmp_path, text,
     assert r.returncode == 2, r.stdout + r.stderr
     assert str(s) in r.stderr and re.search(match, r.stderr) and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "1000", "two"])
+def test_workers_outside_their_range_are_refused(messy, tmp_path, n):
+    """--workers 0 / -1 ran with one worker; 1000 started worker processes until the machine stalled."""
+    r = _batch(messy, "-o", tmp_path / "out", "--workers", n, "-q")
+    assert r.returncode == 2 and "argument --workers:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_more_workers_than_sets(messy, tmp_path, monkeypatch):
+    """One set to reduce: one worker process, however many were asked for."""
+    import soxs_mflat.batch as b
+    asked = []
+    real = b.make_client
+
+    def spy(workers, scheduler):
+        asked.append(workers)
+        return real(workers, scheduler)
+    monkeypatch.setattr(b, "make_client", spy)
+    jobs, _ = batch([messy], tmp_path / "out", workers=8, plots=False, progress=False)
+    assert asked == [1] and [j.status for j in jobs].count("done") == 1

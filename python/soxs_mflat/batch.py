@@ -227,8 +227,9 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
     jobs = plan(inputs, out, unusable)
     own = None
     try:
-        if client is None and any(j.status == "pending" for j in jobs):
-            client, own = make_client(workers, scheduler)
+        pending = sum(j.status == "pending" for j in jobs)
+        if client is None and pending:   # no more worker processes than sets: each would start for nothing
+            client, own = make_client(min(workers, pending), scheduler)
         run_jobs(jobs, client, settings_file, plots, overwrite, progress)
     finally:
         if own is not None:

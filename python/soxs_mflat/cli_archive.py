@@ -7,6 +7,19 @@ import time
 
 EXIT_BAD_INPUT = 2
 EXIT_PROCESSING = 3
+MAX_WORKERS = 256   # local worker processes (each holds one set, ~0.35 GB): beyond this, use a scheduler
+
+
+def _workers(text: str) -> int:
+    """--workers: a whole number in 1..MAX_WORKERS (0 and negatives were accepted and meant 1; 1000 hung)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{n} is not in 1..{MAX_WORKERS} (for more, start a Dask cluster and give "
+                                         "--scheduler)")
+    return n
 
 
 def add_archive_commands(sub) -> None:
@@ -33,7 +46,8 @@ def add_archive_commands(sub) -> None:
     b.add_argument("inputs", nargs="+", help="a directory tree, or SOF files")
     b.add_argument("-o", "--out", required=True, help="output root: OUT/reduced/<night>/soxs-mflat/<set>/")
     w = b.add_mutually_exclusive_group()
-    w.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    w.add_argument("--workers", type=_workers, default=2, help=f"local Dask worker processes, 1..{MAX_WORKERS}, at "
+                   "most one per set to reduce (default 2)")
     w.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler")
     b.add_argument("--plots", choices=["pdf", "none"], default="pdf",
                    help="QC PDFs of every set and qc_trends.pdf (default pdf; none: no PDF, the CSV/Parquet summary only)")
