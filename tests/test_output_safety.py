@@ -296,3 +296,33 @@ def test_ctrl_c_while_the_command_starts(vis, tmp_path, delay):
     if rc == 130:
         assert err.strip() == "soxs-mflat run: interrupted by SIGINT; nothing was written", err
     assert rc == 0 or listing(tmp_path) == []
+
+
+def _md5s(*paths):
+    import hashlib
+    return [hashlib.md5(Path(p).read_bytes()).hexdigest() for p in paths]
+
+
+def test_the_log_never_replaces_an_input_or_a_product(vis, tmp_path, capsys):
+    """--log FILE was opened (truncated) first: `--log the.sof`, `--log a_raw.fits` destroyed the input, and
+    `--log OUT/master_flat_vis.fits` a product, even without --overwrite. Now exit 2 before anything is
+    written, naming the file and why."""
+    import shutil
+    sof = tmp_path / "t.sof"
+    shutil.copy(vis["sof"], sof)
+    raw = vis["raw"][0]
+    out = tmp_path / "out"
+    assert run_cli(vis["sof"], out, capsys)[0] == 0
+    product = out / "master_flat_vis.fits"
+    stranger = tmp_path / "other.fits"
+    shutil.copy(raw, stranger)
+    for log, why in ((sof, "is an input of this run"), (raw, "is an input of this run"),
+                     (product, "is the place of one of the run's products"), (out / "qc.json", "products"),
+                     (stranger, "is an existing FITS file")):
+        before = _md5s(sof, raw, product, out / "qc.json", stranger)
+        for extra in ((), ("--overwrite",)):
+            rc, err = run_cli(sof, out, capsys, "--log", str(log), *extra)
+            assert rc == 2 and f"--log {log}: " in err and why in err, err
+            assert _md5s(sof, raw, product, out / "qc.json", stranger) == before
+    rc, _ = run_cli(sof, tmp_path / "out2", capsys, "--log", str(tmp_path / "run.log"))
+    assert rc == 0 and "step 1" in (tmp_path / "run.log").read_text()

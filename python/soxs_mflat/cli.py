@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 EXIT_INTERNAL = 1    # a bug: one line on stderr instead of a traceback (SOXS_MFLAT_TRACEBACK=1 shows it)
 EXIT_BAD_INPUT = 2   # bad input or output directory: nothing was written
@@ -211,6 +212,10 @@ def _run_logged(args: argparse.Namespace, server) -> int:
     import gc
     gc.freeze()    # what the imports made is never scanned again
     gc.enable()
+    problem = _log_problem(args) if args.log else None
+    if problem:   # opened for writing below: an input or a product would be lost before any check ran
+        print(f"soxs-mflat run: input error: --log {args.log}: {problem}; nothing was written", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         _setup_logging(args)
     except OSError as exc:
@@ -240,6 +245,47 @@ def _run_logged(args: argparse.Namespace, server) -> int:
     except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _log_problem(args: argparse.Namespace) -> str | None:
+    """Why the --log file may not be written (it is opened, truncated, before the inputs are verified): it is an
+    input (a SOF, a file given or listed in one), a product's or the run's own file in the output directory,
+    or an existing FITS file; None when it may."""
+    from .contract import section
+    from .frames import _looks_like_fits, parse_sof
+    from .rules import VerificationError
+    log = Path(args.log).expanduser()
+    if log.is_dir():
+        return "is a directory"
+    inputs = [Path(a).expanduser() for a in args.inputs]
+    for a in list(inputs):
+        if a.is_file() and not _looks_like_fits(a):
+            try:
+                inputs += [p for p, _ in parse_sof(a)]
+            except VerificationError:   # the run reports it
+                pass
+    if any(_same_file(log, p) for p in inputs):
+        return "is an input of this run"
+    c = section("products")
+    tags = ["", *(f"_{t.lower()}" for t in c["uvb_lamp_tags"])]
+    ours = {d["file"].format(arm=a, tag=t) for d in c["products"].values() for a in ("uvb", "vis", "nir") for t in tags}
+    ours |= {section("qc")["json"]["file"], c["output"]["lock_file"]}
+    if log.name in ours and _same_dir(log.parent, Path(args.outdir).expanduser()):
+        return "is the place of one of the run's products in the output directory"
+    if log.exists() and _looks_like_fits(log):
+        return "is an existing FITS file (a log is text: choose another name)"
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _report(args: argparse.Namespace, res) -> int:
