@@ -380,6 +380,8 @@ BackgroundResult fit_background(const ImageView& img, const MaskView& mask, cons
   detail::check_poly(lower, "fit_background"); detail::check_poly(upper, "fit_background");
   if (p.margin < 0 || p.outer_width < 0 || !(p.smooth_sigma >= 0 && p.smooth_sigma <= 1e9) || p.end_margin < 0)
     throw std::invalid_argument("fit_background: margin, outer_width, end_margin must be >= 0, 0 <= smooth_sigma <= 1e9");
+  if (p.spline_deg < 1 || p.spline_deg > 5)   // data/parameters.yaml's bspline_deg range
+    throw std::invalid_argument("fit_background: spline_deg must be in [1, 5], got " + std::to_string(p.spline_deg));
   detail::check_order_list(orders, "fit_background");
   const int64_t la = g.len_a(img), lb = g.len_b(img), step = halo_line_step(g);
   // 1. gap levels per line, keyed by the neighbouring orders

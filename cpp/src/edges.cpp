@@ -130,8 +130,9 @@ EdgePoints detect_edges(const ImageView& img, const float* err, const MaskView& 
                         const Geometry& g, const EdgeParams& p, int threads) {
   detail::check_geometry(img, g, "detect_edges");
   detail::check_poly(centre, "detect_edges");
-  if (p.slice_length < 8 || p.slice_width < 1 || p.median_filter < 1 || p.median_filter % 2 == 0)
-    throw std::invalid_argument("detect_edges: need slice_length >= 8, slice_width >= 1 and an odd median_filter");
+  if (p.slice_length < 8 || p.slice_width < 1 || p.slice_width % 2 == 0 || p.median_filter < 1 || p.median_filter % 2 == 0)
+    throw std::invalid_argument("detect_edges: need slice_length >= 8, an odd slice_width >= 1 (slice_width must be "
+                                "odd) and an odd median_filter");
   if (!(p.min_pct > 0 && p.min_pct <= p.max_pct && p.max_pct < 100))
     throw std::invalid_argument("detect_edges: need 0 < min_pct <= max_pct < 100");
   detail::check_order_list(orders, "detect_edges");

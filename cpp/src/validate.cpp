@@ -31,6 +31,9 @@ void positive(const char* name, double v, double hi = 1e6) {
 void check_edges(const EdgeParams& e, int64_t la, int64_t lb) {
   in_range("slice_length_for_edge_detection", e.slice_length, 8, double(la));
   in_range("slice_width_for_edge_detection", e.slice_width, 1, double(lb));
+  if (e.slice_width % 2 != 1)   // a median across an odd number of lines (data/parameters.yaml: odd)
+    throw std::invalid_argument("parameter slice_width_for_edge_detection must be odd, got " +
+                                std::to_string(e.slice_width));
   in_range("min_percentage_threshold_for_edge_detection", e.min_pct, 1e-9, 99.999999);
   if (!(e.min_pct <= e.max_pct))   // the Python front end's text (settings._check)
     throw std::invalid_argument("parameter min_percentage_threshold_for_edge_detection = " + num(e.min_pct) +
@@ -148,6 +151,10 @@ void check_uvb_params(const UvbParams& p, size_t n_orders, int64_t la, int64_t l
 }  // namespace soxs::detail
 
 namespace soxs {
+
+void check_image_shape(int64_t ny, int64_t nx, const std::string& what) { detail::check_image_size(ny, nx, what); }
+
+void check_poly_coeffs(const Poly2D& P, const std::string& what) { detail::check_polynomial(P, what); }
 
 void check_order_table(const Poly2D& centre, const std::vector<OrderSpan>& orders, const Geometry& g, int64_t ny,
                        int64_t nx) {

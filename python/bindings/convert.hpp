@@ -17,6 +17,7 @@ using DArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 inline soxs::ImageView image_view(const FArr& a, const char* name) {
   if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) + "-D");
+  soxs::check_image_shape(a.shape(0), a.shape(1), name);   // the core's limits at every entry, empty included
   return soxs::ImageView{a.data(), a.shape(0), a.shape(1)};
 }
 
@@ -36,8 +37,11 @@ inline soxs::Poly2D to_poly(const DArr& c, const char* name) {
   if (c.ndim() != 2 || c.shape(0) < 1 || c.shape(1) < 1)
     throw std::invalid_argument(std::string(name) + " must be a 2-D coefficient array c[i_order, j_b]");
   soxs::Poly2D p;
+  if (c.shape(0) > 16 || c.shape(1) > 16)   // before the int casts below
+    throw std::invalid_argument(std::string(name) + ": polynomial degrees must be in [0, 15]");
   p.deg_n = int(c.shape(0)) - 1; p.deg_b = int(c.shape(1)) - 1;
   p.c.assign(c.data(), c.data() + c.size());
+  soxs::check_poly_coeffs(p, name);
   return p;
 }
 

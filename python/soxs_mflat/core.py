@@ -33,9 +33,52 @@ class OrderLayout:
     bin_a: int = 1
     bin_b: int = 1
 
+    def __post_init__(self) -> None:
+        """Orders whole numbers, a_is_x a bool, binnings positive whole numbers, one range per order: a
+        string of digits was read as orders, 1.5 truncated to 1 and a_is_x="False" taken as True."""
+        if isinstance(self.orders, (str, bytes)) or not all(_whole(o) for o in self.orders):
+            raise InputError(f"OrderLayout: orders must be whole numbers, got {self.orders!r}")
+        if not (len(self.orders) == len(self.b_min) == len(self.b_max)):
+            raise InputError(f"OrderLayout: {len(self.orders)} orders but {len(self.b_min)} b_min and "
+                             f"{len(self.b_max)} b_max values")
+        if not isinstance(self.a_is_x, (bool, np.bool_)):
+            raise InputError(f"OrderLayout: a_is_x must be True or False, got {self.a_is_x!r}")
+        for name in ("bin_a", "bin_b"):
+            v = getattr(self, name)
+            if not (_whole(v) and v >= 1):
+                raise InputError(f"OrderLayout: {name} must be a whole number >= 1, got {v!r}")
+
     def args(self) -> tuple:
         return (list(map(int, self.orders)), list(map(float, self.b_min)), list(map(float, self.b_max)),
                 bool(self.a_is_x), int(self.bin_a), int(self.bin_b))
+
+
+def _whole(v: Any) -> bool:
+    """An integer value (numpy's too), not a bool or a float with a fraction."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    return isinstance(v, (float, np.floating)) and float(v).is_integer()
+
+
+# detect_edges' keyword parameters (the binding's names) and their types
+EDGE_PARAMS = {"slice_length": int, "slice_width": int, "min_pct": float, "max_pct": float, "step_unbinned": float,
+               "median_filter": int, "min_width": float, "min_snr": float}
+
+
+def _edge_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        kind = EDGE_PARAMS.get(k)
+        if kind is None:
+            raise InputError(f"detect_edges: unknown parameter {k!r}; known: {', '.join(EDGE_PARAMS)}")
+        numeric = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        if not numeric or (kind is int and not _whole(v)):
+            raise InputError(f"detect_edges: parameter {k} must be {'a whole number' if kind is int else 'a number'}, "
+                             f"got {v!r}")
+        out[k] = kind(v)
+    return out
 
 
 @dataclass
@@ -71,8 +114,8 @@ def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | 
                    error_floor: bool = _D["clip"]["error_floor"]) -> StackResult:
     """Sigma-clip (median centre, MAD sigma; astropy semantics) along the stack and average.
 
-    Masked or non-finite samples never take part. ``error = mean(sigma_i of survivors) /
-    sqrt(n_used)`` (without ``errors``: sample std of survivors / sqrt(n_used)). ``quality`` is 1
+    Masked or non-finite samples never take part. ``error = sqrt(sum sigma_i^2 of survivors) /
+    n_used`` (the error of their mean; without ``errors``: sample std of survivors / sqrt(n_used)). ``quality`` is 1
     where no sample survived (mean and error are 0 there). ``scales[k]`` multiplies frame k and its
     error before clipping, which normalises frames without copying them. With ``error_floor`` (and
     ``errors``) the clipping sigma is the MAD sigma clamped to [1, 1.5] x the rms of the survivors'
@@ -99,6 +142,8 @@ def inner_order_stats(image: np.ndarray, centre: np.ndarray, layout: OrderLayout
     (numpy linear percentiles) and the pixel count ``n``. With ``ref`` the statistics are of
     ``image / ref`` (the spec's second normalisation pass).
     """
+    if not _whole(window):
+        raise InputError(f"inner_order_stats: window must be a whole number of pixels, got {window!r}")
     img = _f32(image, "image")
     r = None if ref is None else _f32(ref, "ref")
     with convert_cpp_errors("inner_order_stats"):
@@ -119,7 +164,7 @@ def detect_edges(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, err
     err = None if error is None else _f32(error, "error")
     with convert_cpp_errors("detect_edges"):
         return _core.detect_edges(img, err, _u8(mask, "mask"), np.asarray(centre, float), *layout.args(),
-                                  dict(params), threads)
+                                  _edge_params(params), threads)
 
 
 def fit_global_poly(n: Sequence[float], b: Sequence[float], a: Sequence[float], deg_n: int, deg_b: int,
@@ -181,6 +226,8 @@ def flag_low_sensitivity(flat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
 
 def in_order_mask(shape: tuple[int, int], lower: np.ndarray, upper: np.ndarray, layout: OrderLayout) -> np.ndarray:
     """uint8 image, 1 where a pixel lies between the lower and upper edge of some order."""
+    if len(shape) != 2 or not all(_whole(v) for v in shape):
+        raise InputError(f"in_order_mask: shape must be (ny, nx) of whole numbers, got {shape!r}")
     with convert_cpp_errors("in_order_mask"):
         return _core.in_order_mask(int(shape[0]), int(shape[1]), np.asarray(lower, float),
                                    np.asarray(upper, float), *layout.args())
@@ -199,8 +246,23 @@ def master_flat(frames: Sequence[np.ndarray], centre: np.ndarray, layout: OrderL
         raise InputError("master_flat: no frames given")
     f = [_f32(x, f"frame {k}") for k, x in enumerate(frames)]
     e = None if errors is None else [_f32(x, f"error map {k}") for k, x in enumerate(errors)]
+    checked = _recipe_params(params or {})
     with convert_cpp_errors("master_flat"):
-        return _core.master_flat(f, e, _u8(bpm, "bpm"), np.asarray(centre, float), *layout.args(), dict(params or {}))
+        return _core.master_flat(f, e, _u8(bpm, "bpm"), np.asarray(centre, float), *layout.args(), checked)
+
+
+def _recipe_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe's parameters by name, typed and in range as run_mflat takes them (data/parameters.yaml:
+    unknown names, "false" for a bool, "2" for an int and out-of-range values were passed on or ignored)."""
+    from .settings import cast, range_error
+    out = {}
+    for k, v in params.items():
+        name = str(k).replace("-", "_")
+        out[name] = cast(name, v, "master_flat")
+        problem = range_error(name, out[name])
+        if problem:
+            raise InputError(f"master_flat: {problem}")
+    return out
 
 
 def check_params(params: Mapping[str, Any], n_orders: int) -> None:

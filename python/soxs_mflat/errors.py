@@ -25,11 +25,17 @@ class ProcessingError(SoxsMflatError, RuntimeError):
 def convert_cpp_errors(context: str = "") -> Iterator[None]:
     """Re-raise the core's ValueError/RuntimeError as package errors, prefixed by context."""
     prefix = f"{context}: " if context else ""
+
+    def text(exc: BaseException) -> str:   # the core names its function itself: no "f: f: ..."
+        msg = str(exc)
+        return msg if not prefix or msg.startswith(prefix) else prefix + msg
     try:
         yield
     except SoxsMflatError:
         raise
-    except ValueError as exc:
-        raise InputError(prefix + str(exc)) from exc
+    except (ValueError, TypeError) as exc:   # TypeError: an argument pybind11 cannot convert
+        raise InputError(text(exc)) from exc
     except RuntimeError as exc:
-        raise ProcessingError(prefix + str(exc)) from exc
+        if "Unable to cast" in str(exc):     # pybind11's cast_error: a value of the wrong type
+            raise InputError(f"{prefix}an argument has the wrong type ({str(exc).split(' (#define')[0]})") from exc
+        raise ProcessingError(text(exc)) from exc

@@ -58,6 +58,9 @@ def run_mflat(inputs: str | Path | Iterable[str | Path], outdir: str | Path = ".
     started earlier (the command line starts it before its imports); else one is started here. Either
     way it is closed when the run ends."""
     t0 = time.perf_counter()
+    for name, flag in (("overwrite", overwrite), ("plots", plots)):   # "no" is a true string
+        if type(flag).__name__ not in ("bool", "bool_"):
+            raise InputError(f"run_mflat: {name} must be True or False, got {flag!r}")
     if plots and plot_server is None:
         plot_server = PlotServer.start()   # the drawing layer loads in that process while this one computes
     elif not plots and plot_server is not None:

@@ -229,6 +229,8 @@ def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
         values = _from_file(Path(settings_file), instrument, arm)
         p.update(values)
         origins = dict.fromkeys(values, str(settings_file))
+    if isinstance(overrides, str):   # one "NAME=VALUE" (it was read character by character)
+        overrides = [overrides]
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
         for k, v in items:

@@ -336,5 +336,9 @@ void check_recipe_params(const NamedParams& named, size_t n_orders);
 // messages (prefixed "order table"). std::invalid_argument on the first problem.
 void check_order_table(const Poly2D& centre, const std::vector<OrderSpan>& orders, const Geometry& g, int64_t ny,
                        int64_t nx);
+// The entry checks of every kernel, for the bindings of those that take flat buffers: an image of
+// 1..65536 px per axis and at most 2^30 px; a polynomial of degrees 0..15 with finite coefficients.
+void check_image_shape(int64_t ny, int64_t nx, const std::string& what);
+void check_poly_coeffs(const Poly2D& P, const std::string& what);
 
 }  // namespace soxs
