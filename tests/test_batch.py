@@ -193,6 +193,8 @@ def test_parquet_summary_equals_the_csv(runs):
                 assert cell == "", (name, i)
             elif isinstance(v, str):
                 assert v == cell, (name, i)
+            elif isinstance(v, bool):       # qc_passed
+                assert str(v) == cell, (name, i)
             else:
                 assert float(cell) == v, (name, i)
                 n_numeric += 1
@@ -318,3 +320,48 @@ def test_no_more_workers_than_sets(messy, tmp_path, monkeypatch):
     monkeypatch.setattr(b, "make_client", spy)
     jobs, _ = batch([messy], tmp_path / "out", workers=8, plots=False, progress=False)
     assert asked == [1] and [j.status for j in jobs].count("done") == 1
+
+
+def test_resume_verifies_the_checksums_too(runs, tmp_path):
+    """An edited header keeps DATAMD5 (the data units are the same) but breaks CHECKSUM: that set was
+    skipped as verified; it is reduced again now."""
+    import shutil
+    from soxs_mflat.batch import products_verify
+    _, sets, _, out, _, _ = runs
+    sid, _ = _good_set(runs, "fz")
+    d = tmp_path / sid
+    shutil.copytree(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid, d)
+    flat = d / "master_flat_vis.fits"
+    raw = bytearray(flat.read_bytes())
+    at = raw.index(b"MASTER_FLAT_VIS")
+    raw[at:at + 15] = b"MASTER_FLAT_XXX"   # in place: the header's size and the data are unchanged
+    flat.write_bytes(bytes(raw))
+    assert fits.getval(flat, "DATAMD5") == fits.getval(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid /
+                                                        "master_flat_vis.fits", "DATAMD5")
+    assert not products_verify(d)
+
+
+def test_one_bad_sof_is_one_failed_set(messy, tmp_path):
+    """`batch good.sof bad.sof` stopped with exit 2 before reducing anything, naming the missing bias but
+    not the SOF: the good set is reduced, the bad one fails with its SOF and rule (exit 3)."""
+    first = _batch(messy, "-o", tmp_path / "a", "--workers", "1", "--plots", "none", "-q")
+    assert first.returncode == 0, first.stderr
+    good, = (tmp_path / "a" / "sof").iterdir()
+    lines = good.read_text().splitlines()
+    bad = tmp_path / "bad.sof"       # its master bias is not there (the tester's case: exit 2, nothing reduced)
+    bad.write_text("".join((ln.replace("calib/", "nowhere/") if "MASTER_BIAS" in ln else ln) + "\n" for ln in lines))
+    nobias = tmp_path / "nobias.sof"  # no master bias listed: refused when the set runs
+    nobias.write_text("".join(ln + "\n" for ln in lines if "MASTER_BIAS" not in ln))
+    r = _batch(good, bad, nobias, "-o", tmp_path / "b", "--workers", "1", "--plots", "none", "-q")
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "1 done, 0 skipped, 2 failed" in r.stdout
+    assert f"failed     bad  ({bad}: [missing-file]" in r.stdout, r.stdout
+    assert "failed     nobias  ([missing-bias]" in r.stdout, r.stdout
+
+
+def test_parquet_qc_passed_is_a_boolean(runs):
+    import pyarrow.parquet as pq
+    _, _, _, out, _, _ = runs
+    t = pq.read_table(out / "qc_summary.parquet")
+    assert str(t.schema.field("qc_passed").type) == "bool"
+    assert set(t.column("qc_passed").to_pylist()) <= {True, False, None}

@@ -56,11 +56,17 @@ def jobs_from_sofs(sofs: list[Path], out: Path) -> list[Job]:
     """One job per SOF, named by the SOF (soxspipe's layout); night and setup from its first flat."""
     from .frames import load_frames
     from .organise import FlatSet, group_key
+    from .errors import SoxsMflatError
     jobs = []
     for sof in sofs:
-        flats = [f for f in load_frames(sof) if f.is_raw_flat]
-        if not flats:
-            raise ValueError(f"{sof}: no raw lamp flats")
+        try:   # one bad SOF is one failed set (named, with its rule), not the end of the batch
+            flats = [f for f in load_frames(sof) if f.is_raw_flat]
+            if not flats:
+                raise ValueError(f"{sof}: no raw lamp flats")
+        except (SoxsMflatError, ValueError) as exc:
+            jobs.append(Job(sof.stem, "", "", "", "", sof, out / "sof" / sof.stem, status="failed",
+                            reason=f"{sof}: {exc}"))
+            continue
         s = FlatSet(dict(group_key(min(flats, key=lambda f: f.mjd))), flats)
         s.key.setdefault("exptime", None)
         jobs.append(Job(sof.stem, s.night, s.instrument, s.arm, s.setup, sof, _product_dir(out, s.night, sof.stem)))
@@ -79,11 +85,22 @@ def products_verify(outdir: Path) -> bool:
             path = outdir / name
             if not path.is_file():
                 return False
-            if path.suffix == ".fits" and fits.getval(path, "DATAMD5") != file_datamd5(path):
+            if path.suffix == ".fits" and (fits.getval(path, "DATAMD5") != file_datamd5(path) or not _checksums(path)):
                 return False
     except (OSError, ValueError, KeyError):
         return False
     return True
+
+
+def _checksums(path: Path) -> bool:
+    """CHECKSUM and DATASUM of every HDU verify (an edited header keeps DATAMD5: the data units are unchanged)."""
+    import warnings
+    from astropy.io import fits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with fits.open(path, checksum=True, memmap=False) as hl:
+            hl.readall()
+    return not any("verification failed" in str(w.message).lower() for w in caught)
 
 
 def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) -> dict:

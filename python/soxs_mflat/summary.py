@@ -81,8 +81,10 @@ def write_parquet(table: list[dict], path: Path) -> Path | None:
         return None
     cols = _columns(table)
     data = {c: [r.get(c) for r in table] for c in cols}
-    for c in cols:    # one type per column: QC values are numbers, the rest text
-        if not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in data[c]):
+    data["qc_passed"] = [v if isinstance(v, bool) else None for v in data.get("qc_passed", [])]   # a boolean
+    for c in cols:    # one type per column: QC values are numbers, qc_passed a boolean (null: not reduced), the rest text
+        if c != "qc_passed" and not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+                                        for v in data[c]):
             data[c] = [None if v is None else str(v) for v in data[c]]
     buf = pa.BufferOutputStream()
     pq.write_table(pa.table(data), buf)
