@@ -110,3 +110,17 @@ def test_quiet_and_verbose_together_is_a_usage_error(tmp_path):
     p = _cli("run", tmp_path / "none.sof", "-q", "-v", "-o", tmp_path / "out")
     assert p.returncode == 2 and "not allowed with argument" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_exit_codes_and_params_its_ranges(capsys):
+    from soxs_mflat.cli import main
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "exit codes: 0 done" in out and "4 --strict-qc" in out and "130 / 143" in out
+    assert main(["params"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("stacked_clipping_sigma "))
+    assert "> 0, <= 100" in line
+    with pytest.raises(SystemExit):   # --yaml --markdown printed the markdown alone
+        main(["params", "--yaml", "--markdown"])
+    assert "not allowed with argument --yaml" in capsys.readouterr().err

@@ -26,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="soxs-mflat", description="SOXS / X-shooter master-flat recipe")
     p.add_argument("--version", action="version", version=f"soxs-mflat {__import__('soxs_mflat').__version__}")
     sub = p.add_subparsers(dest="command")
-    r = sub.add_parser("run", help="run the master-flat recipe on a SOF, a directory or a list of FITS files")
+    r = sub.add_parser("run", help="run the master-flat recipe on a SOF, a directory or a list of FITS files",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"exit codes: 0 done (QC out of range flagged and warned about); {EXIT_INTERNAL} internal "
+                       f"error; {EXIT_BAD_INPUT} bad input, nothing written; {EXIT_PROCESSING} processing failed, "
+                       f"nothing written;\n  {EXIT_QC_FAILED} --strict-qc and a QC value out of range, products "
+                       f"written; {EXIT_BUSY} output directory busy; 130 / 143 interrupted (SIGINT / SIGTERM)")
     r.add_argument("inputs", nargs="+", help="SOF file, directory, or FITS files")
     r.add_argument("-o", "--outdir", default=".", help="product directory (default: .)")
     r.add_argument("-s", "--settings", help="YAML settings file (see soxs-mflat params --yaml)")
@@ -44,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser("params", help="list the recipe parameters and their defaults")
     pp.add_argument("--instrument", choices=["soxs", "xshooter"], help="default: soxs")
     pp.add_argument("--arm", choices=["uvb", "vis", "nir"], help="default: vis")
-    pp.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit (with the values of "
-                    "--instrument/--arm when given)")
-    pp.add_argument("--markdown", action="store_true", help="print the parameter table of docs/recipe.md")
+    form = pp.add_mutually_exclusive_group()   # --yaml --markdown printed the table alone, silently
+    form.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit (with the values "
+                      "of --instrument/--arm when given)")
+    form.add_argument("--markdown", action="store_true", help="print the parameter table of docs/recipe.md")
     f = sub.add_parser("fix-datamd5", help="recompute DATAMD5 and the checksums of FITS products in place "
                        "(esorex with CPL 7.2.3 / CFITSIO 4.2 writes a wrong DATAMD5; see docs/recipe.md)")
     f.add_argument("files", nargs="+", help="FITS products")
@@ -54,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
     s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
     s.add_argument("--out", required=True, help="output directory (created)")
-    s.add_argument("--nflats", type=int, default=5)
+    s.add_argument("--nflats", type=int, default=5, help="raw lamp flats per lamp (default 5)")
     s.add_argument("--binning", default="1x1", help="1x1, 1x2, 2x1 or 2x2 (UVB/VIS only)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files (default 0)")
     s.add_argument("--stress", default="", help="stress conditions, e.g. scatter=0.02,level=0.08,tilt=0.04,"
                    "cosmics=2000,stale=1 (see docs/simulator.md)")
     from .cli_archive import add_archive_commands
@@ -323,7 +329,7 @@ def _params(args: argparse.Namespace) -> int:
             print(f"# soxs_mflat parameters for {inst.upper()} {arm.upper()}{chosen}")
             for name, d in settings.definitions().items():
                 val = settings.default(name, inst, arm)
-                print(f"{name:46s} {d['type']:5s} {str(val):8s} {d['description']}")
+                print(f"{name:46s} {d['type']:5s} {str(val):8s} {settings.range_text(d) or '-':14s} {d['description']}")
         sys.stdout.flush()
     except BrokenPipeError:   # e.g. `soxs-mflat params | head`: stop quietly, as other command-line tools do
         import os
