@@ -365,3 +365,24 @@ def test_parquet_qc_passed_is_a_boolean(runs):
     t = pq.read_table(out / "qc_summary.parquet")
     assert str(t.schema.field("qc_passed").type) == "bool"
     assert set(t.column("qc_passed").to_pylist()) <= {True, False, None}
+
+
+def test_trend_pages_say_units_and_an_empty_run(tmp_path, monkeypatch):
+    """The y axes gave no unit (ORDEXP10 is in electrons); an empty run's page was titled
+    'no reduced sets per night: 0 reduced sets'."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    from soxs_mflat.summary import trends_pdf
+    seen = []
+    real = PdfPages.savefig
+
+    def spy(self, figure=None, **kw):
+        seen.append((figure._suptitle.get_text(), figure.axes[0].get_ylabel(), figure.axes[0].get_xlim()))
+        return real(self, figure, **kw)
+    monkeypatch.setattr(PdfPages, "savefig", spy)
+    row = {"instrument": "SOXS", "arm": "VIS", "night": "2025-10-11", "setup": "2x2", "qc_passed": True,
+           "ORDEXP10": 12800.0, "ORDEXP10 flag": "pass", "ORDEXP10 range": None}
+    trends_pdf([row, dict(row, night="2025-10-12", ORDEXP10=12900.0)], tmp_path / "t.pdf")
+    assert seen[0][1] == "ORDEXP10 (electrons)" and seen[0][2] == (-0.5, 1.5)
+    seen.clear()
+    trends_pdf([], tmp_path / "e.pdf")
+    assert seen == [("no reduced sets: no QC to plot", "", seen[0][2])]

@@ -102,24 +102,33 @@ def trends_pdf(table: list[dict], path: Path) -> Path:
     names = [c[:-5] for c in _columns(done) if c.endswith(" flag")]
     groups = sorted({(r["instrument"], r["arm"]) for r in done}) or [("", "")]
     nights = sorted({r["night"] for r in done})
+    from .qc import definitions
+    units = {n: u for n, (u, _) in definitions().items()}
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
-        for name in names or ["no reduced sets"]:
+        for name in names or [None]:
             fig, axes = plt.subplots(1, len(groups), figsize=(max(6.5, 3.8 * len(groups) + 1), 4.2), squeeze=False)
             for ax, (inst, arm) in zip(axes[0], groups):
                 _trend_panel(ax, [r for r in done if (r["instrument"], r["arm"]) == (inst, arm)], name, nights)
                 ax.set_title(f"{inst} {arm}", fontsize=10)
-            axes[0][0].set_ylabel(name)
-            fig.suptitle(f"{name} per night: {len(done)} reduced sets (green: acceptable range; red x: outside)",
-                         fontsize=9)
+            if name is None:   # an empty run: one page saying so
+                fig.suptitle("no reduced sets: no QC to plot", fontsize=9)
+            else:
+                axes[0][0].set_ylabel(f"{name} ({units[name]})" if units.get(name) else name)
+                fig.suptitle(f"{name} per night: {len(done)} reduced sets (green: acceptable range; red x: outside)",
+                             fontsize=9)
             fig.tight_layout()
             pdf.savefig(fig)
             plt.close(fig)
     return _write_atomic(path, buf.getvalue())
 
 
-def _trend_panel(ax, rs: list[dict], name: str, nights: list[str]) -> None:
+def _trend_panel(ax, rs: list[dict], name: str | None, nights: list[str]) -> None:
     xs = {n: i for i, n in enumerate(nights)}
+    if name is None:
+        ax.text(0.5, 0.5, "no reduced sets", transform=ax.transAxes, ha="center", color="0.5")
+        ax.axis("off")
+        return
     for lo, hi in {tuple(r[f"{name} range"]) for r in rs if r.get(f"{name} range")}:
         ax.axhspan(lo, hi, color="tab:green", alpha=0.12, lw=0)
         ax.axhline(lo, color="tab:green", lw=0.8)
@@ -134,7 +143,8 @@ def _trend_panel(ax, rs: list[dict], name: str, nights: list[str]) -> None:
         if bad:
             ax.plot(*zip(*bad), "x", color="tab:red", ms=9, mew=2)
     ax.set_xticks(range(len(nights)))
-    ax.set_xticklabels(nights, rotation=45, ha="right", fontsize=7)
+    ax.set_xticklabels(nights, rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set_xlim(-0.5, max(len(nights), 1) - 0.5)   # half a night of room: the last label and point are not clipped
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3)
     if setups:
