@@ -100,3 +100,33 @@ def test_run_mflat_takes_flags_as_bools_and_one_param_string(inputs_vis, tmp_pat
     with pytest.raises(InputError, match="parameter order_deg must be <= 10"):   # was: "--param expects NAME=VALUE, got 'o'"
         run_mflat(inputs_vis["sof"], tmp_path / "out", params="order_deg=99")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kw, match", [({"scales": [np.nan, 1, 1]}, "scales must be finite and > 0"),
+                                       ({"scales": [0, 0, 0]}, "scales must be finite and > 0"),
+                                       ({"errors": [-np.ones((4, 4), np.float32)] * 3}, "finite and >= 0"),
+                                       ({"errors": [np.full((4, 4), np.nan, np.float32)] * 3}, "finite and >= 0"),
+                                       ({"threads": -1}, "threads must be a whole number in 0..1024"),
+                                       ({"threads": 10 ** 6}, "threads must be")])
+def test_clip_and_stack_refuses_what_it_would_silently_misuse(kw, match):
+    """A NaN scale dropped its frame, zero scales gave a master of zeros, NaN errors an all-NaN error map."""
+    with pytest.raises(InputError, match=match):
+        sm.clip_and_stack([np.ones((4, 4), np.float32)] * 3, **kw)
+
+
+def test_complex_frames_are_refused():
+    with pytest.raises(InputError, match="must be real numbers"):
+        sm.clip_and_stack([np.ones((4, 4), np.complex64)] * 3)
+
+
+def test_stitch_checks_its_masters_and_crossover():
+    img = np.ones((60, 42), np.float32)
+    m = {"flux": img, "error": img, "quality": np.zeros(img.shape, np.uint8)}
+    lay = sm.OrderLayout([1, 2], [0] * 2, [59] * 2)
+    lo = up = np.zeros((2, 2))
+    with pytest.raises(InputError, match="crossover 99 is not one of the layout's orders"):
+        sm.stitch(m, m, lo, up, 99, lay)
+    with pytest.raises(InputError, match="lacks quality"):
+        sm.stitch({"flux": img, "error": img}, m, lo, up, 2, lay)
+    with pytest.raises(InputError, match="must be bits 0..255"):
+        sm.stitch(dict(m, quality=np.full(img.shape, 300)), m, lo, up, 2, lay)

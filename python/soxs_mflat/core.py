@@ -93,7 +93,24 @@ def _f32(a: Any, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != 2:
         raise InputError(f"{name} must be a 2-D image, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":   # complex (its imaginary part dropped with a warning), strings, objects
+        raise InputError(f"{name} must be real numbers, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _errors(a: Any, name: str) -> np.ndarray:
+    """An error map: finite and >= 0 where given (a negative or NaN sigma made NaN errors, or none)."""
+    e = _f32(a, name)
+    if not (np.isfinite(e) & (e >= 0)).all():
+        raise InputError(f"{name}: errors must be finite and >= 0 ({int((~(np.isfinite(e) & (e >= 0))).sum())} "
+                         "pixels are not)")
+    return e
+
+
+def _threads(n: Any) -> int:
+    if not _whole(n) or not 0 <= n <= 1024:
+        raise InputError(f"threads must be a whole number in 0..1024 (0: all cores), got {n!r}")
+    return int(n)
 
 
 def _u8(a: Any | None, name: str) -> np.ndarray | None:
@@ -124,11 +141,13 @@ def clip_and_stack(frames: Sequence[np.ndarray], errors: Sequence[np.ndarray] | 
     if len(frames) == 0:
         raise InputError("clip_and_stack: no frames given")
     f = [_f32(x, f"frame {k}") for k, x in enumerate(frames)]
-    e = None if errors is None else [_f32(x, f"error map {k}") for k, x in enumerate(errors)]
+    e = None if errors is None else [_errors(x, f"error map {k}") for k, x in enumerate(errors)]
     m = None if masks is None else [_u8(x, f"mask {k}") for k, x in enumerate(masks)]
+    sc = [] if scales is None else [float(v) for v in scales]
+    if not all(np.isfinite(v) and v > 0 for v in sc):   # NaN dropped the frame, 0 made a master of zeros
+        raise InputError(f"clip_and_stack: scales must be finite and > 0, got {list(scales)}")
     with convert_cpp_errors("clip_and_stack"):
-        out = _core.clip_and_stack(f, e, m, [] if scales is None else [float(s) for s in scales], sigma_lower,
-                                   sigma_upper, max_iters, threads, error_floor)
+        out = _core.clip_and_stack(f, e, m, sc, sigma_lower, sigma_upper, max_iters, _threads(threads), error_floor)
     return StackResult(*out)
 
 
@@ -280,6 +299,15 @@ def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np
     beyond the crossover order's edge facing order ``crossover - 1``. ``d``/``q`` hold
     ``flux``, ``error``, ``quality``."""
     a_is_x, bin_a, bin_b = layout.a_is_x, layout.bin_a, layout.bin_b
+    for name, m in (("d", d), ("q", q)):
+        missing = [k for k in ("flux", "error", "quality") if k not in m]
+        if missing:
+            raise InputError(f"stitch: {name} lacks {', '.join(missing)} (needs flux, error, quality)")
+        qual = np.asarray(m["quality"])
+        if qual.dtype.kind not in "biu" or (qual.size and (qual.min() < 0 or qual.max() > 255)):
+            raise InputError(f"stitch: {name}['quality'] must be bits 0..255 (integers), got dtype {qual.dtype}")
+    if not _whole(crossover) or int(crossover) not in list(map(int, layout.orders)):
+        raise InputError(f"stitch: crossover {crossover!r} is not one of the layout's orders {list(layout.orders)}")
     with convert_cpp_errors("stitch"):
         f, e, qq, line, d_below = _core.stitch(
             _f32(d["flux"], "D flux"), _f32(d["error"], "D error"), _bits(d["quality"]),
