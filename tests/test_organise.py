@@ -91,7 +91,11 @@ def test_cli_json_lists_incomplete_set_with_missing(archive):
     table = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "organise", str(out / "archive")],
                            capture_output=True, text=True, check=True).stdout
     assert f"{truth['n_ignored']} files ignored" in table
-    assert any(line.rstrip().endswith(" MASTER_BIAS") for line in table.splitlines())
+    lines = table.splitlines()
+    at = lines[0].index("missing")   # the column lines up on every row (file names come last, after it)
+    rows = [ln for ln in lines[2:] if ln[:4].isdigit()]
+    assert [ln[at:].split()[0] for ln in rows].count("MASTER_BIAS") == 1 and all(ln[at - 2:at] == "  " for ln in rows)
+    assert lines[0].endswith("calibrations")
 
 
 def test_simulate_archive_compressions(tmp_path):
@@ -255,3 +259,4 @@ def test_sof_name_of_a_slit_with_a_slash_is_one_file(one_set, tmp_path):
     o = organise(tree, tmp_path / "sofs")
     assert o.sets[0].key["slit"] == "SLIT 1.0/5" and o.sets[0].complete
     assert [p.name for p in (tmp_path / "sofs").iterdir()] == ["20251012T111444_VIS_2X2_1_MFLAT_QTH_SLIT_1_0_5_20_0S_SOXS.sof"]
+
