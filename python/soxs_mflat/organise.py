@@ -397,14 +397,15 @@ def _short(c: list[Frame]) -> str:
 
 def format_table(o: Organised) -> str:
     """The sets as a text table, then the ignored-file counts."""
-    # the file names of the calibrations have no bound: they come last, after the fixed-width columns
+    # columns as wide as their widest cell; the calibrations' file names (unbounded) come last
     width = max([len("missing")] + [len(", ".join(s.missing) or "-") for s in o.sets])
-    head = (f"{'night':10s} {'instrument':9s} {'arm':3s} {'setup':28s} {'flats':>5s}  "
+    setup = max([len("setup")] + [len(s.setup) for s in o.sets])
+    head = (f"{'night':10s} {'instrument':10s} {'arm':3s} {'setup':{setup}s} {'flats':>5s}  "
             f"{'missing':{width}s}  calibrations")
     lines = [head, "-" * len(head)]
     for s in o.sets:
         cals = "; ".join(f"{k}={_short(v) if k != 'LAMPOFF' else f'{len(v)} frames'}" for k, v in s.calibs.items())
-        lines.append(f"{s.night:10s} {s.instrument:9s} {s.arm:3s} {s.setup:28s} {len(s.flats):5d}  "
+        lines.append(f"{s.night:10s} {s.instrument:10s} {s.arm:3s} {s.setup:{setup}s} {len(s.flats):5d}  "
                      f"{', '.join(s.missing) or '-':{width}s}  {cals}")
     n_ok = sum(s.complete for s in o.sets)
     lines.append(f"\n{len(o.sets)} sets ({n_ok} complete, {len(o.sets) - n_ok} incomplete); "
