@@ -386,3 +386,18 @@ def test_trend_pages_say_units_and_an_empty_run(tmp_path, monkeypatch):
     seen.clear()
     trends_pdf([], tmp_path / "e.pdf")
     assert seen == [("no reduced sets: no QC to plot", "", seen[0][2])]
+
+
+def test_a_redone_set_says_why(messy, tmp_path):
+    """A set reduced again because its products no longer verify printed only 'done'."""
+    out = tmp_path / "r"
+    assert _batch(messy, "-o", out, "--workers", "1", "--plots", "none", "-q").returncode == 0
+    flat, = out.glob("reduced/*/soxs-mflat/*/master_flat_vis.fits")
+    raw = bytearray(flat.read_bytes())
+    at = raw.index(b"MASTER_FLAT_VIS")
+    raw[at:at + 15] = b"MASTER_FLAT_XXX"
+    flat.write_bytes(bytes(raw))
+    r = _batch(messy, "-o", out, "--workers", "1", "--plots", "none", "-q")
+    assert r.returncode == 0 and "(redone: master_flat_vis.fits: its CHECKSUM or DATASUM does not verify)" in r.stdout
+    r = _batch(messy, "-o", out, "--workers", "1", "--plots", "none", "-q")
+    assert "skipped " in r.stdout and "(redone:" not in r.stdout

@@ -75,21 +75,31 @@ def jobs_from_sofs(sofs: list[Path], out: Path) -> list[Job]:
 
 def products_verify(outdir: Path) -> bool:
     """A finished set: its qc.json names its products, and every FITS product is there with a
-    DATAMD5 equal to its data units (a half-written or altered set is reduced again)."""
+    DATAMD5 equal to its data units and valid checksums (a half-written or altered set is reduced again)."""
+    return verify_problem(outdir) is None
+
+
+def verify_problem(outdir: Path) -> str | None:
+    """Why a set's products do not verify (None when they do): what batch reports when it redoes a set."""
     import json
     from .products import file_datamd5
     from astropy.io import fits
+    qc_json = outdir / section("qc")["json"]["file"]
     try:
-        record = json.loads((outdir / section("qc")["json"]["file"]).read_text())
+        record = json.loads(qc_json.read_text())
         for name in record["products"].values():
             path = outdir / name
             if not path.is_file():
-                return False
-            if path.suffix == ".fits" and (fits.getval(path, "DATAMD5") != file_datamd5(path) or not _checksums(path)):
-                return False
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
+                return f"{name} is missing"
+            if path.suffix == ".fits" and fits.getval(path, "DATAMD5") != file_datamd5(path):
+                return f"{name}: its data do not match its DATAMD5"
+            if path.suffix == ".fits" and not _checksums(path):
+                return f"{name}: its CHECKSUM or DATASUM does not verify"
+    except FileNotFoundError:
+        return f"no {qc_json.name}"
+    except (OSError, ValueError, KeyError) as exc:
+        return f"{qc_json.name} or a product cannot be read ({type(exc).__name__})"
+    return None
 
 
 def _checksums(path: Path) -> bool:
@@ -172,9 +182,12 @@ def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, ov
     for j in jobs:
         if j.status != "pending":
             continue
-        if not overwrite and products_verify(j.outdir):
+        problem = None if overwrite else verify_problem(j.outdir)
+        if not overwrite and problem is None:
             j.status, j.reason = "skipped", "products exist and verify (use --overwrite to redo)"
             continue
+        if problem and j.outdir.exists():   # a set done before whose products no longer verify: say why
+            j.reason = f"redone: {problem}"
         j.outdir.parent.mkdir(parents=True, exist_ok=True)
         todo.append(j)
     if not todo:
@@ -189,7 +202,8 @@ def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, ov
             r = fut.result()
         except Exception as exc:   # noqa: BLE001 - a worker died: that set failed, the others go on
             r = {"status": "failed", "reason": f"worker lost: {type(exc).__name__}: {exc}", "seconds": 0.0}
-        j.status, j.reason, j.seconds = r["status"], r["reason"], r["seconds"]
+        j.status, j.seconds = r["status"], r["seconds"]
+        j.reason = r["reason"] or (j.reason if j.status == "done" else "")
         j.products, j.peak_rss_mib = r.get("products", {}), r.get("peak_rss_mib")
         n += 1
         if progress:
