@@ -401,3 +401,9 @@ def test_a_redone_set_says_why(messy, tmp_path):
     assert r.returncode == 0 and "(redone: master_flat_vis.fits: its CHECKSUM or DATASUM does not verify)" in r.stdout
     r = _batch(messy, "-o", out, "--workers", "1", "--plots", "none", "-q")
     assert "skipped " in r.stdout and "(redone:" not in r.stdout
+
+
+def test_an_absent_input_is_named_as_such(tmp_path):
+    r = _batch(tmp_path / "nonexist", "-o", tmp_path / "out", "-q")
+    assert r.returncode == 2 and f"no such directory or SOF file: {tmp_path / 'nonexist'}" in r.stderr
+    assert "(SOF file)" not in r.stderr and not (tmp_path / "out").exists()

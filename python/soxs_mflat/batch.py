@@ -238,6 +238,10 @@ def report(jobs: list[Job]) -> str:
 
 def plan(inputs: list[Path], out: Path, unusable: list[str] | None = None) -> list[Job]:
     """The jobs of a directory tree (organised; its unusable files into ``unusable``) or of SOF files."""
+    from .errors import InputError
+    absent = [str(p) for p in inputs if not Path(p).exists()]
+    if absent:   # a directory or a SOF: neither is there (it was reported as a missing SOF file)
+        raise InputError(f"no such directory or SOF file: {', '.join(absent)}")
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         return jobs_from_tree(Path(inputs[0]), out, unusable)
     return jobs_from_sofs([Path(p) for p in inputs], out)
