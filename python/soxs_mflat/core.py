@@ -183,7 +183,7 @@ def detect_edges(image: np.ndarray, centre: np.ndarray, layout: OrderLayout, err
     err = None if error is None else _f32(error, "error")
     with convert_cpp_errors("detect_edges"):
         return _core.detect_edges(img, err, _u8(mask, "mask"), np.asarray(centre, float), *layout.args(),
-                                  _edge_params(params), threads)
+                                  _edge_params(params), _threads(threads))
 
 
 def fit_global_poly(n: Sequence[float], b: Sequence[float], a: Sequence[float], deg_n: int, deg_b: int,
@@ -224,7 +224,7 @@ def fit_background(image: np.ndarray, lower: np.ndarray, upper: np.ndarray, layo
     with convert_cpp_errors("fit_background"):
         model, _ = _core.fit_background(img, _u8(mask, "mask"), np.asarray(lower, float), np.asarray(upper, float),
                                         *layout.args(), margin, spline_deg, smooth_sigma, outer_width, end_margin,
-                                        threads, halos)
+                                        _threads(threads), halos)
     return model
 
 
@@ -239,7 +239,7 @@ def flag_low_sensitivity(flat: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     with convert_cpp_errors("flag_low_sensitivity"):
         flags, n, _ = _core.flag_low_sensitivity(img, err, _u8(mask, "mask"), np.asarray(lower, float),
                                                  np.asarray(upper, float), *layout.args(), clip_sigma,
-                                                 half_window, half_window, threads)
+                                                 half_window, half_window, _threads(threads))
     return flags, int(n)
 
 
