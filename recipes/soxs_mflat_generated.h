@@ -185,6 +185,7 @@ static const RuleDef RULES[] = {
   {"no-input", CPL_ERROR_DATA_NOT_FOUND, "no input frames found in {where}"},
   {"too-many-frames", CPL_ERROR_ILLEGAL_INPUT, "{where}: {n} input frames; at most {max} are accepted"},
   {"duplicate-input", CPL_ERROR_ILLEGAL_INPUT, "{file}: listed twice ({how} as {other})"},
+  {"file-name", CPL_ERROR_ILLEGAL_INPUT, "{file}: its name holds characters a FITS header cannot (printable ASCII only), and the products record it: rename the file or list a link to it"},
   {"product-is-input", CPL_ERROR_ILLEGAL_INPUT, "{file}: is an input of this run and its product {product} would overwrite it (choose another output directory)"},
   {"tag-mismatch", CPL_ERROR_ILLEGAL_INPUT, "{file}: SOF tag {tag} but its header says {expected} (accepted tags: {accepted})"},
   {"unknown-frame", CPL_ERROR_ILLEGAL_INPUT, "cannot classify {files}: not a raw lamp flat, lamp-off frame, master bias/dark, order table or bad-pixel map (check ESO DPR/PRO keywords)"},
@@ -212,7 +213,7 @@ static const RuleDef RULES[] = {
   {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: at least 0.1 % of the science pixels are at or above the saturation level (99.9th percentile {level} >= {limit} ADU)"},
   {"empty-flat", CPL_ERROR_ILLEGAL_INPUT, "{file}: no lamp light (99th percentile {p99} e- after detrending, need >= {limit})"},
 };
-static const int N_RULES = 32;
+static const int N_RULES = 33;
 
 // QC metrics from data/contract/qc.yaml, in table order
 struct QcDef { const char* name; const char* unit; const char* comment; };

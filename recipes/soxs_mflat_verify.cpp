@@ -315,16 +315,25 @@ struct Header {
     }
     return *s;
   }
+  // an integer of any length, saturated at +-2^62 (Python's ints have no bound: a 20-digit NAXIS1 is a count)
+  static long long saturated(const std::string& t) {
+    const bool neg = t[0] == '-';
+    long long v = 0;
+    for (size_t i = (t[0] == '-' || t[0] == '+') ? 1 : 0; i < t.size(); ++i)
+      v = std::min(BIG, v * 10 + (t[i] - '0'));
+    return neg ? -v : v;
+  }
+  static constexpr long long BIG = 1LL << 62;
   bool count(const std::string& k, long long& out) const {   // a non-negative integer
     const std::string* s = get(k);
-    if (!s || !is_int_text(*s) || (*s)[0] == '-' || s->size() > 18) return false;
-    out = std::atoll(s->c_str());
+    if (!s || !is_int_text(*s) || (*s)[0] == '-') return false;
+    out = saturated(*s);
     return true;
   }
   bool integer(const std::string& k, long long& out) const {
     const std::string* s = get(k);
-    if (!s || !is_int_text(*s) || s->size() > 18) return false;
-    out = std::atoll(s->c_str());
+    if (!s || !is_int_text(*s)) return false;
+    out = saturated(*s);
     return true;
   }
   std::string str(const std::string& k) const {   // a string value, trimmed and upper case; "" otherwise
@@ -371,11 +380,13 @@ unsigned __int128 data_bytes(const Header& h) {
   for (long long i = groups ? 2 : 1; i <= n; ++i) {
     ax = 0;
     h.count("NAXIS" + std::to_string(i), ax);
-    count = std::min(cap, count * static_cast<unsigned __int128>(ax));
+    const unsigned __int128 a = static_cast<unsigned __int128>(ax);   // <= 2^62: saturate, never wrap
+    count = (a != 0 && count > cap / a) ? cap : std::min(cap, count * a);
   }
-  const unsigned __int128 total = static_cast<unsigned __int128>(std::llabs(bitpix) / 8) *
-                                  static_cast<unsigned __int128>(gcount) * (static_cast<unsigned __int128>(pcount) + count);
-  return std::min(cap, total);
+  // every factor <= 2^62 and count <= 2^120: 8 * 2^62 * (2^62 + 2^120) would wrap 128 bits, so saturate
+  const unsigned __int128 per_group = static_cast<unsigned __int128>(pcount) + count;   // <= 2^121
+  const unsigned __int128 g = static_cast<unsigned __int128>(gcount) * static_cast<unsigned __int128>(std::llabs(bitpix) / 8);
+  return (g != 0 && per_group > cap / g) ? cap : std::min(cap, per_group * g);
 }
 
 std::string u128(unsigned __int128 v) {
@@ -449,10 +460,15 @@ void check_complete(In& f) {
     if (index > 0) {
       char x[8] = {0};
       if (b.read(offset, 8, x) != 8 || std::strncmp(x, "XTENSION", 8) != 0) {
-        std::vector<char> rest(1 << 16);
-        const size_t got = b.read(offset, rest.size(), rest.data());
-        const bool blank = std::all_of(rest.begin(), rest.begin() + got, [](char c) { return c == '\0' || c == ' '; });
-        if (blank && offset + rest.size() >= b.size) return;   // blank or zero padding after the last HDU
+        std::vector<char> rest(1 << 20);   // blank or zero padding after the last HDU, however long, is allowed
+        bool blank = true;
+        for (size_t at = offset; blank && at < b.size;) {
+          const size_t got = b.read(at, rest.size(), rest.data());
+          if (got == 0) break;
+          blank = std::all_of(rest.begin(), rest.begin() + got, [](char c) { return c == '\0' || c == ' '; });
+          at += got;
+        }
+        if (blank) return;
         unreadable(file, "not a readable FITS file (bytes " + std::to_string(offset) + " on, after HDU " +
                          std::to_string(index - 1) + ", are not a FITS header: its NAXISn or BITPIX may not match "
                          "the data written)");
@@ -465,7 +481,9 @@ void check_complete(In& f) {
     check_structure(file, h, index);
     const unsigned __int128 end = static_cast<unsigned __int128>(after) + data_bytes(h);
     if (end > b.size)
-      unreadable(file, "FITS file is truncated (" + what + ", header promises " + u128(end) + ")");
+      unreadable(file, "FITS file is truncated (" + what + ", header promises " +
+                       (end < (static_cast<unsigned __int128>(1) << 62) ? u128(end) : "more than 4611686018427387904") +
+                       ")");   // beyond 2^62 bytes as frames._check_complete words it
     const size_t e = static_cast<size_t>(end), padded = e + (2880 - e % 2880) % 2880;
     f.units.push_back({after, padded - after});
     f.tiled.push_back(h.repr("ZIMAGE") == "True");
@@ -711,6 +729,8 @@ void read_frames(Inputs& in, cpl_frameset* frames) {
       cpl_frame_set_tag(fr, f.tag.c_str());
     }
     f.name = f.file.substr(f.file.find_last_of('/') + 1);
+    if (!std::all_of(f.name.begin(), f.name.end(), [](char c) { return c >= 0x20 && c <= 0x7e; }))
+      fail("file-name", {{"file", f.file}});   // the products record it in PRO REC1 ... NAME (frames.load_frames)
     read_frame_header(f);
     f.kind = classify_header(f.hdr.get());
     if (is_raw(f.kind) && text(f.hdr.get(), "ESO SEQ ARM").empty())   // its tags name the arm (frames.load_frames)
@@ -770,7 +790,7 @@ void refuse_duplicates(Inputs& in) {
 }
 
 // One exposure in two files (a raw frame and a compressed copy of it): the same ARCFILE when both raw frames
-// have one, else the same DATE-OBS (rule duplicate-input, as frames._refuse_same_exposure).
+// have one, else the same DATE-OBS, within one instrument and arm (rule duplicate-input, as frames.same_exposure).
 void refuse_same_exposure(Inputs& in) {
   std::vector<const In*> raws;
   for (const auto& f : in.frames)
@@ -780,8 +800,10 @@ void refuse_same_exposure(Inputs& in) {
     const auto b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
     return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
   };
+  auto where = [](const In* f) { return text(f->hdr.get(), "INSTRUME") + "/" + text(f->hdr.get(), "ESO SEQ ARM"); };
   for (size_t i = 0; i < raws.size(); ++i)
     for (size_t j = 0; j < i; ++j) {
+      if (where(raws[i]) != where(raws[j])) continue;   // the arms of one instrument expose at once
       const std::string a = value(raws[i], "ARCFILE"), b = value(raws[j], "ARCFILE");
       const char* key = !a.empty() && !b.empty() ? "ARCFILE" : "DATE-OBS";
       const std::string v = value(raws[i], key);

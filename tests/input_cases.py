@@ -105,6 +105,22 @@ def vis_cases(w, folder: Path):
         scaled = copy_with(folder, _raw(w, 0), f"{key.lower()}.fits", **{key: "NaN"})
         out.append((f"{key.lower()}-not-a-number", replace(rows, _raw(w, 0), scaled), "unreadable-fits",
                     f"{key.lower()}.fits"))
+    other_arm = copy_with(folder, _raw(w, 0), "nir.fits", delete=("ARCFILE",), HIERARCH_ESO_SEQ_ARM="NIR")
+    out.append(("same-date-other-arm", rows + [[other_arm, "LAMP,FLAT_NIR"]], "mixed-arms", "nir.fits"))   # arms
+    import gzip as _gz   # expose together: not the same exposure (the plugin said duplicate-input)
+    raw_bytes = Path(_raw(w, 0)).read_bytes()
+    two = folder / "two.fits.gz"   # two gzip members: CFITSIO reads the first only (the CLI read both)
+    two.write_bytes(_gz.compress(raw_bytes[:28800]) + _gz.compress(raw_bytes[28800:]))
+    out.append(("gzip-two-members", replace(rows, _raw(w, 0), str(two)), "unreadable-fits", "two.fits.gz"))
+    huge = folder / "huge.fits"   # a 20-digit NAXIS1: 'negative' in the plugin, a count in Python
+    data = bytearray(raw_bytes)
+    at = data.index(b"NAXIS1  =")
+    data[at:at + 80] = f"{'NAXIS1':8s}= {'99999999999999999999':>20s}".ljust(80).encode()
+    huge.write_bytes(bytes(data))
+    out.append(("naxis-20-digits", replace(rows, _raw(w, 0), str(huge)), "unreadable-fits", "huge.fits"))
+    accented = folder / "flat_\u00e9.fits"   # recorded in the products' PRO REC1 RAWi NAME: ASCII only
+    accented.write_bytes(raw_bytes)
+    out.append(("file-name", replace(rows, _raw(w, 0), str(accented)), "file-name", accented.name))
     zero = copy_with(folder, _raw(w, 0), "bscale0.fits", BSCALE=0)   # a constant image (both accepted it)
     out.append(("bscale-zero", replace(rows, _raw(w, 0), zero), "unreadable-fits", "bscale0.fits"))
     noarm = copy_with(folder, _raw(w, 0), "noarm.fits", delete=("HIERARCH ESO SEQ ARM",))   # was tag-mismatch

@@ -197,3 +197,31 @@ def test_a_sof_path_with_whitespace_is_named(vis, tmp_path, capsys):
         sof = ic.write_sof(tmp_path, [[str(spaced), "LAMP,FLAT_VIS", *extra]] + rows[1:])
         err = refused(sof, tmp_path / "out", capsys)
         assert f"[sof-format] {sof}:1: the path '{spaced}' holds whitespace" in err, err
+
+
+# pytest's filterwarnings = error is set per test, in front of frames.py's module-level filter for this warning
+@pytest.mark.filterwarnings("ignore:Unexpected extra padding at the end of the file")
+def test_long_zero_padding_and_unicode_spaces_are_accepted(vis, tmp_path, capsys):
+    """Blank or NUL padding after the last HDU of any length is allowed (only the first 64 kB were looked
+    at: 86 400 NULs were 'not a FITS header'); a no-break space is part of a SOF path, as esorex splits
+    lines at blanks and tabs only (Python's split() cut the path there)."""
+    rows = ic.entries(vis)
+    raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
+    padded = tmp_path / "padded.fits"
+    padded.write_bytes(Path(raw).read_bytes() + b"\0" * 86400)
+    odd = tmp_path / "a\u00a0b" / "bias.fits"   # in a folder's name: the products record the file's name only
+    odd.parent.mkdir()
+    shutil.copy(next(p for p, t in rows if t == "MASTER_BIAS_VIS"), odd)
+    rows = ic.replace(ic.replace(rows, raw, padded), next(p for p, t in rows if t == "MASTER_BIAS_VIS"), odd)
+    assert main(["run", str(ic.write_sof(tmp_path, rows)), "-o", str(tmp_path / "out"), "-q"]) == 0, \
+        capsys.readouterr().err
+
+
+def test_a_file_name_a_fits_header_cannot_hold_is_refused_first(vis, tmp_path, capsys):
+    """A non-ASCII file name failed after processing, when astropy refused it in PRO REC1 CALi NAME."""
+    rows = ic.entries(vis)
+    bias = next(p for p, t in rows if t == "MASTER_BIAS_VIS")
+    odd = tmp_path / "bias_\u00e9t\u00e9.fits"
+    shutil.copy(bias, odd)
+    err = refused(ic.write_sof(tmp_path, ic.replace(rows, bias, odd)), tmp_path / "out", capsys)
+    assert f"[file-name] {odd}: its name holds characters a FITS header cannot" in err, err

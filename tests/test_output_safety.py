@@ -316,6 +316,10 @@ def test_the_log_never_replaces_an_input_or_a_product(vis, tmp_path, capsys):
     product = out / "master_flat_vis.fits"
     stranger = tmp_path / "other.fits"
     shutil.copy(raw, stranger)
+    settings = tmp_path / "s.yaml"
+    settings.write_text("soxs-mflat:\n  order_deg: 3\n")
+    assert run_cli(sof, tmp_path / "o3", capsys, "-s", str(settings), "--log", str(settings))[0] == 2
+    assert settings.read_text() == "soxs-mflat:\n  order_deg: 3\n"   # the settings file is an input too
     for log, why in ((sof, "is an input of this run"), (raw, "is an input of this run"),
                      (product, "is the place of one of the run's products"), (out / "qc.json", "products"),
                      (stranger, "is an existing FITS file")):

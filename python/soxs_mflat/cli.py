@@ -264,6 +264,8 @@ def _log_problem(args: argparse.Namespace) -> str | None:
     if log.is_dir():
         return "is a directory"
     inputs = [Path(a).expanduser() for a in args.inputs]
+    if args.settings:   # read after the log is opened
+        inputs.append(Path(args.settings).expanduser())
     for a in list(inputs):
         if a.is_file() and not _looks_like_fits(a):
             try:
@@ -386,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         if in_main:
             signal.signal(signal.SIGTERM, old_term)
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not the clean-up's SIG_IGN
-                signal.signal(signal.SIGINT, old_int)
+                from ._entry import interrupted_early   # its words say nothing was written: not true any more
+                signal.signal(signal.SIGINT, signal.default_int_handler if old_int is interrupted_early else old_int)
 
 
 def _interrupted(command: str, sig: signal.Signals) -> int:

@@ -3,7 +3,6 @@ and tile-compressed FITS), classification by header keywords cross-checked again
 rules are those of the input contract (data/contract/inputs.yaml)."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math
@@ -23,6 +22,10 @@ from .rules import VerificationError, rule_error
 __all__ = ["Frame", "VerificationError", "load_frames", "parse_sof", "read_header", "classify", "accepted_tags",
            "expected_tag", "image_hdu"]
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x1f\x9d", b"BZ")     # gzip, unix compress (LZW), bzip2
+# Blank or NUL padding after the last HDU is allowed (the contract; _check_complete checks that it is only
+# that): astropy warns of it at every open of such a file, in the pixel readers' threads too, where a
+# catch_warnings block would race; this one warning, and only it, is not shown
+warnings.filterwarnings("ignore", message="Unexpected extra padding at the end of the file")
 
 
 @dataclass
@@ -106,8 +109,8 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             fh.seek(offset)
             if index > 0 and not fh.read(8).startswith(b"XTENSION"):
                 fh.seek(offset)
-                if fh.read(1 << 16).strip(b"\0 ") == b"" and offset + (1 << 16) >= size:
-                    return   # blank or zero padding after the last HDU (astropy ignores it too)
+                if _blank_to_the_end(fh):
+                    return   # blank or zero padding after the last HDU, however long (astropy ignores it too)
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes {offset} on, "
                                  f"after HDU {index - 1}, are not a FITS header: its NAXISn or BITPIX may not match "
                                  "the data written)")
@@ -120,10 +123,19 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "
                                  f"{bad[0]} = {bad[1]} is not a FITS value (a number, T/F or a quoted string))")
             end = offset + len(raw) + _data_bytes(h)
-            if end > size:
+            if end > size:   # beyond 2^62 the plugin's arithmetic saturates: the same words for both
+                promised = end if end < 1 << 62 else "more than 4611686018427387904"
                 raise rule_error("unreadable-fits", file=path,
-                                 detail=f"FITS file is truncated ({what}, header promises {end})")
+                                 detail=f"FITS file is truncated ({what}, header promises {promised})")
             offset, index = end + (-end) % 2880, index + 1
+
+
+def _blank_to_the_end(fh) -> bool:
+    """Only NUL bytes and blanks from the file's position to its end."""
+    while chunk := fh.read(1 << 20):
+        if chunk.strip(b"\0 "):
+            return False
+    return True
 
 
 def _header_bytes(fh) -> bytes:
@@ -236,37 +248,42 @@ def decompress(path: Path) -> bytes:
     import bz2
     with open(path, "rb") as f:
         magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return gunzip(path)
     if magic == b"\x1f\x9d":
         import uncompresspy   # what astropy reads .fits.Z with
         opener = uncompresspy.LZWFile
     else:
-        opener = gzip.GzipFile if magic == b"\x1f\x8b" else bz2.BZ2File
+        opener = bz2.BZ2File
     try:
         with opener(path, mode="rb") as f:
             return f.read()
     except EOFError as exc:
         raise rule_error("unreadable-fits", file=path, detail=f"FITS file is truncated (the compressed stream "
                          f"ends early: {exc})") from None
-    except gzip.BadGzipFile:
-        if magic != b"\x1f\x8b":
-            raise
-        first = _first_gzip_member(path)
-        if first is None:
-            raise
-        # as the plugin: CFITSIO reads one member (NUL padding after it allowed), and so do we
-        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes follow the end of "
-                         f"its gzip stream, or the stream is not one gzip member of {first} bytes)") from None
 
 
-def _first_gzip_member(path: Path) -> int | None:
-    """The decompressed size of a gzip file's first member when other bytes (not NUL padding) follow it."""
+TRUNCATED_GZIP = ("FITS file is truncated (the compressed stream ends early: Compressed file ended before the "
+                  "end-of-stream marker was reached)")
+
+
+def gunzip(path: Path) -> bytes:
+    """A .gz file as CFITSIO (and so the plugin) reads it: one gzip member, NUL padding after it allowed; a
+    second member or other bytes after it, a stream that ends early, or a bad CRC are unreadable-fits, in
+    the plugin's words (Python's gzip module read every member and had other messages)."""
     import zlib
     d = zlib.decompressobj(wbits=31)
     try:
-        n = len(d.decompress(path.read_bytes())) + len(d.flush())
-    except zlib.error:
-        return None
-    return n if d.eof and d.unused_data.strip(b"\0") else None
+        data = d.decompress(path.read_bytes()) + d.flush()
+    except zlib.error as exc:   # "Error -3 while decompressing data: incorrect data check": zlib's own words
+        raise rule_error("unreadable-fits", file=path,
+                         detail=f"not a readable FITS file ({str(exc).split(': ', 1)[-1]})") from None
+    if not d.eof:
+        raise rule_error("unreadable-fits", file=path, detail=TRUNCATED_GZIP)
+    if d.unused_data.strip(b"\0"):
+        raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes follow the end of "
+                         f"its gzip stream, or the stream is not one gzip member of {len(data)} bytes)")
+    return data
 
 
 # Decompressed bytes kept from the header read for the pixel read, at most this much per run (beyond it a
@@ -363,15 +380,16 @@ def parse_sof(path: Path) -> list[tuple[Path, str | None]]:
         raise rule_error("missing-file", file=path, hint=" (SOF file)")
     sof = section("inputs")["sof"]
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")   # esorex's lines: \n (a \r before it is dropped)
     except UnicodeDecodeError:
         raise rule_error("sof-format", file=path, line=1, detail="not a text SOF (a binary file?)") from None
     entries = []
     for lineno, line in enumerate(lines, 1):
-        line = line.strip()
+        line = line.strip(" \t\r\f\v")
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
+        parts = line.replace("\t", " ").split(" ")   # esorex splits at blanks and tabs only: a no-break space
+        parts = [t for t in parts if t]                # or U+2028 is part of a path, as in the plugin
         spaced = _path_with_whitespace(parts, sof["groups"])
         if spaced:
             raise rule_error("sof-format", file=path, line=lineno, detail=f"the path {spaced!r} holds whitespace, which "
@@ -490,6 +508,8 @@ def load_frames(inputs: str | Path | Iterable[str | Path]) -> list[Frame]:
         raise rule_error("too-many-frames", where=where, n=len(entries), max=limit)
     frames, kept = [], 0
     for path, tag in entries:
+        if not (path.name.isascii() and path.name.isprintable()):   # before reading it: the products name it
+            raise rule_error("file-name", file=path)
         header, hdu, data = read_frame_file(path)
         if data is not None and kept + len(data) > KEEP_DECOMPRESSED_BYTES:
             data = None
