@@ -236,7 +236,7 @@ void open_bytes(const std::string& file, Bytes& b) {
 }
 
 // A header card's value text (comment removed, blanks trimmed); `key` without "HIERARCH "; false if absent.
-struct Card { std::string key, value; bool has_value = false; };
+struct Card { std::string key, value; bool has_value = false, closed = false; };   // closed: a string's end quote
 
 Card parse_card(const char* c) {
   Card r;
@@ -262,6 +262,7 @@ Card parse_card(const char* c) {
     size_t i = b + 1;
     for (; i < v.size(); ++i)
       if (v[i] == '\'') { if (i + 1 < v.size() && v[i + 1] == '\'') ++i; else break; }
+    r.closed = i < v.size();   // a '' that ends the card is a quote inside the string, not its end
     r.value = v.substr(b, std::min(i + 1, v.size()) - b);
     return r;
   }
@@ -358,7 +359,7 @@ bool read_header_at(Bytes& b, size_t pos, Header& h, size_t& after) {
       if (!card.has_value || card.key.empty()) continue;
       if (card.key == "COMMENT" || card.key == "HISTORY" || card.key == "CONTINUE") continue;
       const std::string& v = card.value;
-      const bool ok = v.empty() || (v[0] == '\'' && v.size() >= 2 && v.back() == '\'') || v == "T" || v == "F" ||
+      const bool ok = v.empty() || (v[0] == '\'' && card.closed) || v == "T" || v == "F" ||
                       v[0] == '(' || is_number_text(v);
       if (!ok) h.invalid.push_back({card.key, v});
       h.v.emplace(card.key, v);
@@ -942,13 +943,22 @@ std::string py_repr(const std::string& s) {
   return o + q;
 }
 
+// Strict UTF-8 as Python decodes it: no overlong forms, no surrogates, nothing above U+10FFFF.
 bool valid_utf8(const std::string& s) {
+  auto at = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
   for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    const int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
-    if (n < 0 || i + n >= s.size() + (n == 0 ? 1 : 0)) return false;
-    for (int k = 1; k <= n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    const unsigned char c = at(i);
+    if (c < 0x80) { ++i; continue; }
+    int n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;   // the allowed range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) { n = 2; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 3; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
+    else return false;
+    if (i + n >= s.size()) return false;   // the sequence runs past the end
+    if (at(i + 1) < lo || at(i + 1) > hi) return false;
+    for (int k = 2; k <= n; ++k)
+      if ((at(i + k) >> 6) != 0x2) return false;
     i += n + 1;
   }
   return true;
@@ -964,11 +974,10 @@ void check_sof(const std::string& sof) {
   if (!valid_utf8(text)) fail("sof-format", {{"file", sof}, {"line", "1"}, {"detail", "not a text SOF (a binary file?)"}});
   std::vector<std::string> lines;
   std::string cur;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\n' || text[i] == '\r') {
+  for (size_t i = 0; i < text.size(); ++i) {   // lines end at \n, as esorex reads them (a \r before it is trimmed)
+    if (text[i] == '\n') {
       lines.push_back(cur);
       cur.clear();
-      if (text[i] == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
     } else {
       cur += text[i];
     }
@@ -978,12 +987,17 @@ void check_sof(const std::string& sof) {
   for (const char* g : SOF_GROUPS) groups += (groups.empty() ? "" : ", ") + std::string(g);
   for (size_t n = 0; n < lines.size(); ++n) {
     std::string line = lines[n];
-    const auto b = line.find_first_not_of(" \t\f\v"), e = line.find_last_not_of(" \t\f\v");
+    const auto b = line.find_first_not_of(" \t\r\f\v"), e = line.find_last_not_of(" \t\r\f\v");
     line = b == std::string::npos ? "" : line.substr(b, e - b + 1);
     if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> parts;
-    std::istringstream ss(line);
-    for (std::string w; ss >> w;) parts.push_back(w);
+    std::vector<std::string> parts;   // tokens between blanks and tabs (frames.parse_sof)
+    for (size_t at = 0; at < line.size();) {
+      const size_t from = line.find_first_not_of(" \t", at);
+      if (from == std::string::npos) break;
+      const size_t to = line.find_first_of(" \t", from);
+      parts.push_back(line.substr(from, to == std::string::npos ? std::string::npos : to - from));
+      at = to == std::string::npos ? line.size() : to;
+    }
     const std::string at = std::to_string(n + 1);
     // a path holding whitespace ('a/sp ace.fits TAG' splits into three tokens), as frames._path_with_whitespace
     bool tail_group = false;

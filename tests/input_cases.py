@@ -118,6 +118,12 @@ def vis_cases(w, folder: Path):
     data[at:at + 80] = f"{'NAXIS1':8s}= {'99999999999999999999':>20s}".ljust(80).encode()
     huge.write_bytes(bytes(data))
     out.append(("naxis-20-digits", replace(rows, _raw(w, 0), str(huge)), "unreadable-fits", "huge.fits"))
+    open_string = folder / "q80.fits"   # a string card whose last two characters are '' (a quote inside it):
+    data = bytearray(raw_bytes)           # unterminated (the plugin took it as closed)
+    at = data.index(b"ARCFILE =")
+    data[at:at + 80] = ("ARCFILE = '" + "x" * 67 + "''").encode()
+    open_string.write_bytes(bytes(data))
+    out.append(("unterminated-string", replace(rows, _raw(w, 0), str(open_string)), "unreadable-fits", "q80.fits"))
     accented = folder / "flat_\u00e9.fits"   # recorded in the products' PRO REC1 RAWi NAME: ASCII only
     accented.write_bytes(raw_bytes)
     out.append(("file-name", replace(rows, _raw(w, 0), str(accented)), "file-name", accented.name))

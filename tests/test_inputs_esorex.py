@@ -355,3 +355,22 @@ def test_fpack_raws_give_the_clis_product_headers(vis, tmp_path, capsys):
     for k in ("INSTRUME", "DATE-OBS", "MJD-OBS", "ARCFILE", "ESO SEQ ARM", "ESO DET BINX", "ESO INS VISE NAME"):
         assert h.get(k) == raw.get(k) is not None, k
     assert h["ESO PRO ANCESTOR"] == h["ARCFILE"]
+
+
+@needs_esorex
+@pytest.mark.parametrize("raw", [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"a\xe2\x82",
+                                 "café".encode(), "€ 😀".encode()])
+def test_a_sof_is_utf8_text_by_the_same_rule(tmp_path, capsys, raw):
+    """The plugin's UTF-8 check took overlong forms, surrogates and code points above U+10FFFF for text
+    (Python's decoder refuses them); a comment line carries the bytes, the next line names a missing file."""
+    sof = tmp_path / "x.sof"
+    sof.write_bytes(b"# " + raw + b"\n" + str(tmp_path / "none.fits").encode() + b" LAMP,FLAT_VIS\n")
+    try:
+        raw.decode("utf-8")
+        rule = "missing-file"
+    except UnicodeDecodeError:
+        rule = "sof-format"
+    rc, err = _cli(sof, tmp_path / "py", capsys)
+    assert rc == 2 and f"[{rule}]" in err, err
+    r, _ = _esorex(sof, tmp_path)
+    assert f"input error: [{rule}]" in r.stdout + r.stderr, (r.stdout + r.stderr)[-1500:]

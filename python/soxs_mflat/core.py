@@ -304,8 +304,10 @@ def stitch(d: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray], d_lower: np
         if missing:
             raise InputError(f"stitch: {name} lacks {', '.join(missing)} (needs flux, error, quality)")
         qual = np.asarray(m["quality"])
-        if qual.dtype.kind not in "biu" or (qual.size and (qual.min() < 0 or qual.max() > 255)):
-            raise InputError(f"stitch: {name}['quality'] must be bits 0..255 (integers), got dtype {qual.dtype}")
+        whole = qual.dtype.kind in "biu" or (qual.dtype.kind == "f" and bool(np.all(np.mod(qual, 1) == 0)))
+        if not whole or (qual.size and (qual.min() < 0 or qual.max() > 255)):   # NaN fails np.mod's test
+            raise InputError(f"stitch: {name}['quality'] must be bits 0..255 (whole numbers), got dtype {qual.dtype}"
+                             + (f", values {qual.min():g}..{qual.max():g}" if qual.size and whole else ""))
     if not _whole(crossover) or int(crossover) not in list(map(int, layout.orders)):
         raise InputError(f"stitch: crossover {crossover!r} is not one of the layout's orders {list(layout.orders)}")
     with convert_cpp_errors("stitch"):
