@@ -461,15 +461,22 @@ void check_complete(In& f) {
     if (index > 0) {
       char x[8] = {0};
       if (b.read(offset, 8, x) != 8 || std::strncmp(x, "XTENSION", 8) != 0) {
-        std::vector<char> rest(1 << 20);   // blank or zero padding after the last HDU, however long, is allowed
+        // padding after the last HDU (frames._padding_to_the_end): NULs of any length, blanks under one record
+        std::vector<char> rest(1 << 20);
         bool blank = true;
+        size_t n_blank = 0;
         for (size_t at = offset; blank && at < b.size;) {
           const size_t got = b.read(at, rest.size(), rest.data());
           if (got == 0) break;
           blank = std::all_of(rest.begin(), rest.begin() + got, [](char c) { return c == '\0' || c == ' '; });
+          n_blank += static_cast<size_t>(std::count(rest.begin(), rest.begin() + got, ' '));
           at += got;
         }
-        if (blank) return;
+        if (blank && n_blank < 2880) return;
+        if (blank)
+          unreadable(file, "not a readable FITS file (bytes " + std::to_string(offset) + " on, after HDU " +
+                           std::to_string(index - 1) + ", are whole 2880-byte records of blanks: such special records "
+                           "are not read (astropy takes them for a header); remove them)");
         unreadable(file, "not a readable FITS file (bytes " + std::to_string(offset) + " on, after HDU " +
                          std::to_string(index - 1) + ", are not a FITS header: its NAXISn or BITPIX may not match "
                          "the data written)");

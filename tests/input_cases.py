@@ -124,6 +124,9 @@ def vis_cases(w, folder: Path):
     data[at:at + 80] = ("ARCFILE = '" + "x" * 67 + "''").encode()
     open_string.write_bytes(bytes(data))
     out.append(("unterminated-string", replace(rows, _raw(w, 0), str(open_string)), "unreadable-fits", "q80.fits"))
+    blank_record = folder / "blanks.fits"   # a whole record of blanks after the last HDU: astropy reads it as a
+    blank_record.write_bytes(raw_bytes + b" " * 2880)   # header (the CLI said 'no END card', the plugin read on)
+    out.append(("blank-record", replace(rows, _raw(w, 0), str(blank_record)), "unreadable-fits", "blanks.fits"))
     accented = folder / "flat_\u00e9.fits"   # recorded in the products' PRO REC1 RAWi NAME: ASCII only
     accented.write_bytes(raw_bytes)
     out.append(("file-name", replace(rows, _raw(w, 0), str(accented)), "file-name", accented.name))

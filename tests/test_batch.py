@@ -407,3 +407,15 @@ def test_an_absent_input_is_named_as_such(tmp_path):
     r = _batch(tmp_path / "nonexist", "-o", tmp_path / "out", "-q")
     assert r.returncode == 2 and f"no such directory or SOF file: {tmp_path / 'nonexist'}" in r.stderr
     assert "(SOF file)" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_tree_under_a_path_with_whitespace_is_refused(messy, tmp_path):
+    """Every file of such a tree is unusable (no SOF line holds its path): batch reduced nothing and exited 0."""
+    import shutil
+    tree = tmp_path / "tree sp"
+    shutil.copytree(messy, tree, ignore=shutil.ignore_patterns("a"))
+    r = _batch(tree, "-o", tmp_path / "out", "--workers", "1", "--plots", "none", "-q")
+    assert r.returncode == 2 and "the directory's path holds whitespace" in r.stderr, r.stdout + r.stderr
+    (tmp_path / "link").symlink_to(tree)
+    r = _batch(tmp_path / "link", "-o", tmp_path / "out2", "--workers", "1", "--plots", "none", "-q")
+    assert r.returncode == 0 and "1 done" in r.stdout, r.stdout + r.stderr

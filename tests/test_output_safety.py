@@ -330,3 +330,5 @@ def test_the_log_never_replaces_an_input_or_a_product(vis, tmp_path, capsys):
             assert _md5s(sof, raw, product, out / "qc.json", stranger) == before
     rc, _ = run_cli(sof, tmp_path / "out2", capsys, "--log", str(tmp_path / "run.log"))
     assert rc == 0 and "step 1" in (tmp_path / "run.log").read_text()
+    rc, err = run_cli(sof, tmp_path / "out3", capsys, "--log", str(tmp_path / "out3" / "run.log"))   # OUT made for it
+    assert rc == 0 and "step 1" in (tmp_path / "out3" / "run.log").read_text(), err

@@ -243,6 +243,10 @@ def plan(inputs: list[Path], out: Path, unusable: list[str] | None = None) -> li
     if absent:   # a directory or a SOF: neither is there (it was reported as a missing SOF file)
         raise InputError(f"no such directory or SOF file: {', '.join(absent)}")
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        root = Path(inputs[0]).absolute()
+        if any(c.isspace() for c in str(root)):   # every file would be unusable: the batch did nothing, exit 0
+            raise InputError(f"{root}: the directory's path holds whitespace, which no SOF line can hold (esorex "
+                             "splits its lines at whitespace); give a link to it whose path has none")
         return jobs_from_tree(Path(inputs[0]), out, unusable)
     return jobs_from_sofs([Path(p) for p in inputs], out)
 

@@ -122,14 +122,16 @@ def _setup_logging(args: argparse.Namespace) -> None:
     log = logging.getLogger("soxs_mflat")
     log.setLevel(logging.INFO)
     log.propagate = False
-    for h in list(log.handlers):
+    for h in list(log.handlers):   # a previous run's in this process (its log file closed)
         log.removeHandler(h)
+        h.close()
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
     err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     err.addFilter(lambda record: not getattr(record, "log_file_only", False))
     log.addHandler(err)
-    if args.log:
+    if args.log:   # its folder made if missing (--log OUT/run.log before OUT exists)
+        Path(args.log).expanduser().parent.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(args.log, mode="w", encoding="utf-8")
         fh.setLevel(logging.INFO)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -109,8 +109,13 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             fh.seek(offset)
             if index > 0 and not fh.read(8).startswith(b"XTENSION"):
                 fh.seek(offset)
-                if _blank_to_the_end(fh):
-                    return   # blank or zero padding after the last HDU, however long (astropy ignores it too)
+                if _padding_to_the_end(fh, size - offset):   # zero padding of any length, blanks under a record
+                    return
+                fh.seek(offset)
+                if _padding_to_the_end(fh, size - offset, blanks=True):
+                    raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes {offset} "
+                                     f"on, after HDU {index - 1}, are whole 2880-byte records of blanks: such special "
+                                     "records are not read (astropy takes them for a header); remove them)")
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes {offset} on, "
                                  f"after HDU {index - 1}, are not a FITS header: its NAXISn or BITPIX may not match "
                                  "the data written)")
@@ -130,12 +135,16 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             offset, index = end + (-end) % 2880, index + 1
 
 
-def _blank_to_the_end(fh) -> bool:
-    """Only NUL bytes and blanks from the file's position to its end."""
+def _padding_to_the_end(fh, n: int, blanks: bool = False) -> bool:
+    """From the file's position to its end only padding: NUL bytes of any length and blanks, these
+    only under one 2880-byte record (``blanks``: blanks of any length too). astropy skips NUL padding
+    but reads a whole record of blanks as a header, which then has no END card; CFITSIO reads both."""
+    n_blank = 0
     while chunk := fh.read(1 << 20):
         if chunk.strip(b"\0 "):
             return False
-    return True
+        n_blank += chunk.count(b" ")
+    return blanks or n_blank < 2880
 
 
 def _header_bytes(fh) -> bytes:
