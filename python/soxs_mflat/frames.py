@@ -109,10 +109,10 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             fh.seek(offset)
             if index > 0 and not fh.read(8).startswith(b"XTENSION"):
                 fh.seek(offset)
-                if _padding_to_the_end(fh, size - offset):   # zero padding of any length, blanks under a record
+                n_blank = _padding_blanks(fh)
+                if n_blank is not None and n_blank < 2880:   # zero padding of any length, blanks under a record
                     return
-                fh.seek(offset)
-                if _padding_to_the_end(fh, size - offset, blanks=True):
+                if n_blank is not None:
                     raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (bytes {offset} "
                                      f"on, after HDU {index - 1}, are whole 2880-byte records of blanks: such special "
                                      "records are not read (astropy takes them for a header); remove them)")
@@ -135,16 +135,16 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             offset, index = end + (-end) % 2880, index + 1
 
 
-def _padding_to_the_end(fh, n: int, blanks: bool = False) -> bool:
-    """From the file's position to its end only padding: NUL bytes of any length and blanks, these
-    only under one 2880-byte record (``blanks``: blanks of any length too). astropy skips NUL padding
-    but reads a whole record of blanks as a header, which then has no END card; CFITSIO reads both."""
+def _padding_blanks(fh) -> int | None:
+    """The number of blanks from the file's position to its end when only padding (NULs and blanks) is
+    there, else None. astropy skips NUL padding but reads a whole record of blanks as a header, which then
+    has no END card; CFITSIO reads both."""
     n_blank = 0
     while chunk := fh.read(1 << 20):
         if chunk.strip(b"\0 "):
-            return False
+            return None
         n_blank += chunk.count(b" ")
-    return blanks or n_blank < 2880
+    return n_blank
 
 
 def _header_bytes(fh) -> bytes:
@@ -177,8 +177,10 @@ def _invalid_card(raw: bytes) -> tuple[str, str] | None:
         else:
             continue
         v = v.strip()
-        if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] in "'(":
-            if v[:1] == "'" and not _closed(v):
+        if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] == "(":   # as the plugin
+            continue
+        if v[0] == "'":
+            if not _closed(v):
                 return key, v
             continue
         v = v.split("/", 1)[0].rstrip()
@@ -451,21 +453,36 @@ def supported_arms() -> str:
     return ", ".join(f"{i.upper()}/{a.upper()}" for i, a in ARMS)
 
 
-def _refuse_duplicates(frames: list[Frame]) -> None:
-    """The same file twice (resolved path) or two byte-identical files (MD5 of the whole file, only for files
-    of equal size whose first 64 kB, the headers, are equal too: flats of one set differ there already)."""
-    def count(keys):
-        n: dict = {}
-        for k in keys:
-            n[k] = n.get(k, 0) + 1
-        return n
-    size = {id(f): f.path.stat().st_size for f in frames}
-    sizes = count(size.values())
-    head = {id(f): (size[id(f)], _head_md5(f.path)) for f in frames if sizes[size[id(f)]] > 1}
-    heads = count(head.values())
+def byte_digests(frames: list[Frame]) -> dict[int, str]:
+    """id(frame) -> MD5 of the whole file, only for files of equal size whose first 64 kB (the headers) are
+    equal too: flats of one set differ there already, so nothing is hashed whole in a normal set. The run's
+    verification and the organiser find byte-identical copies with it."""
+    by_size: dict[int, list[Frame]] = {}
     for f in frames:
-        if id(f) in head and heads[head[id(f)]] > 1:
-            f.digest = hashlib.md5(f.path.read_bytes()).hexdigest()
+        by_size.setdefault(f.path.stat().st_size, []).append(f)
+    digests: dict[int, str] = {}
+    for same in (g for g in by_size.values() if len(g) > 1):
+        by_head: dict[str, list[Frame]] = {}
+        for f in same:
+            by_head.setdefault(_head_md5(f.path), []).append(f)
+        for f in (f for g in by_head.values() if len(g) > 1 for f in g):
+            digests[id(f)] = file_md5(f.path)
+    return digests
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _refuse_duplicates(frames: list[Frame]) -> None:
+    """The same file twice (resolved path), two byte-identical files (byte_digests) or the same exposure."""
+    digests = byte_digests(frames)
+    for f in frames:
+        f.digest = digests.get(id(f), "")
     seen: dict[tuple, Frame] = {}
     for f in frames:
         for key, how in ((("path", os.path.realpath(f.path)), "the same file"), (("md5", f.digest), "identical bytes")):

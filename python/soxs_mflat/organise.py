@@ -7,7 +7,6 @@ one of another setup.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -15,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contract import section
-from .frames import Frame, accepted_tags, classify, is_compressed, read_header, same_exposure
+from .frames import RAW_KINDS as RAW_GROUP_KINDS   # every raw kind (lamp-off frames too)
+from .frames import Frame, accepted_tags, byte_digests, classify, is_compressed, read_header, same_exposure
 from .keywords import detector_value, text
 from .qc import night_of
 from .rules import VerificationError, rule_error
@@ -215,14 +215,6 @@ def scan(root: str | Path, notes: dict[Path, str] | None = None) -> tuple[list[F
     return frames, dict(ignored)
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _preference(f: Frame) -> tuple:
     """Of several copies of one exposure the uncompressed file is kept, then the first path in sorted order."""
     compressed = not f.path.name.endswith(".fits") or f.hdu != 0 or is_compressed(f.path)
@@ -231,7 +223,7 @@ def _preference(f: Frame) -> tuple:
 
 def _exposure(f: Frame) -> tuple[str, str] | None:
     """(ARCFILE, DATE-OBS) of a raw frame (either may be ""), None for a calibration."""
-    if section("inputs")["kinds"].get(f.kind, {}).get("group") != "RAW":
+    if f.kind not in RAW_GROUP_KINDS:
         return None
     return (text(f.header, "ARCFILE") or "").strip(), (text(f.header, "DATE-OBS") or "").strip()
 
@@ -241,21 +233,7 @@ def drop_duplicates(frames: list[Frame], ignored: dict[str, list[Path]], notes: 
     file (links included), byte-identical files, and two raw frames of the same exposure (the same
     ARCFILE when both have one, else the same DATE-OBS; of one instrument and arm: the arms of one
     instrument expose at once). The others are set aside (reason DUPLICATE), each naming the frame kept."""
-    by_size: dict[int, list[Frame]] = defaultdict(list)
-    for f in frames:
-        by_size[os.stat(f.path).st_size].append(f)
-    digest: dict[int, str] = {}
-    for same in by_size.values():
-        if len(same) < 2:
-            continue
-        heads: dict[str, list[Frame]] = defaultdict(list)
-        for f in same:
-            with open(f.path, "rb") as fh:
-                heads[hashlib.md5(fh.read(1 << 16)).hexdigest()].append(f)
-        for group in heads.values():
-            if len(group) > 1:
-                for f in group:
-                    digest[id(f)] = _md5(f.path)
+    digest = byte_digests(frames)
     kept: list[Frame] = []
     by_real: dict[str, Frame] = {}
     by_md5: dict[str, Frame] = {}
