@@ -259,7 +259,6 @@ def _log_problem(args: argparse.Namespace) -> str | None:
     """Why the --log file may not be written (it is opened, truncated, before the inputs are verified): it is an
     input (a SOF, a file given or listed in one), a product's or the run's own file in the output directory,
     or an existing FITS file; None when it may."""
-    from .contract import section
     from .frames import _looks_like_fits, parse_sof
     from .rules import VerificationError
     log = Path(args.log).expanduser()
@@ -276,10 +275,11 @@ def _log_problem(args: argparse.Namespace) -> str | None:
                 pass
     if any(_same_file(log, p) for p in inputs):
         return "is an input of this run"
-    c = section("products")
-    tags = ["", *(f"_{t.lower()}" for t in c["uvb_lamp_tags"])]
-    ours = {d["file"].format(arm=a, tag=t) for d in c["products"].values() for a in ("uvb", "vis", "nir") for t in tags}
-    ours |= {section("qc")["json"]["file"], c["output"]["lock_file"]}
+    from .output import LOCK_NAME
+    from .recipe import QC_JSON, product_paths
+    from .uvb import lamp_tags
+    ours = {p.name for arm in ("UVB", "VIS", "NIR") for tag in ("", *lamp_tags())
+            for p in product_paths(Path("."), arm, tag).values()} | {QC_JSON, LOCK_NAME}
     if log.name in ours and _same_dir(log.parent, Path(args.outdir).expanduser()):
         return "is the place of one of the run's products in the output directory"
     if log.exists() and _looks_like_fits(log):

@@ -55,10 +55,11 @@ def convert(value: Any, what: str, file: str, key_name: str):
     return v
 
 
-def shown(value: Any) -> str:
-    """A header value in a message: numbers as %g (as the plugin prints them), anything else as repr."""
+def shown(value: Any, other=repr) -> str:
+    """A header value in a message: numbers as %g (as the plugin prints them), anything else as ``other``
+    gives it (repr: a string quoted)."""
     number_like = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f"{value:g}" if number_like else repr(value)
+    return f"{value:g}" if number_like else other(value)
 
 
 def number(header: Mapping, name: str, file: str, what: str | None = None, default: Any = _MISSING):

@@ -44,13 +44,8 @@ def _unique(frames: list[Frame], key, rule: str, **fields) -> None:
     for f in frames:
         groups[key(f)].append(f)
     if len(groups) > 1:
-        detail = "; ".join(f"{_key_text(k)}: {_names(v)}" for k, v in groups.items())
+        detail = "; ".join(f"{shown(k, str)}: {_names(v)}" for k, v in groups.items())   # numbers as the plugin
         raise rule_error(rule, detail=detail, **fields)
-
-
-def _key_text(k) -> str:
-    """A group's key in a mixed-* message: numbers as %g (as the plugin), anything else as it is."""
-    return shown(k) if isinstance(k, (int, float)) and not isinstance(k, bool) else str(k)
 
 
 def _binning(f: Frame, arm: Arm):
