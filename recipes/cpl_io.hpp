@@ -58,17 +58,6 @@ struct FImage {
   std::vector<float> data;
 };
 
-inline FImage load_float(const std::string& file, int ext) {
-  Image img(cpl_image_load(file.c_str(), CPL_TYPE_FLOAT, 0, ext));
-  check("cannot load image extension " + std::to_string(ext) + " of " + file);
-  FImage out;
-  out.nx = cpl_image_get_size_x(img.get());
-  out.ny = cpl_image_get_size_y(img.get());
-  const float* d = cpl_image_get_data_float_const(img.get());
-  out.data.assign(d, d + out.nx * out.ny);
-  return out;
-}
-
 inline int find_ext(const std::string& file, const char* name) {
   cpl_size e = cpl_fits_find_extension(file.c_str(), name);
   check("cannot scan the extensions of " + file);
