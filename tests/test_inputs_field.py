@@ -17,16 +17,6 @@ import input_cases as ic
 from soxs_mflat.cli import main
 
 
-@pytest.fixture
-def vis(inputs_vis):
-    return inputs_vis
-
-
-@pytest.fixture
-def nir(inputs_nir):
-    return inputs_nir
-
-
 def refused(sof, out, capsys, *extra) -> str:
     rc = main(["run", str(sof), "-o", str(out), "-q", *extra])
     err = capsys.readouterr().err
@@ -39,12 +29,12 @@ def md5(path) -> str:
 
 
 @pytest.mark.parametrize("name", ["order_tab_vis.fits", "master_flat_vis.fits", "linked.fits"])
-def test_an_input_is_never_overwritten_by_a_product(vis, tmp_path, capsys, name):
+def test_an_input_is_never_overwritten_by_a_product(inputs_vis, tmp_path, capsys, name):
     """An input in the output directory under a product's name (or hard-linked to one) was replaced by the
     product with --overwrite: now [product-is-input], with or without --overwrite, the input unchanged."""
     out = tmp_path / "out"
     out.mkdir()
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     src = next(p for p, t in rows if t == ("ORDER_TAB_VIS" if name == "order_tab_vis.fits" else "LAMP,FLAT_VIS"))
     if name == "linked.fits":   # the input elsewhere, a hard link to it in a product's place
         mine = tmp_path / "mine.fits"
@@ -63,10 +53,10 @@ def test_an_input_is_never_overwritten_by_a_product(vis, tmp_path, capsys, name)
     assert sorted(p.name for p in out.iterdir()) == [product.name]
 
 
-def test_the_same_exposure_twice_is_refused(vis, tmp_path, capsys):
+def test_the_same_exposure_twice_is_refused(inputs_vis, tmp_path, capsys):
     """A raw frame and a gzip copy of it were both stacked (DATANCOM one too many): the same exposure,
     told by ARCFILE (or DATE-OBS where a frame has none)."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
     copy = tmp_path / "again.fits.gz"
     copy.write_bytes(gzip.compress(Path(raw).read_bytes()))
@@ -78,8 +68,8 @@ def test_the_same_exposure_twice_is_refused(vis, tmp_path, capsys):
     assert "the same exposure (DATE-OBS " in err and "noarc.fits" in err
 
 
-def _table(vis, tmp_path, name, edit) -> Path:
-    src = next(p for p, t in ic.entries(vis) if t == "ORDER_TAB_VIS")
+def _table(inputs_vis, tmp_path, name, edit) -> Path:
+    src = next(p for p, t in ic.entries(inputs_vis) if t == "ORDER_TAB_VIS")
     dst = tmp_path / name
     with fits.open(src) as hl:
         edit(hl)
@@ -96,14 +86,14 @@ def _far(hl):
 
 
 @pytest.mark.parametrize("edit,why", [(_twice, "is listed twice"), (_far, "is nowhere on the detector")])
-def test_an_order_table_that_does_not_fit_is_refused_before_any_pixel(vis, tmp_path, capsys, monkeypatch, edit,
+def test_an_order_table_that_does_not_fit_is_refused_before_any_pixel(inputs_vis, tmp_path, capsys, monkeypatch, edit,
                                                                       why):
     """An order listed twice or a centre off the detector failed in the core, after every frame was read,
     as "master_flat: master_flat: ..." without the rule: now [order-table] naming the table, first."""
     from soxs_mflat import recipe
     monkeypatch.setattr(recipe, "detrend", lambda *a: pytest.fail("frames read before the table was checked"))
-    bad = _table(vis, tmp_path, "ORDER_TAB_bad.fits", edit)
-    rows = ic.replace(ic.entries(vis), next(p for p, t in ic.entries(vis) if t == "ORDER_TAB_VIS"), bad)
+    bad = _table(inputs_vis, tmp_path, "ORDER_TAB_bad.fits", edit)
+    rows = ic.replace(ic.entries(inputs_vis), next(p for p, t in ic.entries(inputs_vis) if t == "ORDER_TAB_VIS"), bad)
     err = refused(ic.write_sof(tmp_path, rows), tmp_path / "out", capsys)
     assert f"[order-table] {bad}: order table: order " in err and why in err and "master_flat" not in err, err
 
@@ -135,11 +125,11 @@ def _card_copy(folder, src, name, hdu, key, value) -> str:
     ("bias", 1, "XTENSION", "'BINTABLE'", "HDU 1: a BINTABLE extension needs BITPIX = 8, NAXIS = 2 and TFIELDS"),
     ("raw", 0, "BSCALE", "0", "BSCALE = 0: every pixel would read as BZERO"),
 ])
-def test_broken_mandatory_keywords_are_named(vis, tmp_path, capsys, kind, hdu, key, value, detail):
+def test_broken_mandatory_keywords_are_named(inputs_vis, tmp_path, capsys, kind, hdu, key, value, detail):
     """Each was an internal error (a KeyError for a table without TFIELDS, only when the pixels were read),
     an error of astropy's own words (a TypeError, EINVAL from a seek), or, for BSCALE = 0, accepted as a
     constant image: now [unreadable-fits] with the FITS rule broken."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     src = next(p for p, t in rows if t == ("MASTER_BIAS_VIS" if kind == "bias" else "LAMP,FLAT_VIS"))
     if key == "BSCALE":
         src = ic.copy_with(tmp_path, src, "scaled.fits", BSCALE=1.0)
@@ -150,9 +140,9 @@ def test_broken_mandatory_keywords_are_named(vis, tmp_path, capsys, kind, hdu, k
     assert f"[unreadable-fits] {bad}: " in err and detail in err, err
 
 
-def test_a_corrupted_tile_of_a_fits_fz_is_unreadable(vis, tmp_path, capsys):
+def test_a_corrupted_tile_of_a_fits_fz_is_unreadable(inputs_vis, tmp_path, capsys):
     """A .fits.fz whose tile does not decompress was an internal error (CfitsioException)."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
     with fits.open(raw) as hl:
         packed = fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hl[0].data, hl[0].header,
@@ -168,27 +158,27 @@ def test_a_corrupted_tile_of_a_fits_fz_is_unreadable(vis, tmp_path, capsys):
     assert f"[unreadable-fits] {fz}: the image cannot be read" in err, err
 
 
-def test_a_zero_second_lamp_off_frame_is_not_subtracted_unscaled(nir, tmp_path, capsys):
+def test_a_zero_second_lamp_off_frame_is_not_subtracted_unscaled(inputs_nir, tmp_path, capsys):
     """Lamp-off frames saying EXPTIME = 0 beside 10-s flats were subtracted as they are, without a word."""
-    rows = ic.entries(nir)
+    rows = ic.entries(inputs_nir)
     off = next(p for p, t in rows if "OFF" in t)
     zero = ic.copy_with(tmp_path, off, "off0.fits", EXPTIME=0.0)
     err = refused(ic.write_sof(tmp_path, ic.replace(rows, off, zero)), tmp_path / "out", capsys)
     assert f"[bad-keyword] {zero}: header keyword EXPTIME = 0 cannot be scaled to the flats'" in err, err
 
 
-def test_a_raw_frame_without_its_arm_is_unknown_arm(vis, tmp_path, capsys):
+def test_a_raw_frame_without_its_arm_is_unknown_arm(inputs_vis, tmp_path, capsys):
     """A raw flat without ESO SEQ ARM was a tag-mismatch against the tag 'LAMP,FLAT_'."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
     bad = ic.copy_with(tmp_path, raw, "noarm.fits", delete=("HIERARCH ESO SEQ ARM",))
     err = refused(ic.write_sof(tmp_path, ic.replace(rows, raw, bad)), tmp_path / "out", capsys)
     assert f"[unknown-arm] {bad}: unsupported instrument/arm SOXS/(no ESO SEQ ARM) (supported: " in err and "SOXS/VIS" in err, err
 
 
-def test_a_sof_path_with_whitespace_is_named(vis, tmp_path, capsys):
+def test_a_sof_path_with_whitespace_is_named(inputs_vis, tmp_path, capsys):
     """A hand-written SOF line 'a/sp ace.fits TAG' was 'unknown frame group LAMP,FLAT_VIS'."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
     spaced = tmp_path / "sp ace" / "f.fits"
     spaced.parent.mkdir()
@@ -201,11 +191,11 @@ def test_a_sof_path_with_whitespace_is_named(vis, tmp_path, capsys):
 
 # pytest's filterwarnings = error is set per test, in front of frames.py's module-level filter for this warning
 @pytest.mark.filterwarnings("ignore:Unexpected extra padding at the end of the file")
-def test_long_zero_padding_and_unicode_spaces_are_accepted(vis, tmp_path, capsys):
+def test_long_zero_padding_and_unicode_spaces_are_accepted(inputs_vis, tmp_path, capsys):
     """Blank or NUL padding after the last HDU of any length is allowed (only the first 64 kB were looked
     at: 86 400 NULs were 'not a FITS header'); a no-break space is part of a SOF path, as esorex splits
     lines at blanks and tabs only (Python's split() cut the path there)."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
     padded = tmp_path / "padded.fits"
     padded.write_bytes(Path(raw).read_bytes() + b"\0" * 86400)
@@ -217,9 +207,9 @@ def test_long_zero_padding_and_unicode_spaces_are_accepted(vis, tmp_path, capsys
         capsys.readouterr().err
 
 
-def test_a_file_name_a_fits_header_cannot_hold_is_refused_first(vis, tmp_path, capsys):
+def test_a_file_name_a_fits_header_cannot_hold_is_refused_first(inputs_vis, tmp_path, capsys):
     """A non-ASCII file name failed after processing, when astropy refused it in PRO REC1 CALi NAME."""
-    rows = ic.entries(vis)
+    rows = ic.entries(inputs_vis)
     bias = next(p for p, t in rows if t == "MASTER_BIAS_VIS")
     odd = tmp_path / "bias_\u00e9t\u00e9.fits"
     shutil.copy(bias, odd)
