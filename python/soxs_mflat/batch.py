@@ -82,8 +82,6 @@ def products_verify(outdir: Path) -> bool:
 def verify_problem(outdir: Path) -> str | None:
     """Why a set's products do not verify (None when they do): what batch reports when it redoes a set."""
     import json
-    from .products import file_datamd5
-    from astropy.io import fits
     qc_json = outdir / section("qc")["json"]["file"]
     try:
         record = json.loads(qc_json.read_text())
@@ -91,10 +89,9 @@ def verify_problem(outdir: Path) -> str | None:
             path = outdir / name
             if not path.is_file():
                 return f"{name} is missing"
-            if path.suffix == ".fits" and fits.getval(path, "DATAMD5") != file_datamd5(path):
-                return f"{name}: its data do not match its DATAMD5"
-            if path.suffix == ".fits" and not _checksums(path):
-                return f"{name}: its CHECKSUM or DATASUM does not verify"
+            problem = _fits_problem(path) if path.suffix == ".fits" else None
+            if problem:
+                return f"{name}: {problem}"
     except FileNotFoundError:
         return f"no {qc_json.name}"
     except (OSError, ValueError, KeyError) as exc:
@@ -102,15 +99,24 @@ def verify_problem(outdir: Path) -> str | None:
     return None
 
 
-def _checksums(path: Path) -> bool:
-    """CHECKSUM and DATASUM of every HDU verify (an edited header keeps DATAMD5: the data units are unchanged)."""
+def _fits_problem(path: Path) -> str | None:
+    """A FITS product's DATAMD5 against its data units, then the CHECKSUM and DATASUM of every HDU (an
+    edited header keeps DATAMD5: the data units are unchanged); the file is read from disk once."""
+    import io
     import warnings
     from astropy.io import fits
+    from .products import file_datamd5
+    content = path.read_bytes()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with fits.open(path, checksum=True, memmap=False) as hl:
+        with fits.open(io.BytesIO(content), checksum=True, memmap=False) as hl:
             hl.readall()
-    return not any("verification failed" in str(w.message).lower() for w in caught)
+            stored = hl[0].header.get("DATAMD5")
+    if stored != file_datamd5(path, content):
+        return "its data do not match its DATAMD5"
+    if any("verification failed" in str(w.message).lower() for w in caught):
+        return "its CHECKSUM or DATASUM does not verify"
+    return None
 
 
 def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) -> dict:
