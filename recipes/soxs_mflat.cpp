@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "soxs_mflat_inputs.hpp"
+#include "soxs_mflat_longstr.hpp"
 #include "soxs_mflat_output.hpp"
 #include "soxs_mflat_qc.hpp"
 #include "validate.hpp"   // the core's checks of an order table (cpp/src)
@@ -257,6 +258,8 @@ void add_qc(cpl_propertylist* a, const soxs::QCValues& q, const ExtraQc& extra) 
     const std::string key = "ESO QC " + v.name;
     if (v.integer) cpl_propertylist_append_long_long(a, key.c_str(), static_cast<long long>(v.value));
     else cpl_propertylist_append_double(a, key.c_str(), v.value);
+    const std::string comment = qc_card_comment(v.name);
+    if (!comment.empty()) cpl_propertylist_set_comment(a, key.c_str(), comment.c_str());
   }
 }
 
@@ -459,10 +462,22 @@ void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text,
   fits_update_card(fp, key.c_str(), card.c_str(), &status);
 }
 
+// The long strings of the first raw frame's header (its image HDU's, then the primary's of a tile-compressed
+// frame) that a product inherits: not the structure, nor the keys the plugin writes itself.
+std::vector<LongString> inherited_long_strings(const In& ref) {
+  std::vector<LongString> out;
+  for (int hdu = ref.hdu; hdu >= 0; --hdu)
+    for (LongString& s : long_strings(ref.file, hdu))
+      if (!structural_key(s.key) && s.key != "PIPEFILE" &&
+          std::none_of(out.begin(), out.end(), [&](const LongString& o) { return o.key == s.key; }))
+        out.push_back(std::move(s));
+  return out;
+}
+
 // What cpl_dfs writes differently from the Python front end, put right in the staged product before esorex
 // signs it: doubles of the inherited header and the QC values to 17 significant digits (the shortest exact
-// text), and PRO REC1 CALi DATAMD5 of a calibration whose header has none (cpl_dfs writes it only from the
-// input's DATAMD5 key; the CLI computes the MD5 of its data units).
+// text), long strings whole (CONTINUE cards), and PRO REC1 CALi DATAMD5 of a calibration whose header has
+// none (cpl_dfs writes it only from the input's DATAMD5 key; the CLI computes the MD5 of its data units).
 void finish_header(const std::string& file, const In& ref, const std::vector<QcVal>& qc,
                    const std::vector<const In*>& cals) {
   fitsfile* fp = nullptr;
@@ -471,6 +486,7 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
     ffcmsg();
     throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
   }
+  put_long_strings(fp, inherited_long_strings(ref), status);
   const cpl_propertylist* h = ref.hdr.get();
   for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
     const cpl_property* p = cpl_propertylist_get_const(h, i);

@@ -97,6 +97,12 @@ std::vector<QcVal> qc_list(const soxs::QCValues& q, const ExtraQc& extra) {
   return v;
 }
 
+std::string qc_card_comment(const std::string& name) {
+  const soxs_gen::QcDef* d = def_of(name);
+  const long room = 80 - static_cast<long>(std::string("HIERARCH ESO QC ").size() + name.size()) - 3 - 20 - 3;
+  return d && room > 0 ? std::string(d->comment).substr(0, static_cast<size_t>(room)) : std::string();
+}
+
 std::vector<QcRow> qc_rows(const std::vector<QcVal>& v, int column) {
   std::vector<QcRow> rows;
   for (const auto& x : v) {

@@ -18,6 +18,10 @@ struct QcRow { QcVal v; const char* unit; const char* comment; bool ranged; doub
 // The QC values of one product set, in contract order; throws if a name is not in the contract.
 std::vector<QcVal> qc_list(const soxs::QCValues& q, const ExtraQc& extra);
 
+// The comment of QC `name`'s card, cut as the Python front end cuts it (products.product_header): what fits
+// beside "HIERARCH ESO QC <name> = " and a 20-character value.
+std::string qc_card_comment(const std::string& name);
+
 // Rows with units, comments and the default ranges of ARMS column `column` (-1: no ranges).
 std::vector<QcRow> qc_rows(const std::vector<QcVal>& v, int column);
 

@@ -30,17 +30,18 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
     """What every product of one run shares: inherited keys, PRO keys (CATG/TECH filled in per product
     by product_header), provenance and parameters. Built once per run: astropy cards are slow to make."""
     h = fits.Header()
-    for k in INHERIT:
+    for k in INHERIT:   # with their comments, as cpl_dfs copies them
         if k in ref.header:
-            h[k] = ref.header[k]
+            h[k] = (ref.header[k], ref.header.comments[k])
     for card in ref.header.cards:
         key = card.keyword
         if key.startswith("ESO ") and not key.startswith(("ESO DPR ", "ESO PRO ", "ESO DRS ")):
-            h[f"HIERARCH {key}"] = card.value
+            h[f"HIERARCH {key}"] = (card.value, card.comment)
     anc = section("products")["ancestor"]   # as cpl_dfs: the first raw's ARCFILE, kept and copied
     if anc["from"] in ref.header:
-        h[anc["from"]] = ref.header[anc["from"]]
+        h[anc["from"]] = (ref.header[anc["from"]], ref.header.comments[anc["from"]])
         h[f"HIERARCH {anc['key']}"] = ref.header[anc["from"]]
+    _fit_comments(h)
     h["DATE"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     pro = {"DID": "PRO-1.16", "CATG": "", "TYPE": "", "TECH": "", "SCIENCE": False,
            "REC1 ID": RECIPE, "REC1 DRS ID": f"soxs-mflat-core/{__version__}", "REC1 PIPE ID": PIPE_ID}
@@ -59,6 +60,18 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = _param_str(v)
     return h
+
+
+def _fit_comments(h: fits.Header) -> None:
+    """Cut the comments that no longer fit beside their value (astropy may write a number with more
+    characters than the raw card had, or HIERARCH adds its 9), as CFITSIO cuts them for the plugin: the
+    cards' images are made here, once, instead of warning when each product is written."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Card is too long, comment will be truncated", fits.verify.VerifyWarning)
+        for card in h.cards:
+            if card.comment:
+                card.image   # noqa: B018 - formats (and cuts) the card's image once
 
 
 def _param_str(v: Any) -> str:

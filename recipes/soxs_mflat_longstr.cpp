@@ -1,0 +1,154 @@
+#include "soxs_mflat_longstr.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace soxs_cpl {
+namespace {
+
+struct StringCard { std::string key, value, comment; bool ok = false; };
+
+// The key and string value of one card ("KEY     = 'v'" or "HIERARCH K K = 'v'", or "CONTINUE  'v'"):
+// the value as written (quotes still doubled, trailing blanks kept), the comment after the closing quote.
+StringCard string_card(const std::string& c) {
+  StringCard r;
+  size_t v;
+  if (c.compare(0, 8, "CONTINUE") == 0 && c.compare(8, 2, "  ") == 0) {
+    r.key = "CONTINUE";
+    v = 10;
+  } else if (c.compare(0, 9, "HIERARCH ") == 0) {
+    const size_t eq = c.find('=', 9);
+    if (eq == std::string::npos) return r;
+    r.key = c.substr(9, eq - 9);
+    v = eq + 1;
+  } else {
+    if (c.compare(8, 2, "= ") != 0) return r;
+    r.key = c.substr(0, 8);
+    v = 10;
+  }
+  r.key.erase(r.key.find_last_not_of(' ') + 1);
+  v = c.find_first_not_of(' ', v);
+  if (v == std::string::npos || c[v] != '\'') return r;
+  size_t i = v + 1;
+  for (; i < c.size(); ++i) {
+    if (c[i] != '\'') continue;
+    if (i + 1 < c.size() && c[i + 1] == '\'') { ++i; continue; }
+    break;
+  }
+  if (i >= c.size()) return r;   // no closing quote
+  r.value = c.substr(v + 1, i - v - 1);
+  const size_t slash = c.find('/', i + 1);
+  if (slash != std::string::npos) {
+    r.comment = c.substr(slash + 1);
+    r.comment.erase(0, r.comment.find_first_not_of(' '));
+    r.comment.erase(r.comment.find_last_not_of(' ') + 1);
+  }
+  r.ok = true;
+  return r;
+}
+
+std::string undouble(std::string s) {
+  for (size_t p = s.find("''"); p != std::string::npos; p = s.find("''", p + 1)) s.erase(p, 1);
+  return s;
+}
+
+// One piece of a continued value (as astropy reads it): trailing blanks dropped, then one '&' marker.
+bool piece(const std::string& raw, std::string& out) {
+  std::string s = undouble(raw);
+  s.erase(s.find_last_not_of(' ') + 1);
+  const bool more = !s.empty() && s.back() == '&';
+  if (more) s.pop_back();
+  out += s;
+  return more;
+}
+
+// Cut `q` (quotes doubled) at most `room` characters in, never between the two quotes of a doubled one.
+size_t cut(const std::string& q, size_t room) {
+  if (q.size() <= room) return q.size();
+  size_t n = room, quotes = 0;
+  while (quotes < n && q[n - 1 - quotes] == '\'') ++quotes;
+  return quotes % 2 ? n - 1 : n;
+}
+
+}  // namespace
+
+std::vector<LongString> long_strings(const std::string& file, int hdu) {
+  std::vector<LongString> out;
+  fitsfile* fp = nullptr;
+  int status = 0, n = 0;
+  if (fits_open_file(&fp, file.c_str(), READONLY, &status) || fits_movabs_hdu(fp, hdu + 1, nullptr, &status) ||
+      fits_get_hdrspace(fp, &n, nullptr, &status)) {
+    int ignored = 0;
+    if (fp) fits_close_file(fp, &ignored);
+    ffcmsg();
+    return out;
+  }
+  std::vector<std::string> cards(static_cast<size_t>(n));
+  char rec[FLEN_CARD];
+  for (int i = 0; i < n && status == 0; ++i) {
+    fits_read_record(fp, i + 1, rec, &status);
+    cards[static_cast<size_t>(i)] = rec;
+    cards[static_cast<size_t>(i)].resize(80, ' ');
+  }
+  fits_close_file(fp, &status);
+  ffcmsg();
+  for (size_t i = 0; i < cards.size(); ++i) {
+    const StringCard first = string_card(cards[i]);
+    if (!first.ok || first.key == "CONTINUE") continue;
+    LongString s{first.key, "", first.comment};
+    bool more = piece(first.value, s.value);
+    size_t j = i + 1;
+    for (; more && j < cards.size(); ++j) {
+      const StringCard c = string_card(cards[j]);
+      if (!c.ok || c.key != "CONTINUE") break;
+      more = piece(c.value, s.value);
+      if (!c.comment.empty()) s.comment += (s.comment.empty() ? "" : " ") + c.comment;
+    }
+    if (j > i + 1) out.push_back(std::move(s));   // at least one CONTINUE card: a long string
+    i = j - 1;
+  }
+  return out;
+}
+
+std::vector<std::string> long_string_cards(const LongString& s) {
+  std::string q = s.value;
+  for (size_t p = q.find('\''); p != std::string::npos; p = q.find('\'', p + 2)) q.insert(p, 1, '\'');
+  const bool hierarch = s.key.size() > 8 || s.key.find(' ') != std::string::npos;
+  std::string head = hierarch ? "HIERARCH " + s.key + " = '" : s.key + std::string(8 - s.key.size(), ' ') + "= '";
+  std::vector<std::string> cards;
+  if (head.size() + 4 > 80) return cards;   // no room for a piece of the value: the key is left as CPL wrote it
+  size_t pos = 0;
+  do {   // each card: head, a piece, then "&'" unless it is the last piece
+    const size_t n = cut(q.substr(pos), 80 - head.size() - 2);
+    const bool last = pos + n >= q.size();
+    std::string card = head + q.substr(pos, n) + (last ? "'" : "&'");
+    if (last && !s.comment.empty() && card.size() + 3 + s.comment.size() <= 80) card += " / " + s.comment;
+    cards.push_back(card);
+    pos += n;
+    head = "CONTINUE  '";
+  } while (pos < q.size());
+  if (!s.comment.empty() && cards.back().find(" / ", cards.back().rfind('\'')) == std::string::npos) {
+    for (size_t c = 0; c < s.comment.size(); c += 64) {   // astropy's comment cards: 64 characters each
+      const bool last = c + 64 >= s.comment.size();
+      cards.push_back(std::string(last ? "CONTINUE  '' / " : "CONTINUE  '&' / ") + s.comment.substr(c, 64));
+    }
+  }
+  for (auto& c : cards) c.resize(80, ' ');
+  return cards;
+}
+
+void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status) {
+  for (const LongString& s : strings) {
+    char card[FLEN_CARD];
+    int st = 0, nkeys = 0, next = 0;
+    if (status || ffgcrd(fp, s.key.c_str(), card, &st)) continue;   // not inherited by this product
+    fits_get_hdrpos(fp, &nkeys, &next, &status);                     // the card after the one found
+    const std::vector<std::string> cards = long_string_cards(s);
+    if (cards.empty()) continue;
+    int at = next - 1;
+    fits_delete_record(fp, at, &status);
+    for (const std::string& c : cards) fits_insert_record(fp, at++, c.c_str(), &status);
+  }
+}
+
+}  // namespace soxs_cpl
