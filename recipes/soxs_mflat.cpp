@@ -295,6 +295,11 @@ std::string lamp_suffix(const char* tag) {
 void add_hdu_keys(cpl_propertylist* p, const char* hdu) {
   for (const auto& k : soxs_gen::HDU_KEYS) {
     if (std::string(k.hdu) != hdu) continue;
+    if (std::string(k.key) == "COMMENT") {   // CPL writes one card of 72 characters: split as astropy splits it
+      for (size_t i = 0, n = std::strlen(k.value); i < n; i += 72)
+        cpl_propertylist_append_string(p, "COMMENT", std::string(k.value).substr(i, 72).c_str());
+      continue;
+    }
     cpl_propertylist_append_string(p, k.key, k.value);
     if (*k.comment) cpl_propertylist_set_comment(p, k.key, k.comment);
   }
@@ -454,9 +459,12 @@ void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text,
   int st = 0;
   if (ffgkey(fp, key.c_str(), value, comment, &st)) return;   // not in this product
   const bool hierarch = key.size() > 8 || key.find(' ') != std::string::npos;
-  char head[FLEN_CARD];
-  std::snprintf(head, sizeof head, hierarch ? "HIERARCH %s = %s" : "%-8s= %20s", key.c_str(), text.c_str());
-  std::string card = head;
+  // a HIERARCH card that does not fit loses the blank before "=" (as astropy writes it); one that still
+  // does not fit keeps CPL's text: cutting it at 80 would change the value (1.2345678901234E-100 -> E-10)
+  std::string card = hierarch ? "HIERARCH " + key + " = " + text : key + std::string(8 - std::min<size_t>(key.size(), 8), ' ') +
+                                "= " + std::string(20 - std::min<size_t>(text.size(), 20), ' ') + text;
+  if (hierarch && card.size() > 80) card = "HIERARCH " + key + "= " + text;
+  if (card.size() > 80) return;
   if (*comment && card.size() + 3 < 80) card += std::string(" / ") + comment;
   card.resize(80, ' ');
   fits_update_card(fp, key.c_str(), card.c_str(), &status);
@@ -474,12 +482,36 @@ std::vector<LongString> inherited_long_strings(const In& ref) {
   return out;
 }
 
+// The frame each ESO PRO REC1 <group>i NAME card names (i, frame), among `frames` of CPL group `group`: cpl_dfs
+// writes the names in the frames' order and cuts one longer than a card, so the i-th card names the first
+// frame not yet matched whose name starts with its value. A cut name is written whole (CONTINUE cards), as
+// the Python front end writes it: two raws whose names differ after the cut had the same NAME.
+std::vector<std::pair<int, const In*>> provenance(fitsfile* fp, const char* group, const std::vector<const In*>& frames,
+                                                  cpl_frame_group kind, int& status) {
+  std::vector<const In*> left;
+  for (const In* f : frames)
+    if (cpl_frame_get_group(f->frame) == kind) left.push_back(f);
+  std::vector<std::pair<int, const In*>> out;
+  for (int i = 1; status == 0 && !left.empty(); ++i) {
+    const std::string key = std::string("ESO PRO REC1 ") + group + std::to_string(i) + " NAME";
+    char name[FLEN_VALUE];
+    int st = 0;
+    if (ffgkys(fp, key.c_str(), name, nullptr, &st)) break;
+    auto it = std::find_if(left.begin(), left.end(), [&](const In* f) { return f->name.rfind(name, 0) == 0; });
+    if (it == left.end()) continue;
+    if ((*it)->name.size() > std::strlen(name)) put_long_strings(fp, {{key, (*it)->name, ""}}, status);
+    out.push_back({i, *it});
+    left.erase(it);
+  }
+  return out;
+}
+
 // What cpl_dfs writes differently from the Python front end, put right in the staged product before esorex
 // signs it: doubles of the inherited header and the QC values to 17 significant digits (the shortest exact
 // text), long strings whole (CONTINUE cards), and PRO REC1 CALi DATAMD5 of a calibration whose header has
 // none (cpl_dfs writes it only from the input's DATAMD5 key; the CLI computes the MD5 of its data units).
 void finish_header(const std::string& file, const In& ref, const std::vector<QcVal>& qc,
-                   const std::vector<const In*>& cals) {
+                   const std::vector<const In*>& frames) {
   fitsfile* fp = nullptr;
   int status = 0;
   if (fits_open_file(&fp, file.c_str(), READWRITE, &status)) {
@@ -504,18 +536,11 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
   }
   for (const QcVal& v : qc)
     if (!v.integer) rewrite_card(fp, "ESO QC " + v.name, py_float(v.value), status);
-  std::vector<const In*> left = cals;
-  for (int i = 1; status == 0; ++i) {
+  for (const auto& [i, calp] : provenance(fp, "CAL", frames, CPL_FRAME_GROUP_CALIB, status)) {
     const std::string base = "ESO PRO REC1 CAL" + std::to_string(i);
-    char name[FLEN_VALUE];
-    int st = 0;
-    if (ffgkys(fp, (base + " NAME").c_str(), name, nullptr, &st)) break;
-    auto it = std::find_if(left.begin(), left.end(), [&](const In* f) { return f->name == name; });
-    if (it == left.end()) continue;
-    const In& cal = **it;
-    left.erase(it);
+    const In& cal = *calp;
     char have[FLEN_VALUE];
-    st = 0;
+    int st = 0;
     if (!ffgkys(fp, (base + " DATAMD5").c_str(), have, nullptr, &st)) continue;
     st = 0;
     if (ffgkys(fp, (base + " CATG").c_str(), have, nullptr, &st)) continue;
@@ -526,6 +551,7 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
     std::snprintf(card, sizeof card, "HIERARCH %s DATAMD5 = '%s'", base.c_str(), md5.c_str());
     fits_insert_record(fp, next, card, &status);
   }
+  provenance(fp, "RAW", frames, CPL_FRAME_GROUP_RAW, status);
   char msg[FLEN_STATUS] = "";
   if (status) fits_get_errstatus(status, msg);
   int ignored = 0;
@@ -552,18 +578,19 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
     save_image_ext(qual ? std::vector<float>(o.quality->begin(), o.quality->end()) : *o.error, L.ny, L.nx,
                    staged.c_str(), ext, qual ? CPL_TYPE_UCHAR : CPL_TYPE_FLOAT);
   }
-  std::vector<const In*> cals(L.cals.begin(), L.cals.end());
-  if (L.bpm) cals.push_back(L.bpm);
+  std::vector<const In*> named(L.raws.begin(), L.raws.end());   // the frames the provenance cards name
+  named.insert(named.end(), L.cals.begin(), L.cals.end());
+  if (L.bpm) named.push_back(L.bpm);
   const std::vector<QcVal> qc = qc_list(o.qc, o.extra_qc);
-  finish_header(staged, *L.raws[0], qc, cals);
+  finish_header(staged, *L.raws[0], qc, named);
   sw.lap("write " + mf);
   const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
   save_order_table(frames, parlist, used, ct, o, arm, g_stage.dir + ot, *L.raws[0]);
-  finish_header(g_stage.dir + ot, *L.raws[0], qc, cals);
+  finish_header(g_stage.dir + ot, *L.raws[0], qc, named);
   if (o.background) {
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), g_stage.dir + bk);
-    finish_header(g_stage.dir + bk, *L.raws[0], {}, cals);
+    finish_header(g_stage.dir + bk, *L.raws[0], {}, named);
   }
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
@@ -669,7 +696,7 @@ void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   both.cals = q.L.cals; both.cals.push_back(in.order_tab[Kind::DFLAT]);
   both.bpm = q.L.bpm;
   Out o{&u.flux, &u.error, &u.quality, nullptr, &u.edges, u.qc,
-        {{"CROSSOVER ORDER", u.crossover}, {"D2 SCALE", u.scale}}};
+        {{"CROSSOVER ORDER", double(u.crossover), true}, {"D2 SCALE", u.scale, false}}};
   auto rows = qc_rows(qc_list(u.qc, o.extra_qc), in.arm->column);
   log_qc(rows, "");
   save_set(frames, parlist, in, both, q.ct, o, "", products);

@@ -303,6 +303,7 @@ static const HduKey HDU_KEYS[] = {
   {"QUAL", "HDUCLAS3", "MASKZERO", "0 = good pixel, other = bad (bits)"},
   {"QUAL", "SCIDATA", "FLUX", "name of the data extension"},
   {"QUAL", "ERRDATA", "ERRS", "name of the error extension"},
+  {"QUAL", "COMMENT", "bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, 8 order light beyond its traced range", ""},
   {"ERRS", "EXTNAME", "ERRS", ""},
   {"ERRS", "HDUCLASS", "ESO", "class name (ESO format)"},
   {"ERRS", "HDUDOC", "DICD", "document with class description"},
@@ -317,7 +318,7 @@ static const HduKey HDU_KEYS[] = {
   {"BKGROUND", "EXTNAME", "FLUX", ""},
   {"BKGROUND", "BUNIT", "1", "dimensionless (normalised flat)"},
 };
-static const int N_HDU_KEYS = 31;
+static const int N_HDU_KEYS = 32;
 static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
 static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
 // X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"

@@ -148,6 +148,8 @@ void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int&
     int at = next - 1;
     fits_delete_record(fp, at, &status);
     for (const std::string& c : cards) fits_insert_record(fp, at++, c.c_str(), &status);
+    // fitsverify warns of CONTINUE cards without it; the Python front end writes the same card
+    fits_update_key_str(fp, "LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used.", &status);
   }
 }
 

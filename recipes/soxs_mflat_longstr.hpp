@@ -26,7 +26,7 @@ std::vector<LongString> long_strings(const std::string& file, int hdu);
 std::vector<std::string> long_string_cards(const LongString& s);
 
 // Replace each key of `strings` that the current HDU of `fp` holds by its cards (keys it lacks, i.e. not
-// inherited, are left out). CFITSIO's own fits_update_key_longstr mangles HIERARCH keys (CFITSIO 4.2).
+// inherited, are left out), and LONGSTRN when one was replaced. CFITSIO's own fits_update_key_longstr mangles HIERARCH keys (CFITSIO 4.2).
 void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status);
 
 }  // namespace soxs_cpl

@@ -91,7 +91,7 @@ std::vector<QcVal> qc_list(const soxs::QCValues& q, const ExtraQc& extra) {
                           {"N LOW SENS", double(q.n_low_sens), true}, {"COLDPIX NUM", double(q.coldpix_num), true},
                           {"COLDPIX FRAC", q.coldpix_frac, false}, {"INNER ORDER PIX MEAN", q.inner_mean, false},
                           {"INNER ORDER PIX SUM", q.inner_sum, false}};
-  for (const auto& kv : extra) v.push_back({kv.first, kv.second, false});
+  v.insert(v.end(), extra.begin(), extra.end());
   for (const auto& x : v)
     if (!def_of(x.name)) throw std::logic_error("QC " + x.name + " is not in data/contract/qc.yaml");
   return v;

@@ -11,7 +11,7 @@
 namespace soxs_cpl {
 
 struct QcVal { std::string name; double value; bool integer; };
-using ExtraQc = std::vector<std::pair<std::string, double>>;
+using ExtraQc = std::vector<QcVal>;   // the stitched UVB flat's: CROSSOVER ORDER (an integer), D2 SCALE
 
 struct QcRow { QcVal v; const char* unit; const char* comment; bool ranged; double lo, hi; bool pass; };
 

@@ -166,7 +166,8 @@ def render_products() -> list[str]:
               "struct HduKey { const char* hdu; const char* key; const char* value; const char* comment; };",
               "static const HduKey HDU_KEYS[] = {"]
     from soxs_mflat.products import data_product_cards
-    hdus = [(h["extname"], [("EXTNAME", h["extname"], "")] + data_product_cards(h["keys"]))
+    hdus = [(h["extname"], [("EXTNAME", h["extname"], "")] + data_product_cards(h["keys"])
+             + ([("COMMENT", h["comment"], "")] if "comment" in h else []))   # a COMMENT card: what the values mean
             for h in c["master_flat_hdus"]]
     hdus.append(("BKGROUND", data_product_cards(c["background_keys"], classified=False)))
     for hdu, cards in hdus:

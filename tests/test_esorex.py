@@ -75,6 +75,7 @@ def _compare(py_dir: Path, es_dir: Path, names):
             for ha, hb in zip(a[1:], b[1:]):                    # ESO data-product keys of the extensions
                 for k in DATA_PRODUCT_KEYS:
                     assert ha.header.get(k) == hb.header.get(k), (name, ha.name, k)
+                assert list(ha.header.get("COMMENT", [])) == list(hb.header.get("COMMENT", [])), (name, ha.name)
             if a[0].header["ESO PRO CATG"].startswith("ORDER_TAB"):
                 for ext in (1, 2):
                     ta, tb = Table(a[ext].data), Table(b[ext].data)
@@ -129,6 +130,8 @@ def _compare_headers(ha, hb):
     assert qc or ha["ESO PRO CATG"].startswith("MFLAT_BKGROUND")
     for k in qc:   # 17 significant digits in both (the plugin wrote 15: X RES SD 0.0389091301099672)
         assert hb[k] == ha[k], k
+        assert type(hb[k]) is type(ha[k]), k   # CROSSOVER ORDER was 21.0 in the plugin's, 21 in the CLI's
+        assert hb.comments[k] == ha.comments[k] != "", k   # the contract's comment (the plugin wrote none)
     # every key of the CLI's primary header, inherited ones included (MJD-OBS was rewritten with 15 digits,
     # 60960.4685648148; PRO REC1 CALi DATAMD5 was missing for calibrations without a DATAMD5 key)
     skip = {"DATE", "CHECKSUM", "DATASUM", "DATAMD5", "ESO PRO REC1 DRS ID", "COMMENT", "HISTORY", "BITPIX", "EXTEND"}

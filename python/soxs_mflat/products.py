@@ -59,6 +59,8 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = _param_str(v)
+    if any(len(card.image) > 80 for card in h.cards):   # a value on CONTINUE cards (fitsverify warns without it)
+        h["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used.")
     return h
 
 
@@ -109,6 +111,8 @@ def master_flat_hdus(arrays: dict, primary: fits.Header) -> fits.HDUList:
         hdu.header["EXTNAME"] = name
         for k, v, comment in data_product_cards(spec["keys"]):
             hdu.header[k] = (v, comment)
+        if "comment" in spec:   # what the values mean (QUAL's bits)
+            hdu.header["COMMENT"] = spec["comment"]
         hdus.append(hdu)
     return fits.HDUList(hdus)
 

@@ -321,8 +321,6 @@ def iter_product_hdus(arm: str, base, res: dict, ct: CentreTable, layout, p: dic
     flux, err = (_big_endian(res, k, in_place, server) for k in ("flux", "error"))
     mf = master_flat_hdus({"FLUX": flux, "QUAL": res["quality"], "ERRS": err},
                           product_header(base, *pro("MFLAT", arm), qc))
-    mf["QUAL"].header["COMMENT"] = ("bits: 1 static bad pixel, 2 low sensitivity, 4 no data in the stack, "
-                                    "8 order light beyond its traced range")
     yield f"MFLAT{tag}", mf
     if res["background"] is not None:
         bh = product_header(base, *pro("BKGROUND FITS", arm))
