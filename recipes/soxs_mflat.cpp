@@ -315,37 +315,28 @@ void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const c
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-// A tile-compressed raw frame (fpack's layout) has an empty primary HDU: cpl_dfs, which inherits the keys of
-// the first raw frame's primary header, finds none there (INSTRUME, DATE-OBS, ARCFILE, ESO DET/INS/SEQ, the PRO
-// ANCESTOR were lost). The frame's header is its image HDU's: what cpl_dfs would copy of it (all but the
-// structure, compression, scaling, checksum and DPR/PRO/DRS keys) goes into the product's header, and PRO
-// ANCESTOR from its ARCFILE, as for a plain frame (and as the Python front end inherits from the image HDU).
-bool structural_key(const std::string& k) {
-  static const char* const exact[] = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTEND", "TFIELDS",
-                                      "THEAP", "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM", "DATAMD5", "BSCALE", "BZERO",
-                                      "BLANK", "COMMENT", "HISTORY", "DATE", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZCMPTYPE",
-                                      "ZQUANTIZ", "ZDITHER0", "ZSIMPLE", "ZTENSION", "ZEXTEND", "ZBLOCKED", "ZPCOUNT",
-                                      "ZGCOUNT", "ZHECKSUM", "ZDATASUM", "ZTHEAP"};
-  for (const char* e : exact)
+// A key a product inherits from the first raw frame (data/contract/products.yaml, inherit: cpl_dfs's rule).
+bool inherited_key(const std::string& k) {
+  for (const char* e : soxs_gen::INHERIT_KEYS)
     if (k == e) return true;
-  auto numbered = [&](const char* prefix) {
-    const size_t n = std::strlen(prefix);
-    return k.size() > n && k.compare(0, n, prefix) == 0 &&
-           k.find_first_not_of("0123456789", n) == std::string::npos;
-  };
-  for (const char* p : {"NAXIS", "TTYPE", "TFORM", "TUNIT", "TDIM", "TNULL", "TSCAL", "TZERO", "TDISP", "ZNAXIS",
-                        "ZTILE", "ZNAME", "ZVAL"})
-    if (numbered(p)) return true;
-  return k.rfind("ESO DPR ", 0) == 0 || k.rfind("ESO PRO ", 0) == 0 || k.rfind("ESO DRS ", 0) == 0;
+  if (k.rfind("ESO ", 0) != 0) return false;
+  for (const char* e : soxs_gen::INHERIT_ESO_EXCEPT)
+    if (k.rfind(e, 0) == 0) return false;
+  return true;
 }
 
+// A tile-compressed raw frame (fpack's layout) has an empty primary HDU: cpl_dfs, which inherits the keys of
+// the first raw frame's primary header, finds none there (INSTRUME, DATE-OBS, ARCFILE, ESO DET/INS/SEQ, the PRO
+// ANCESTOR were lost). The frame's header is its image HDU's: what cpl_dfs copies of a plain frame's
+// (inherited_key: not its WCS, TM-START or ESO QC keys) goes into the product's header, and PRO ANCESTOR from
+// its ARCFILE, as for a plain frame (and as the Python front end inherits from the image HDU).
 void inherit_image_header(cpl_propertylist* app, const In& ref) {
   if (ref.hdu == 0) return;   // cpl_dfs copies the primary header itself
   const cpl_propertylist* h = ref.hdr.get();
   for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
     const cpl_property* p = cpl_propertylist_get_const(h, i);
     const std::string k = cpl_property_get_name(p);
-    if (!structural_key(k) && !has(app, k.c_str())) cpl_propertylist_append_property(app, p);
+    if (inherited_key(k) && !has(app, k.c_str())) cpl_propertylist_append_property(app, p);
   }
   const std::string arc = get_str(h, "ARCFILE");
   if (!arc.empty() && !has(app, "ESO PRO ANCESTOR")) cpl_propertylist_append_string(app, "ESO PRO ANCESTOR", arc.c_str());
@@ -471,12 +462,12 @@ void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text,
 }
 
 // The long strings of the first raw frame's header (its image HDU's, then the primary's of a tile-compressed
-// frame) that a product inherits: not the structure, nor the keys the plugin writes itself.
+// frame) that a product inherits.
 std::vector<LongString> inherited_long_strings(const In& ref) {
   std::vector<LongString> out;
   for (int hdu = ref.hdu; hdu >= 0; --hdu)
     for (LongString& s : long_strings(ref.file, hdu))
-      if (!structural_key(s.key) && s.key != "PIPEFILE" &&
+      if (inherited_key(s.key) &&
           std::none_of(out.begin(), out.end(), [&](const LongString& o) { return o.key == s.key; }))
         out.push_back(std::move(s));
   return out;
@@ -525,7 +516,7 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
     const cpl_type t = cpl_property_get_type(p);
     if (t == CPL_TYPE_DOUBLE || t == CPL_TYPE_FLOAT) {
       const std::string k = cpl_property_get_name(p);
-      if (!structural_key(k)) rewrite_card(fp, k, py_float(cpl_property_get_double(p)), status);
+      if (inherited_key(k)) rewrite_card(fp, k, py_float(cpl_property_get_double(p)), status);
     }
   }
   char value[FLEN_VALUE];

@@ -323,6 +323,9 @@ static const char* const MASTER_FLAT_HDUS[] = {"FLUX", "QUAL", "ERRS"};
 static const char* const ORDER_TABLE_EXTNAMES[] = {"ORDER_POLY", "ORDER_META"};
 // X-shooter UVB per-lamp products (D2, QTH): labels + " <TAG>", files {tag} = "_<tag>"
 static const char* const UVB_LAMP_TAGS[] = {"DLAMP", "QLAMP"};
+// what a product inherits from the first raw frame: these keys, and ESO keys but the excepted
+static const char* const INHERIT_KEYS[] = {"ORIGIN", "TELESCOP", "INSTRUME", "OBJECT", "RA", "DEC", "EPOCH", "EQUINOX", "RADESYS", "DATE-OBS", "MJD-OBS", "UTC", "LST", "PI-COI", "OBSERVER", "EXPTIME"};
+static const char* const INHERIT_ESO_EXCEPT[] = {"ESO DPR ", "ESO PRO ", "ESO DRS ", "ESO QC "};
 // output safety: the lock file of a product directory, the prefix of the staging directories
 static const char* const LOCK_FILE = ".soxs-mflat.lock";
 static const char* const STAGING_PREFIX = ".soxs-mflat-staging-";

@@ -179,6 +179,10 @@ def render_products() -> list[str]:
               + ", ".join(f'"{n}"' for n in c["order_table_extnames"]) + "};",
               "// X-shooter UVB per-lamp products (D2, QTH): labels + \" <TAG>\", files {tag} = \"_<tag>\"",
               "static const char* const UVB_LAMP_TAGS[] = {" + ", ".join(f'"{t}"' for t in c["uvb_lamp_tags"]) + "};",
+              "// what a product inherits from the first raw frame: these keys, and ESO keys but the excepted",
+              "static const char* const INHERIT_KEYS[] = {" + ", ".join(f'"{k}"' for k in c["inherit"]["keys"]) + "};",
+              "static const char* const INHERIT_ESO_EXCEPT[] = {"
+              + ", ".join(f'"{k}"' for k in c["inherit"]["eso_except"]) + "};",
               "// output safety: the lock file of a product directory, the prefix of the staging directories",
               f'static const char* const LOCK_FILE = "{esc(c["output"]["lock_file"])}";',
               f'static const char* const STAGING_PREFIX = "{esc(c["output"]["staging_prefix"])}";',

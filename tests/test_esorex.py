@@ -312,38 +312,3 @@ def test_fix_datamd5_repairs_esorex_products(tmp_path):
         assert data_units(p) == before[p]          # the data units are untouched, byte for byte
     assert main(["fix-datamd5", str(tmp_path / "missing.fits")]) == 2
 
-
-LONG_STRINGS = {   # CONTINUE long strings, as astropy writes them: a plain key, quotes, a HIERARCH key with a
-    "OBJECT": "LAMP,FLAT with a name that takes more than one card " * 2,   # comment over one card
-    "HIERARCH ESO OBS NAME": "it's the 'quoted' name of an OB, " * 4,
-    "HIERARCH ESO OBS TARG NAME": ("T" * 75, "the target's name, as the observer typed it into P2 " * 2),
-}
-
-
-@needs_esorex
-def test_long_strings_are_inherited_whole(tmp_path):
-    """A raw frame's long string values (CONTINUE cards) reach both front ends' products whole (CPL reads and
-    writes one card: the plugin's products had the first 51-68 characters)."""
-    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=2, seed=4)
-    for raw in w["raw"]:
-        with fits.open(raw, mode="update") as hl:
-            for k, v in LONG_STRINGS.items():
-                hl[0].header[k] = v
-    res = run_mflat(w["sof"], tmp_path / "py")
-    out = tmp_path / "es"
-    out.mkdir()
-    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "soxs_mflat", w["sof"], cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    names = [p.name for p in res.products.values() if p.suffix == ".fits"]
-    _compare(tmp_path / "py", out, names)   # every inherited value equal, long ones included
-    for name in names:
-        for front in (tmp_path / "py", out):
-            with fits.open(front / name, checksum=True) as hl:
-                hl.verify("exception")
-                h = hl[0].header
-                for k, v in LONG_STRINGS.items():
-                    value, comment = v if isinstance(v, tuple) else (v, None)
-                    key = k.removeprefix("HIERARCH ")
-                    assert h[key] == value.rstrip(), (front.name, name, key)
-                    if comment:
-                        assert h.comments[key] == comment.rstrip(), (front.name, name, key)

@@ -22,8 +22,8 @@ from .qc import QCRow
 
 PIPE_ID = f"soxs-mflat/{__version__}"
 RECIPE = "soxs_mflat"
-INHERIT = ("ORIGIN", "TELESCOP", "INSTRUME", "OBJECT", "RA", "DEC", "EPOCH", "EQUINOX", "RADESYS", "DATE-OBS",
-           "MJD-OBS", "UTC", "LST", "PI-COI", "OBSERVER", "EXPTIME")
+INHERIT = tuple(section("products")["inherit"]["keys"])   # + ESO keys but ESO_EXCEPT (data/contract/products.yaml)
+ESO_EXCEPT = tuple(section("products")["inherit"]["eso_except"])
 
 
 def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params: dict[str, Any]) -> fits.Header:
@@ -35,7 +35,7 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
             h[k] = (ref.header[k], ref.header.comments[k])
     for card in ref.header.cards:
         key = card.keyword
-        if key.startswith("ESO ") and not key.startswith(("ESO DPR ", "ESO PRO ", "ESO DRS ")):
+        if key.startswith("ESO ") and not key.startswith(ESO_EXCEPT):
             h[f"HIERARCH {key}"] = (card.value, card.comment)
     anc = section("products")["ancestor"]   # as cpl_dfs: the first raw's ARCFILE, kept and copied
     if anc["from"] in ref.header:
