@@ -181,6 +181,7 @@ struct RuleDef { const char* id; int cpl_error; const char* message; };
 static const RuleDef RULES[] = {
   {"missing-file", CPL_ERROR_FILE_NOT_FOUND, "{file}: no such file{hint}"},
   {"unreadable-fits", CPL_ERROR_BAD_FILE_FORMAT, "{file}: {detail}"},
+  {"header-keyword", CPL_ERROR_BAD_FILE_FORMAT, "{file}: HDU {hdu}: {detail}"},
   {"sof-format", CPL_ERROR_ILLEGAL_INPUT, "{file}:{line}: {detail}"},
   {"no-input", CPL_ERROR_DATA_NOT_FOUND, "no input frames found in {where}"},
   {"too-many-frames", CPL_ERROR_ILLEGAL_INPUT, "{where}: {n} input frames; at most {max} are accepted"},
@@ -213,7 +214,7 @@ static const RuleDef RULES[] = {
   {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: at least 0.1 % of the science pixels are at or above the saturation level (99.9th percentile {level} >= {limit} ADU)"},
   {"empty-flat", CPL_ERROR_ILLEGAL_INPUT, "{file}: no lamp light (99th percentile {p99} e- after detrending, need >= {limit})"},
 };
-static const int N_RULES = 33;
+static const int N_RULES = 34;
 
 // QC metrics from data/contract/qc.yaml, in table order
 struct QcDef { const char* name; const char* unit; const char* comment; };

@@ -15,6 +15,7 @@ extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -301,6 +302,8 @@ bool is_number_text(const std::string& v) {   // FITS integer or real (E or D ex
 struct Header {
   std::map<std::string, std::string> v;   // key -> value text
   std::vector<std::pair<std::string, std::string>> invalid;   // cards whose value is not a FITS value
+  std::string key_problem;   // the first keyword CPL cannot write, or given twice (soxs_mflat.headercards)
+  std::map<std::string, std::string> seen;   // upper-case key -> its first value, as compared
   const std::string* get(const std::string& k) const { auto it = v.find(k); return it == v.end() ? nullptr : &it->second; }
   // the value as Python's repr of astropy's value shows it: 'text', True/False, numbers as written, None
   std::string repr(const std::string& k) const {
@@ -343,6 +346,35 @@ struct Header {
   }
 };
 
+// A card's value as written, for comparing: a string up to its closing quote without its trailing blanks.
+std::string value_text(const Card& card) {
+  const std::string& v = card.value;
+  if (v.empty() || v[0] != '\'') return v;
+  std::string inner = v.substr(1, card.closed ? v.size() - 2 : std::string::npos);
+  inner.erase(inner.find_last_not_of(' ') + 1);
+  return "'" + inner + "'";
+}
+
+// Why a keyword cannot be trusted (soxs_mflat.headercards.keyword_problem, the same words), or "": a character
+// CPL refuses to write into a product (the plugin failed after all the processing), or a second value.
+std::string keyword_problem(const Card& card, const char* raw, std::map<std::string, std::string>& seen) {
+  const bool hierarch = std::strncmp(raw, "HIERARCH ", 9) == 0;
+  for (char ch : card.key) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || (hierarch && ch == ' ');
+    if (!ok)
+      return "the keyword '" + card.key + "' has a character that FITS keywords may not have ('" + std::string(1, ch) +
+             "'; only letters, digits, '-', '_' and, after HIERARCH, blanks)";
+  }
+  std::string k = card.key;
+  std::transform(k.begin(), k.end(), k.begin(), ::toupper);
+  const std::string value = value_text(card);
+  const auto [it, fresh] = seen.emplace(k, value);
+  if (!fresh && it->second != value)
+    return "the keyword " + card.key + " is given twice with different values (" + it->second + " and " + value +
+           "): the recipe cannot tell which one holds";
+  return "";
+}
+
 // The header at `pos`: its cards up to END, and the position after its last block (false: no END card).
 bool read_header_at(Bytes& b, size_t pos, Header& h, size_t& after) {
   std::vector<char> block(2880);
@@ -362,6 +394,7 @@ bool read_header_at(Bytes& b, size_t pos, Header& h, size_t& after) {
       const bool ok = v.empty() || (v[0] == '\'' && card.closed) || v == "T" || v == "F" ||
                       v[0] == '(' || is_number_text(v);
       if (!ok) h.invalid.push_back({card.key, v});
+      if (h.key_problem.empty()) h.key_problem = keyword_problem(card, c, h.seen);
       h.v.emplace(card.key, v);
     }
   }
@@ -440,6 +473,8 @@ void check_structure(const std::string& file, const Header& h, int index) {
         std::to_string(n) + ", " + h.repr("TFIELDS") + ")");
   if (!h.invalid.empty())
     bad(h.invalid[0].first + " = " + h.invalid[0].second + " is not a FITS value (a number, T/F or a quoted string)");
+  if (!h.key_problem.empty())
+    fail("header-keyword", {{"file", file}, {"hdu", std::to_string(index)}, {"detail", h.key_problem}});
 }
 
 // Every HDU structurally sound and its data unit complete (the padding may be missing), walked header by

@@ -32,6 +32,16 @@ def copy_with(folder: Path, path, name=None, delete=(), **cards) -> str:
     return str(dst)
 
 
+def with_cards(folder: Path, path, name, *cards: str) -> str:
+    """A copy of a FITS file with raw 80-character cards appended to its primary header, as written."""
+    dst = folder / name
+    with fits.open(path) as hl:
+        for c in cards:
+            hl[0].header.append(fits.Card.fromstring(c.ljust(80)))
+        hl.writeto(dst, output_verify="ignore")
+    return str(dst)
+
+
 def with_data(folder: Path, path, fn, name) -> str:
     dst = folder / name
     with fits.open(path) as hl:
@@ -105,6 +115,13 @@ def vis_cases(w, folder: Path):
         scaled = copy_with(folder, _raw(w, 0), f"{key.lower()}.fits", **{key: "NaN"})
         out.append((f"{key.lower()}-not-a-number", replace(rows, _raw(w, 0), scaled), "unreadable-fits",
                     f"{key.lower()}.fits"))
+    # keywords CPL cannot write (the plugin failed after the processing) or given twice with different values
+    # (both front ends used the first and wrote the last into the products)
+    for cid, cards in (("keyword-dot", ["HIERARCH ESO DET CHIP1 ID.1 = 'A'"]),
+                       ("keyword-plus", ["HIERARCH ESO INS LAMP+1 = T"]),
+                       ("keyword-twice", ["HIERARCH ESO DET OUT1 CONAD = 3.0 / a second gain"])):
+        bad = with_cards(folder, _raw(w, 1), f"{cid}.fits", *cards)
+        out.append((cid, replace(rows, _raw(w, 1), bad), "header-keyword", f"{cid}.fits"))
     other_arm = copy_with(folder, _raw(w, 0), "nir.fits", delete=("ARCFILE",), HIERARCH_ESO_SEQ_ARM="NIR")
     out.append(("same-date-other-arm", rows + [[other_arm, "LAMP,FLAT_NIR"]], "mixed-arms", "nir.fits"))   # arms
     import gzip as _gz   # expose together: not the same exposure (the plugin said duplicate-input)

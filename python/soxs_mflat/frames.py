@@ -17,6 +17,7 @@ from astropy.io import fits
 
 from .contract import section
 from .keywords import number, text
+from .headercards import invalid_card, keyword_problem
 from .rules import VerificationError, rule_error
 
 __all__ = ["Frame", "VerificationError", "load_frames", "parse_sof", "read_header", "classify", "accepted_tags",
@@ -123,10 +124,13 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             raw = _header_bytes(fh)
             h = fits.Header.fromstring(raw.decode("ascii", "replace"))
             _check_structure(path, h, index)
-            bad = _invalid_card(raw)
+            bad = invalid_card(raw)
             if bad:   # as the plugin (CFITSIO cannot read such a header at all)
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "
                                  f"{bad[0]} = {bad[1]} is not a FITS value (a number, T/F or a quoted string))")
+            problem = keyword_problem(raw)
+            if problem:
+                raise rule_error("header-keyword", file=path, hdu=index, detail=problem)
             end = offset + len(raw) + _data_bytes(h)
             if end > size:   # beyond 2^62 the plugin's arithmetic saturates: the same words for both
                 promised = end if end < 1 << 62 else "more than 4611686018427387904"
@@ -160,48 +164,6 @@ def _header_bytes(fh) -> bytes:
 
 
 _END = b"END" + b" " * 77
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
-
-
-def _invalid_card(raw: bytes) -> tuple[str, str] | None:
-    """(key, value text) of the first card whose value is no FITS value (FITS 4.0, section 4.2: a quoted
-    string, T or F, an integer, a real, a complex, or empty), e.g. an unquoted NaN; None when all are."""
-    text = raw.decode("ascii", "replace")
-    for at in range(0, len(text), 80):
-        c = text[at:at + 80]
-        if c.startswith("HIERARCH "):
-            eq = c.find("=", 9)
-            key, v = (c[9:eq].strip(), c[eq + 1:]) if eq > 0 else ("", "")
-        elif c[8:10] == "= ":
-            key, v = c[:8].strip(), c[10:]
-        else:
-            continue
-        v = v.strip()
-        if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] == "(":   # as the plugin
-            continue
-        if v[0] == "'":
-            if not _closed(v):
-                return key, v
-            continue
-        v = v.split("/", 1)[0].rstrip()
-        if v and v not in ("T", "F") and not _NUMBER.fullmatch(v):
-            return key, v
-    return None
-
-
-def _closed(v: str) -> bool:
-    """A string value has its closing quote ('' is a quote inside it)."""
-    i = 1
-    while i < len(v):
-        if v[i] == "'":
-            if v[i + 1:i + 2] == "'":
-                i += 2
-                continue
-            return True
-        i += 1
-    return False
-
-
 def _data_bytes(h: fits.Header) -> int:
     """The size of an HDU's data unit (FITS 4.0, section 4.4.1), without padding."""
     n = h.get("NAXIS", 0)

@@ -1,0 +1,89 @@
+"""Header cards read from a file's bytes before astropy or CFITSIO parses them, with the checks both front
+ends make (the plugin's soxs_mflat_verify.cpp: parse_card, read_header_at): every value a FITS value, every
+keyword one that CPL can write into a product and none given twice with different values."""
+from __future__ import annotations
+
+import re
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
+
+
+def valued_cards(raw: bytes):
+    """(key, value field, HIERARCH?) of each card with a value indicator, as the plugin's parse_card splits
+    it: "KEY     = ..." or "HIERARCH KEY KEY = ..." (the key stripped; "" when a HIERARCH card has no "=")."""
+    text = raw.decode("ascii", "replace")
+    for at in range(0, len(text), 80):
+        c = text[at:at + 80]
+        if c.startswith("HIERARCH "):
+            eq = c.find("=", 9)
+            yield (c[9:eq].strip(), c[eq + 1:], True) if eq > 0 else ("", "", True)
+        elif c[8:10] == "= ":
+            yield c[:8].strip(), c[10:], False
+
+
+def invalid_card(raw: bytes) -> tuple[str, str] | None:
+    """(key, value text) of the first card whose value is no FITS value (FITS 4.0, section 4.2: a quoted
+    string, T or F, an integer, a real, a complex, or empty), e.g. an unquoted NaN; None when all are."""
+    for key, v, _ in valued_cards(raw):
+        v = v.strip()
+        if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] == "(":   # as the plugin
+            continue
+        if v[0] == "'":
+            if not closed(v):
+                return key, v
+            continue
+        v = v.split("/", 1)[0].rstrip()
+        if v and v not in ("T", "F") and not _NUMBER.fullmatch(v):
+            return key, v
+    return None
+
+
+def closed(v: str) -> bool:
+    """A string value has its closing quote ('' is a quote inside it)."""
+    i = 1
+    while i < len(v):
+        if v[i] == "'":
+            if v[i + 1:i + 2] == "'":
+                i += 2
+                continue
+            return True
+        i += 1
+    return False
+
+
+_KEY = re.compile(r"[A-Za-z0-9_-]+")             # FITS 4.0, section 4.1.2.1 (lower case: CPL upper-cases it)
+_HIERARCH_KEY = re.compile(r"[A-Za-z0-9_ -]+")   # ESO's HIERARCH convention: such words, blanks between
+
+
+def keyword_problem(raw: bytes) -> str | None:
+    """Why a header's keywords cannot be trusted, or None: a keyword with a character other than A-Z, a-z,
+    0-9, '-', '_' (and blanks after HIERARCH), which CPL refuses to write into a product (the plugin
+    failed after all the processing), or a keyword given twice with different values (the recipe used the
+    first and the products said the last)."""
+    seen: dict[str, str] = {}
+    for key, v, hierarch in valued_cards(raw):
+        if not key or key in ("COMMENT", "HISTORY", "CONTINUE"):
+            continue
+        allowed = _HIERARCH_KEY if hierarch else _KEY
+        if not allowed.fullmatch(key):
+            ch = next(ch for ch in key if not allowed.fullmatch(ch))
+            return (f"the keyword '{key}' has a character that FITS keywords may not have ('{ch}'; only "
+                    "letters, digits, '-', '_' and, after HIERARCH, blanks)")
+        value, k = value_text(v), key.upper()
+        if k in seen and seen[k] != value:
+            return (f"the keyword {key} is given twice with different values ({seen[k]} and {value}): the "
+                    "recipe cannot tell which one holds")
+        seen.setdefault(k, value)
+    return None
+
+
+def value_text(v: str) -> str:
+    """A card's value as written, for comparing: a string up to its closing quote without its trailing
+    blanks ('a  ' is 'a'), anything else up to its comment."""
+    v = v.strip()
+    if v.startswith("'"):
+        i = 1
+        while i < len(v) and not (v[i] == "'" and v[i + 1:i + 2] != "'"):
+            i += 2 if v[i] == "'" else 1
+        return "'" + v[1:i].rstrip() + "'"
+    return v.split("/", 1)[0].rstrip()
