@@ -154,6 +154,25 @@ def test_compressed_inputs_give_the_products_of_the_plain_run(vis, tmp_path, cap
         sorted((f.name, f.kind, f.hdu) for f in load_frames(ic.write_sof(tmp_path, packed, "again.sof")))
 
 
+@needs_esorex
+def test_compressed_float_raws_give_the_products_of_the_plain_run(inputs_nir, tmp_path, capsys):
+    """NIR raw frames are float32: read through astropy's scaling path, whose second read of a .gz/.Z
+    frame's bytes found the stream closed (internal error in the CLI and the API; esorex read them)."""
+    pytest.importorskip("ncompress", reason="ncompress writes the .Z copies (pip install ncompress)")
+    rows = ic.entries(inputs_nir)
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    raws = [p for p, t in rows if "FLAT" in t]
+    assert len(raws) >= 2 and fits.getval(raws[0], "BITPIX") == -32
+    how = {p: ("gz", "Z")[i % 2] for i, p in enumerate(raws)}   # lamp-on and lamp-off (.fz: lossy for floats)
+    packed = [[_compress(p, how[p], folder) if p in how else p, t] for p, t in rows]
+    rc, err = _cli(inputs_nir["sof"], tmp_path / "plain", capsys)
+    assert rc == 0, err
+    py, es = _run_both(ic.write_sof(tmp_path, packed, "packed.sof"), tmp_path / "packed_run", capsys)
+    _same_products(tmp_path / "plain", py)
+    _same_products(tmp_path / "plain", es)
+
+
 def test_esorex_tests_fail_in_ci_when_the_plugin_is_missing(tmp_path):
     env = {**os.environ, "CI": "true", "SOXS_ESOREX_PLUGIN_DIR": str(tmp_path / "none")}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

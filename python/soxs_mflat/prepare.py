@@ -88,6 +88,11 @@ def check_finite(data: np.ndarray, path, what: str) -> None:
 def prepare_raw(path: str | Path, header: fits.Header | None = None, source=None) -> tuple[np.ndarray, fits.Header]:
     """Rotate (soxspipe's np.rot90 k = rotation / 90), trim to the science pixels, convert to e-.
     ``header``: the frame's header as verified (else the image HDU's); ``source``: as for read_image."""
+    if isinstance(source, io.BytesIO):   # fits.open closes what it read: each read gets its own stream over
+        content = source.getvalue()     # the same bytes (a BytesIO made from bytes shares them: no copy)
+        source, again = io.BytesIO(content), io.BytesIO(content)
+    else:
+        again = source
     with fits.open(path if source is None else source, do_not_scale_image_data=True) as hl:
         if image_hdu(hl) == 0 and _exact_integer(hl[0].header):   # the raw frames of every arm
             h = hl[0].header.copy()
@@ -95,9 +100,7 @@ def prepare_raw(path: str | Path, header: fits.Header | None = None, source=None
             bzero = float(h.get("BZERO", 0))                          # integers need no finiteness check
             return _prepare(path, header if header is not None else h, raw.shape,
                             lambda *win: _core.prepare_frame_int(raw, bzero, *win)), h
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    data, h = read_image(path, source)   # float, scaled, blank-flagged or tile-compressed: astropy's scaling
+    data, h = read_image(path, again)   # float, scaled, blank-flagged or tile-compressed: astropy's scaling
     return _prepare(path, header if header is not None else h, data.shape,
                     lambda *win: _core.prepare_frame(np.ascontiguousarray(data), *win)), h
 
