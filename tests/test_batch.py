@@ -5,6 +5,7 @@ skipping the finished sets, and a QC summary row per set."""
 import csv
 import re
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -419,3 +420,28 @@ def test_a_tree_under_a_path_with_whitespace_is_refused(messy, tmp_path):
     (tmp_path / "link").symlink_to(tree)
     r = _batch(tmp_path / "link", "-o", tmp_path / "out2", "--workers", "1", "--plots", "none", "-q")
     assert r.returncode == 0 and "1 done" in r.stdout, r.stdout + r.stderr
+
+
+def test_one_batch_at_a_time_and_stale_partial_sets_removed(runs, tmp_path):
+    """SIGTERM to a batch's process group (scancel, systemd) left `.<set>.partial-<pid>` folders that no later
+    batch removed, and two batches into one OUT reduced the same sets at once: now the second is refused
+    (exit 5, nothing touched) and the next batch removes what killed ones left."""
+    from soxs_mflat.output import lock_directory, unlock_directory
+    _, _, _, out, _, _ = runs
+    sof = sorted((out / "sof").glob("*.sof"))[0]
+    new = tmp_path / "o"
+    stale = new / "reduced" / "2025-10-11" / "soxs-mflat" / ".some_set.partial-99999"
+    stale.mkdir(parents=True)
+    (stale / "master_flat_vis.fits").write_bytes(b"half a product")
+    fd = lock_directory(new, "batch")
+    try:
+        busy = _batch(sof, "-o", new, "--workers", "1", "--plots", "none", "-q")
+    finally:
+        unlock_directory(new, fd)
+    assert busy.returncode == 5, busy.stderr
+    assert f"{new}: another soxs-mflat batch (pid {os.getpid()})" in busy.stderr and "Traceback" not in busy.stderr
+    assert stale.exists() and not (new / "reduced" / "sof").exists()
+    done = _batch(sof, "-o", new, "--workers", "1", "--plots", "none")
+    assert done.returncode in (0, 3), done.stderr
+    assert not stale.exists() and "removed the half-written products of an interrupted batch" in done.stderr
+    assert not (new / ".soxs-mflat.lock").exists()

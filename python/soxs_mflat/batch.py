@@ -4,6 +4,7 @@ on persistent workers (a LocalCluster by default, or a running scheduler), produ
 set never stopping the others, and a QC summary of every set at the end (summary.py)."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -13,8 +14,11 @@ from pathlib import Path
 
 from .contract import section
 from .errors import InputError
+from .output import OutputBusy, lock_directory, unlock_directory
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED = 0, 2, 3
+log = logging.getLogger("soxs_mflat")
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_BUSY = 0, 2, 3, 5
 
 
 @dataclass
@@ -270,7 +274,7 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
         from .settings import check_file
         check_file(settings_file)
     jobs = plan(inputs, out, unusable)
-    own = None
+    own, lock = None, _lock_batch(out) if any(j.status == "pending" for j in jobs) else None
     try:
         pending = sum(j.status == "pending" for j in jobs)
         if client is None and pending:   # no more worker processes than sets: each would start for nothing
@@ -280,7 +284,25 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
         if own is not None:
             client.close()
             own.close()
+        if lock is not None:
+            unlock_directory(out, lock)
     return jobs, write_summary(jobs, out, plots)
+
+
+def _lock_batch(out: Path) -> int:
+    """One batch at a time into ``out`` (two reduced the same sets at once: OutputBusy, exit 5), then the
+    half-written set folders of batches that were killed (SIGTERM to the process group, SIGKILL) removed:
+    with the lock held, no live batch owns one."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output directory ({exc.strerror})") from None
+    fd = lock_directory(out, "batch")
+    for d in sorted(out.glob(section("organise")["product_dir"].format(night="*", sof_name=".*.partial-*"))):
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
+            log.warning("%s: removed the half-written products of an interrupted batch", d)
+    return fd
 
 
 def run_batch(args) -> int:
@@ -289,6 +311,9 @@ def run_batch(args) -> int:
     try:
         jobs, paths = batch(args.inputs, Path(args.out), None, args.workers, args.scheduler, args.settings,
                             args.plots == "pdf", args.overwrite, not args.quiet, unusable)
+    except OutputBusy as exc:
+        print(f"soxs-mflat batch: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (ValueError, OSError) as exc:
         print(f"soxs-mflat batch: input error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -45,6 +45,52 @@ def product_bytes(paths: Iterable[Path], ny: int, nx: int) -> int:
     return int(total * SPACE_MARGIN)
 
 
+def lock_directory(outdir: Path, what: str = "run") -> int:
+    """fcntl lock on ``outdir``/LOCK_NAME, holding this process's pid; returns its descriptor (close it and
+    remove the file to release: unlock_directory). The file is removed at the end, so the inode is
+    re-checked after locking (a run that found the old file may not lock a file already unlinked)."""
+    outdir = Path(outdir)
+    lock = outdir / LOCK_NAME
+    for _ in range(20):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InputError(f"{outdir}: the output directory is not writable ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputBusy(f"{outdir}: another soxs-mflat {what}{holder} is writing into this "
+                                 f"directory (lock file {lock}); wait for it or choose another -o") from None
+            raise InputError(f"{outdir}: cannot lock the output directory ({exc.strerror})") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError as exc:   # a full disk: nothing of the run can be written
+                unlock_directory(outdir, fd)
+                raise InputError(f"{outdir}: cannot write the lock file {lock} ({exc.strerror}); "
+                                 "no product can be written there") from None
+            return fd
+        os.close(fd)
+    raise OutputBusy(f"{outdir}: could not take the lock {lock}")
+
+
+def unlock_directory(outdir: Path, fd: int) -> None:
+    """Release lock_directory's lock: the lock file removed, then its descriptor closed."""
+    try:
+        os.unlink(Path(outdir) / LOCK_NAME)
+    except OSError:
+        pass
+    os.close(fd)
+
+
 class Staging:
     """``with Staging(outdir, finals, overwrite, nbytes) as st:`` write to ``st.path(final)``, then
     ``st.commit()``; leaving the block without a commit removes everything this run wrote."""
@@ -114,38 +160,7 @@ class Staging:
             raise InputError(f"{self.outdir}: cannot create the output directory ({exc.strerror})") from None
 
     def _lock(self) -> None:
-        """fcntl lock on LOCK_NAME; the file is removed at the end, so the inode is re-checked after
-        locking (a run that found the old file may not lock a file already unlinked)."""
-        lock = self.outdir / LOCK_NAME
-        for _ in range(20):
-            try:
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as exc:
-                raise InputError(f"{self.outdir}: the output directory is not writable ({exc.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = _read_pid(fd)
-                os.close(fd)
-                if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    raise OutputBusy(f"{self.outdir}: another soxs-mflat run{holder} is writing into this "
-                                     f"directory (lock file {lock}); wait for it or choose another -o") from None
-                raise InputError(f"{self.outdir}: cannot lock the output directory ({exc.strerror})") from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._lock_fd = fd    # from here on abort() removes the lock file
-                try:
-                    os.ftruncate(fd, 0)
-                    os.write(fd, f"{os.getpid()}\n".encode())
-                except OSError as exc:   # a full disk: nothing of the run can be written
-                    raise InputError(f"{self.outdir}: cannot write the lock file {lock} ({exc.strerror}); "
-                                     "no product can be written there") from None
-                return
-            os.close(fd)
-        raise OutputBusy(f"{self.outdir}: could not take the lock {lock}")
+        self._lock_fd = lock_directory(self.outdir)   # from here on abort() removes the lock file
 
     def _remove_stale_staging(self) -> None:
         """Staging directories of runs killed before they could clean up (SIGKILL, a power cut; the CLI's or
@@ -198,11 +213,7 @@ class Staging:
                         break
                 self.dir = None
             if self._lock_fd is not None:
-                try:
-                    os.unlink(self.outdir / LOCK_NAME)
-                except OSError:
-                    pass
-                os.close(self._lock_fd)
+                unlock_directory(self.outdir, self._lock_fd)
                 self._lock_fd = None
             for d in reversed(self._created):
                 try:
