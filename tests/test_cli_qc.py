@@ -124,3 +124,15 @@ def test_help_lists_exit_codes_and_params_its_ranges(capsys):
     with pytest.raises(SystemExit):   # --yaml --markdown printed the markdown alone
         main(["params", "--yaml", "--markdown"])
     assert "not allowed with argument --yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["simulate", "--instrument", "soxs", "--arm", "vis",
+                                                                   "--nflats", "1", "--binning", "2x2", "--out", "{tmp}"]])
+def test_every_command_survives_a_closed_pipe(argv, tmp_path):
+    """`soxs-mflat simulate ... | head -1` ended in 'internal error: BrokenPipeError' (exit 1) now and then."""
+    rd, wr = os.pipe()
+    os.close(rd)
+    args = [a.replace("{tmp}", str(tmp_path / "sim")) for a in argv]
+    r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", *args], stdout=wr, stderr=subprocess.PIPE, text=True)
+    os.close(wr)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -251,7 +251,7 @@ def _run_logged(args: argparse.Namespace, server) -> int:
     try:
         return _report(args, res)
     except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         return 0
 
 
@@ -336,9 +336,16 @@ def _params(args: argparse.Namespace) -> int:
                 print(f"{name:46s} {d['type']:5s} {str(val):8s} {settings.range_text(d) or '-':14s} {d['description']}")
         sys.stdout.flush()
     except BrokenPipeError:   # e.g. `soxs-mflat params | head`: stop quietly, as other command-line tools do
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
     return 0
+
+
+def _quiet_stdout() -> None:
+    """stdout to /dev/null after a broken pipe: the interpreter's final flush would raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _fix_datamd5(args: argparse.Namespace) -> int:
@@ -380,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         return command(args)
     except (KeyboardInterrupt, _Terminated) as exc:
         return _interrupted(name, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
+    except BrokenPipeError:   # any command's output into `| head`: stop quietly, as other command-line tools do
+        _quiet_stdout()
+        return 0
     except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
         if os.environ.get("SOXS_MFLAT_TRACEBACK"):
             raise
