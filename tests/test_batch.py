@@ -445,3 +445,38 @@ def test_one_batch_at_a_time_and_stale_partial_sets_removed(runs, tmp_path):
     assert done.returncode in (0, 3), done.stderr
     assert not stale.exists() and "removed the half-written products of an interrupted batch" in done.stderr
     assert not (new / ".soxs-mflat.lock").exists()
+
+
+def test_resume_checks_the_qc_pdfs_too(tmp_path):
+    """A 0-byte or cut PDF was 'verified' (only FITS products were checked), and sets first reduced with
+    --plots none were skipped by a later run that wanted the pages."""
+    import json
+    from soxs_mflat.batch import verify_problem
+    (tmp_path / "qc.json").write_text(json.dumps({"products": {"ORDER LOC RES": "order_loc_res_vis.pdf"}}))
+    pdf = tmp_path / "order_loc_res_vis.pdf"
+    for content, problem in ((b"", "not a complete PDF"), (b"%PDF-1.4\n" + b"x" * 5000, "not a complete PDF"),
+                             (b"%PDF-1.4\n" + b"x" * 5000 + b"\n%%EOF\n", None)):
+        pdf.write_bytes(content)
+        got = verify_problem(tmp_path, plots=True)
+        assert got == (problem and f"order_loc_res_vis.pdf: {problem}"), (content[:20], got)
+    (tmp_path / "qc.json").write_text(json.dumps({"products": {}}))
+    assert verify_problem(tmp_path, plots=False) is None
+    assert verify_problem(tmp_path, plots=True) == "it was reduced without its QC PDFs (--plots none)"
+
+
+def test_a_redone_set_keeps_the_users_files(runs, tmp_path):
+    """Redoing a set removed its whole folder, a user's notes with it: only the products are replaced."""
+    from soxs_mflat.batch import reduce_set
+    _, sof = _good_set(runs, "fz")
+    final = tmp_path / "set"
+    assert reduce_set(str(sof), str(final), None, False)["status"] == "done"
+    (final / "notes.txt").write_text("checked by the night astronomer")
+    (final / "master_flat_vis_old.fits").write_bytes(b"a user's copy")
+    stale = final / "order_loc_res_vis.pdf"   # a product name: an old page of this recipe's, not kept
+    stale.write_bytes(b"%PDF-old")
+    (final / "qc.json").unlink()
+    assert reduce_set(str(sof), str(final), None, False)["status"] == "done"
+    assert (final / "notes.txt").read_text() == "checked by the night astronomer"
+    assert (final / "master_flat_vis_old.fits").read_bytes() == b"a user's copy"
+    assert not stale.exists() and (final / "qc.json").exists()
+    assert not list(tmp_path.glob(".*partial*"))

@@ -83,17 +83,22 @@ def products_verify(outdir: Path) -> bool:
     return verify_problem(outdir) is None
 
 
-def verify_problem(outdir: Path) -> str | None:
-    """Why a set's products do not verify (None when they do): what batch reports when it redoes a set."""
+def verify_problem(outdir: Path, plots: bool = False) -> str | None:
+    """Why a set's products do not verify (None when they do): what batch reports when it redoes a set.
+    ``plots``: QC PDFs are wanted, so a set reduced without them (--plots none) is redone."""
     import json
     qc_json = outdir / section("qc")["json"]["file"]
     try:
         record = json.loads(qc_json.read_text())
-        for name in record["products"].values():
+        names = list(record["products"].values())
+        if plots and not any(n.endswith(".pdf") for n in names):
+            return "it was reduced without its QC PDFs (--plots none)"
+        for name in names:
             path = outdir / name
             if not path.is_file():
                 return f"{name} is missing"
-            problem = _fits_problem(path) if path.suffix == ".fits" else None
+            problem = _fits_problem(path) if path.suffix == ".fits" else _pdf_problem(path) if path.suffix == ".pdf" \
+                else None
             if problem:
                 return f"{name}: {problem}"
     except FileNotFoundError:
@@ -123,6 +128,15 @@ def _fits_problem(path: Path) -> str | None:
     return None
 
 
+def _pdf_problem(path: Path) -> str | None:
+    """A QC page that is not a whole PDF: its header first, its %%EOF marker in the last kilobyte."""
+    with open(path, "rb") as fh:
+        head = fh.read(5)
+        fh.seek(max(0, path.stat().st_size - 1024))
+        tail = fh.read()
+    return None if head == b"%PDF-" and b"%%EOF" in tail else "not a complete PDF"
+
+
 def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) -> dict:
     """The Dask task: one set, into a fresh folder renamed into place when complete (a set's
     products appear all at once). Never raises: a failure is returned with its reason."""
@@ -143,12 +157,25 @@ def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) ->
     except Exception as exc:   # noqa: BLE001 - one broken set must not stop the batch; say what happened
         shutil.rmtree(tmp, ignore_errors=True)
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
-    if final.exists():
+    if final.exists():   # the old products go; files of the user's (notes) move into the new folder
+        _keep_others(final, tmp)
         shutil.rmtree(final)
     os.replace(tmp, final)
     return {"status": "done", "reason": "", "seconds": time.perf_counter() - t0,
             "products": {k: p.name for k, p in res.products.items()},
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _keep_others(old: Path, new: Path) -> None:
+    """Move what ``old`` holds besides this recipe's products (any arm's and lamp's names, qc.json, the
+    lock and staging) into ``new``: a redone set replaced only its products (a user's notes.txt was lost)."""
+    from .recipe import QC_JSON, product_paths
+    from .uvb import lamp_tags
+    ours = {QC_JSON} | {p.name for arm in ("UVB", "VIS", "NIR") for tag in ("", *lamp_tags())
+                        for p in product_paths(Path("."), arm, tag).values()}
+    for entry in old.iterdir():
+        if entry.name not in ours and not entry.name.startswith(".") and not (new / entry.name).exists():
+            os.replace(entry, new / entry.name)
 
 
 def make_client(workers: int | None, scheduler: str | None):
@@ -192,7 +219,7 @@ def run_jobs(jobs: list[Job], client, settings_file: str | None, plots: bool, ov
     for j in jobs:
         if j.status != "pending":
             continue
-        problem = None if overwrite else verify_problem(j.outdir)
+        problem = None if overwrite else verify_problem(j.outdir, plots)
         if not overwrite and problem is None:
             j.status, j.reason = "skipped", "products exist and verify (use --overwrite to redo)"
             continue
