@@ -155,9 +155,10 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _interrupt_when_staged(sof, out: Path, sig) -> tuple[int, str, list[int]]:
+def _interrupt_when_staged(sof, out: Path, sig, extra=()) -> tuple[int, str, list[int]]:
     """Start a run and send ``sig`` once a QC PDF is staged (FITS products are written meanwhile)."""
-    p = subprocess.Popen(CLI + ["run", str(sof), "-o", str(out), "-q"], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(CLI + ["run", str(sof), "-o", str(out), "-q", *map(str, extra)], stderr=subprocess.PIPE,
+                         text=True)
     kids: list[int] = []
     t0 = time.monotonic()
     while p.poll() is None and time.monotonic() - t0 < 120:
@@ -176,9 +177,14 @@ def _interrupt_when_staged(sof, out: Path, sig) -> tuple[int, str, list[int]]:
 
 
 def test_sigterm(vis, tmp_path):
-    rc, err, _ = _interrupt_when_staged(vis["sof"], tmp_path / "out", signal.SIGTERM)
+    log = tmp_path.parent / f"{tmp_path.name}.log"   # the --log FILE asked for: outside the listed folder
+    rc, err, _ = _interrupt_when_staged(vis["sof"], tmp_path / "out", signal.SIGTERM, ["--log", log])
     assert rc == 143 and "Traceback" not in err and "interrupted by SIGTERM; nothing was written" in err
     assert listing(tmp_path) == []          # not even the output directory it created
+    # the log ended in "ERROR " and an empty message, the text on a line of its own, and had no exit code
+    last = log.read_text().splitlines()[-2:]
+    assert last[0].endswith("ERROR soxs-mflat run: interrupted by SIGTERM; nothing was written"), last
+    assert last[1].endswith("INFO exit code 143 (interrupted by SIGTERM, nothing written)"), last
 
 
 def test_uvb_set_all_or_nothing(uvb, tmp_path, capsys, monkeypatch):

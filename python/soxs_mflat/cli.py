@@ -144,7 +144,7 @@ def _error(text: str) -> None:
     print(text, file=sys.stderr)
     log = logging.getLogger("soxs_mflat")
     if log.handlers:   # none yet (an interrupt before the run's logging is set up): logging's last-resort
-        log.error(text, extra={"log_file_only": True})   # handler would print the line a second time
+        log.error(text.lstrip("\n"), extra={"log_file_only": True})   # handler would print the line a second time
 
 
 def _log_result(res) -> None:
@@ -203,14 +203,23 @@ def _run(args: argparse.Namespace) -> int:
 EXIT_MEANING = {0: "done", EXIT_INTERNAL: "internal error", EXIT_BAD_INPUT: "bad input, nothing written",
                 EXIT_PROCESSING: "processing failed, nothing written",
                 EXIT_QC_FAILED: "--strict-qc: a QC value out of range, products written",
-                EXIT_BUSY: "output directory busy, nothing written"}
+                EXIT_BUSY: "output directory busy, nothing written",
+                **{code: f"interrupted by {sig.name}, nothing written" for sig, code in EXIT_SIGNAL.items()}}
 
 
 def _run_with(args: argparse.Namespace, server) -> int:
     code = _run_logged(args, server)
-    import logging
-    logging.getLogger("soxs_mflat").info("exit code %d (%s)", code, EXIT_MEANING.get(code, "?"))
+    _log_exit(code)
     return code
+
+
+def _log_exit(code: int) -> None:
+    """The log's last line (--log FILE, -v): the exit code and what it means; the log is flushed."""
+    import logging
+    log = logging.getLogger("soxs_mflat")
+    log.info("exit code %d (%s)", code, EXIT_MEANING.get(code, "?"))
+    for h in log.handlers:
+        h.flush()
 
 
 def _run_logged(args: argparse.Namespace, server) -> int:
@@ -395,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(f"soxs-mflat {name}: internal error: {type(exc).__name__}: {exc} (please report it; "
                f"SOXS_MFLAT_TRACEBACK=1 shows the traceback)")
+        if name == "run":
+            _log_exit(EXIT_INTERNAL)
         return EXIT_INTERNAL
     finally:
         if in_main:
@@ -418,6 +429,8 @@ def _interrupted(command: str, sig: signal.Signals) -> int:
         sys.stdout.flush()
         _error(f"\nsoxs-mflat {command}: interrupted by {sig.name}{what}")
         sys.stderr.flush()
+        if command == "run":
+            _log_exit(code)
     except (OSError, ValueError):
         pass
     if any(t.name == "soxs-mflat-run" and t.is_alive() for t in threading.enumerate()):
