@@ -136,3 +136,16 @@ def test_every_command_survives_a_closed_pipe(argv, tmp_path):
     r = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", *args], stdout=wr, stderr=subprocess.PIPE, text=True)
     os.close(wr)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_simulations_refuse_a_used_folder(tmp_path):
+    """simulate over an older set exited 0 keeping its extra frames and SOF beside the new truth (two seeds
+    mixed); simulate-archive ended in an internal error (astropy's 'File ... already exists')."""
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old_frame.fits").write_bytes(b"")
+    for argv in (["simulate", "--instrument", "soxs", "--arm", "vis", "--nflats", "1", "--out", tmp_path / "used"],
+                 ["simulate-archive", "--nights", "1", "--out", tmp_path / "used"]):
+        r = _cli(*argv)
+        assert r.returncode == 2, r.stderr
+        assert f"error: {tmp_path / 'used'} is not empty" in r.stderr and "internal error" not in r.stderr
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["old_frame.fits"]

@@ -70,9 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def used_folder(path) -> str | None:
+    """Why a simulation may not write into ``path`` (None: it may): a new set among an older one's files
+    mixed two seeds under one SOF and truth, silently."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file, not a folder"
+    if p.is_dir() and any(p.iterdir()):
+        return f"{p} is not empty (the new files would mix with those there); give a new or empty folder"
+    return None
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .simulate.run import simulate_set
     t0 = time.perf_counter()
+    problem = used_folder(args.out)
+    if problem:
+        print(f"soxs-mflat simulate: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         w = simulate_set(args.instrument, args.arm, args.out, args.nflats, args.binning, args.seed, args.stress)
     except ValueError as exc:

@@ -63,6 +63,11 @@ def _simulate_archive(args: argparse.Namespace) -> int:
     from .simulate.archive import simulate_archive
     t0 = time.perf_counter()
     compress = args.compress if args.compress is not None else _default_compressions()
+    from .cli import used_folder
+    problem = used_folder(args.out)
+    if problem:
+        print(f"soxs-mflat simulate-archive: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         truth = simulate_archive(args.out, args.nights, args.instruments, args.setups, args.nflats,
                                  list(compress), args.seed)
