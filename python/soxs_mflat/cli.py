@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated raw flat set with calibrations, SOF and truth")
     s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
     s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
-    s.add_argument("--out", required=True, help="output directory (created)")
+    s.add_argument("--out", required=True, help="output folder, new or empty (created)")
     s.add_argument("--nflats", type=int, default=5, help="raw lamp flats per lamp (default 5)")
     s.add_argument("--binning", default="1x1", help="1x1, 1x2, 2x1 or 2x2 (UVB/VIS only)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files (default 0)")

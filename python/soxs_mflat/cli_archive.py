@@ -25,7 +25,7 @@ def _workers(text: str) -> int:
 def add_archive_commands(sub) -> None:
     a = sub.add_parser("simulate-archive", help="write a simulated raw archive (several nights, arms and setups; "
                        "ESO archive file names; distractors; one incomplete set) and its truth")
-    a.add_argument("--out", required=True, help="output folder: OUT/archive (the tree) and OUT/truth")
+    a.add_argument("--out", required=True, help="output folder, new or empty: OUT/archive (the tree) and OUT/truth")
     a.add_argument("--nights", type=int, required=True)
     a.add_argument("--instruments", nargs="+", choices=["soxs", "xshooter"], default=["soxs", "xshooter"])
     a.add_argument("--setups", nargs="+", metavar="INST/ARM/BIN",
