@@ -33,7 +33,7 @@ def test_each_default_range_pushed_both_ways(inst, arm):
 
 def test_qc_without_range_is_reported_not_flagged():
     rows = qc_table({"N LOW SENS": 12, "X RES SD": 0.5}, {"X RES SD": (0.0, 0.37)})
-    assert [(r.name, r.value, r.flag) for r in rows] == [("X RES SD", 0.5, "fail"), ("N LOW SENS", 12, "-")]
+    assert [(r.name, r.value, r.flag) for r in rows] == [("X RES SD", 0.5, "fail"), ("N LOW SENS", 12, "none")]
     assert [r.name for r in failures(rows)] == ["X RES SD"]
     rec = qc_record(rows, {"instrument": "SOXS", "arm": "VIS", "date_obs": "2025-10-12T11:14:44.000"})
     assert rec["passed"] is False and rec["n_failed"] == 1 and rec["night"] == "2025-10-11"

@@ -107,7 +107,8 @@ def test_nominal_set_passes_qc_and_qc_json_has_each_lamp(run):
     res = run["res"]
     assert not failures(res.qc), [(r.name, r.value, r.low, r.high) for r in failures(res.qc)]
     rec = json.loads(res.products["QC JSON"].read_text())
-    assert rec["passed"] and set(rec["per_lamp"]) == {"DLAMP", "QLAMP"}
+    assert rec["passed"] and set(rec["per_lamp"]) == {"DLAMP", "QLAMP"} == set(res.qc_per_lamp)   # API: " DLAMP"
+    assert [r.flag for r in res.qc_per_lamp["DLAMP"]] == [r["flag"] for r in rec["per_lamp"]["DLAMP"]]   # "-"
     crossover = next(r for r in rec["qc"] if r["name"] == "CROSSOVER ORDER")
     assert crossover["value"] == run["c"]
     for lamp in ("DLAMP", "QLAMP"):

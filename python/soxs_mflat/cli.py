@@ -168,7 +168,7 @@ def _log_result(res) -> None:
     log = logging.getLogger("soxs_mflat")
     log.info("QC:\n%s", format_table(res.qc))
     for lamp, rows in res.qc_per_lamp.items():
-        log.info("QC%s:\n%s", lamp, format_table(rows))
+        log.info("QC %s:\n%s", lamp, format_table(rows))
     for label, path in res.products.items():
         log.info("product %-20s %s", label, path)
     log.info("finished in %.2f s", res.seconds)

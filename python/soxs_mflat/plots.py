@@ -157,7 +157,7 @@ def _header(page: Page, info: PlotInfo, title: str, lines: Sequence[str], keys: 
               va="top", kind="title")
     when = f"DATE-OBS {info.date_obs or '?'}" + (f" (night {info.night})" if info.night else "")
     page.text(x, 0.962 * H, f"{when} · {info.n_flats} flats", 9, va="top")
-    ranged = [r for r in info.qc if r.flag != "-"]
+    ranged = [r for r in info.qc if r.flag != "none"]
     bad = [r for r in ranged if r.flag == "fail"]
     if not ranged:
         verdict, colour = ["QC: no ranges apply to this product"], "black"

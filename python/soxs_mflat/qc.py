@@ -72,8 +72,9 @@ class QCRow:
 
     @property
     def flag(self) -> str:
+        """pass / fail against the acceptable range; none without one (qc.json's words)."""
         if self.low is None:
-            return "-"
+            return "none"
         return "pass" if self.low <= self.value <= self.high else "fail"
 
 
@@ -111,7 +112,7 @@ def format_table(rows: list[QCRow]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         rng = f"[{r.low:g}, {r.high:g}]" if r.low is not None else ""
-        lines.append(f"{r.name:22s} {r.value:14.6g} {r.unit:10s} {rng:22s} {r.flag}")
+        lines.append(f"{r.name:22s} {r.value:14.6g} {r.unit:10s} {rng:22s} {'-' if r.flag == 'none' else r.flag}")
     return "\n".join(lines)
 
 
@@ -131,7 +132,7 @@ def rows_json(rows: Iterable[QCRow]) -> list[dict]:
     # JSON has no NaN: a value that could not be computed is null
     return [{"name": r.name, "value": r.value if math.isfinite(r.value) else None, "unit": r.unit,
              "range": None if r.low is None else [r.low, r.high],
-             "flag": "none" if r.low is None else r.flag, "comment": r.comment} for r in rows]
+             "flag": r.flag, "comment": r.comment} for r in rows]
 
 
 def qc_record(rows: list[QCRow], run: Mapping[str, Any], per_lamp: Mapping[str, list[QCRow]] | None = None) -> dict:

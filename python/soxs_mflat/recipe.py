@@ -40,7 +40,7 @@ class RecipeResult:
     arm: str
     seconds: float
     warnings: list[str] = field(default_factory=list)
-    qc_per_lamp: dict[str, list[QCRow]] = field(default_factory=dict)   # UVB: " DLAMP"/" QLAMP" tables
+    qc_per_lamp: dict[str, list[QCRow]] = field(default_factory=dict)   # UVB: "DLAMP"/"QLAMP" tables
 
 
 def product_paths(outdir: Path, arm: str, tag: str = "") -> dict[str, Path]:
@@ -108,7 +108,8 @@ def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, 
             log_failures(qc)
             say("writing products")
             products = write_lamp_products(s, lamp, p, res, ct, layout, flats, qc, paths, st, "")
-        record = qc_record(qc, run_description(s, products), {k.strip(): v for k, v in per_lamp.items()})
+        per_lamp = {k.strip(): v for k, v in per_lamp.items()}   # "DLAMP", "QLAMP": as qc.json names them
+        record = qc_record(qc, run_description(s, products), per_lamp)
         try:
             write_atomic_bytes(qc_json_bytes(record), st.path(paths[QC_LABEL]), False)
         except OSError as exc:
