@@ -480,3 +480,22 @@ def test_a_redone_set_keeps_the_users_files(runs, tmp_path):
     assert (final / "master_flat_vis_old.fits").read_bytes() == b"a user's copy"
     assert not stale.exists() and (final / "qc.json").exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_local_cluster_takes_no_fixed_port():
+    """The LocalCluster listened on 127.0.0.1:8787 (the dashboard's port, with dashboard_address=None), and
+    a second batch warned 'Port 8787 is already in use' (an error here: filterwarnings)."""
+    import socket
+    from soxs_mflat.batch import make_client
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+        except OSError:
+            pytest.skip("port 8787 is taken by another process")
+        taken.listen()
+        client, cluster = make_client(1, None)
+        try:
+            assert client.run(lambda: 1) and "8787" not in str(cluster.scheduler.http_server.port)
+        finally:
+            client.close()
+            cluster.close()

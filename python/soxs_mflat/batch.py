@@ -186,8 +186,10 @@ def make_client(workers: int | None, scheduler: str | None):
     if scheduler:
         client = Client(scheduler)
         return client, _Closer(client)
+    # no dashboard, and the scheduler's HTTP endpoints on a free local port: with dashboard_address=None
+    # it took 127.0.0.1:8787, and a second batch warned that the port was in use
     cluster = LocalCluster(n_workers=max(1, workers or 1), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=40)
     return Client(cluster), cluster
 
 
