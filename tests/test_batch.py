@@ -499,3 +499,20 @@ def test_local_cluster_takes_no_fixed_port():
         finally:
             client.close()
             cluster.close()
+
+
+def test_local_workers_leave_ctrl_c_to_the_batch():
+    """A Ctrl-C reaches the whole process group: the workers printed KeyboardInterrupt and CommClosedError
+    tracebacks. They start with SIGINT ignored (inherited); the batch process keeps its handler."""
+    import signal
+    from soxs_mflat.batch import make_client
+    before = signal.getsignal(signal.SIGINT)
+    client, cluster = make_client(1, None)
+    try:
+        for pid in client.run(os.getpid).values():
+            ignored = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("SigIgn"))
+            assert int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)), ignored
+    finally:
+        client.close()
+        cluster.close()
+    assert signal.getsignal(signal.SIGINT) is before

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,10 +188,19 @@ def make_client(workers: int | None, scheduler: str | None):
     if scheduler:
         client = Client(scheduler)
         return client, _Closer(client)
-    # no dashboard, and the scheduler's HTTP endpoints on a free local port: with dashboard_address=None
-    # it took 127.0.0.1:8787, and a second batch warned that the port was in use
-    cluster = LocalCluster(n_workers=max(1, workers or 1), threads_per_worker=1, processes=True,
-                           dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=40)
+    # SIGINT ignored while the worker processes start: they inherit it (Python keeps an ignored SIGINT), so
+    # a Ctrl-C (the terminal's SIGINT to the process group) reaches this process only, which closes the
+    # cluster: the workers printed KeyboardInterrupt and CommClosedError tracebacks. No dashboard, and the
+    # scheduler's HTTP endpoints on a free local port (dashboard_address=None took 127.0.0.1:8787).
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        cluster = LocalCluster(n_workers=max(1, workers or 1), threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.CRITICAL)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
     return Client(cluster), cluster
 
 

@@ -470,7 +470,8 @@ def entry() -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
-    sys.exit(code)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the command is done: a Ctrl-C during the interpreter's
+    sys.exit(code)                                 # teardown printed "Exception ignored ... KeyboardInterrupt"
 
 
 if __name__ == "__main__":
