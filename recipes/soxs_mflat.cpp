@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "soxs_mflat_inputs.hpp"
-#include "soxs_mflat_longstr.hpp"
+#include "soxs_mflat_rawcards.hpp"
 #include "soxs_mflat_output.hpp"
 #include "soxs_mflat_qc.hpp"
 #include "validate.hpp"   // the core's checks of an order table (cpp/src)
@@ -510,6 +510,12 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
     throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
   }
   put_long_strings(fp, inherited_long_strings(ref), status);
+  for (int hdu = ref.hdu; hdu >= 0; --hdu) {   // undefined values, which CPL made strings of their comments
+    std::vector<Undefined> keys = undefined_values(ref.file, hdu);
+    keys.erase(std::remove_if(keys.begin(), keys.end(), [](const Undefined& u) { return !inherited_key(u.key); }),
+               keys.end());
+    put_undefined(fp, keys, status);
+  }
   const cpl_propertylist* h = ref.hdr.get();
   for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
     const cpl_property* p = cpl_propertylist_get_const(h, i);

@@ -8,6 +8,7 @@ extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -303,6 +304,7 @@ struct Header {
   std::map<std::string, std::string> v;   // key -> value text
   std::vector<std::pair<std::string, std::string>> invalid;   // cards whose value is not a FITS value
   std::string key_problem;   // the first keyword CPL cannot write, or given twice (soxs_mflat.headercards)
+  std::pair<std::string, std::string> out_of_range;   // the first real a double cannot hold (CPL fails on it)
   std::map<std::string, std::string> seen;   // upper-case key -> its first value, as compared
   const std::string* get(const std::string& k) const { auto it = v.find(k); return it == v.end() ? nullptr : &it->second; }
   // the value as Python's repr of astropy's value shows it: 'text', True/False, numbers as written, None
@@ -345,6 +347,19 @@ struct Header {
     return r.size() >= 2 && r[0] == '\'' ? upper_trim(r.substr(1, r.size() - 2)) : "";
   }
 };
+
+// A real value that a double cannot hold (soxs_mflat.headercards.out_of_range): beyond DBL_MAX, or non-zero
+// and below DBL_MIN (subnormal, or rounded to 0); CFITSIO refuses the whole header ("Bad file format").
+bool beyond_double(const std::string& v) {
+  if (v.empty() || !is_number_text(v) || is_int_text(v)) return false;
+  std::string t = v;
+  std::replace(t.begin(), t.end(), 'D', 'E');
+  std::replace(t.begin(), t.end(), 'd', 'e');
+  const double x = std::strtod(t.c_str(), nullptr);
+  const std::string mantissa = t.substr(0, t.find_first_of("Ee"));
+  const bool zero_digits = mantissa.find_first_not_of("+-.0") == std::string::npos;
+  return std::isinf(x) || (x == 0) != zero_digits || (x != 0 && std::fabs(x) < DBL_MIN);
+}
 
 // A card's value as written, for comparing: a string up to its closing quote without its trailing blanks.
 std::string value_text(const Card& card) {
@@ -394,6 +409,7 @@ bool read_header_at(Bytes& b, size_t pos, Header& h, size_t& after) {
       const bool ok = v.empty() || (v[0] == '\'' && card.closed) || v == "T" || v == "F" ||
                       v[0] == '(' || is_number_text(v);
       if (!ok) h.invalid.push_back({card.key, v});
+      if (ok && h.out_of_range.first.empty() && beyond_double(v)) h.out_of_range = {card.key, v};
       if (h.key_problem.empty()) h.key_problem = keyword_problem(card, c, h.seen);
       h.v.emplace(card.key, v);
     }
@@ -473,6 +489,9 @@ void check_structure(const std::string& file, const Header& h, int index) {
         std::to_string(n) + ", " + h.repr("TFIELDS") + ")");
   if (!h.invalid.empty())
     bad(h.invalid[0].first + " = " + h.invalid[0].second + " is not a FITS value (a number, T/F or a quoted string)");
+  if (!h.out_of_range.first.empty())
+    bad(h.out_of_range.first + " = " + h.out_of_range.second + " is beyond what a double holds, "
+        "2.2250738585072014e-308 to 1.7976931348623157e+308");
   if (!h.key_problem.empty())
     fail("header-keyword", {{"file", file}, {"hdu", std::to_string(index)}, {"detail", h.key_problem}});
 }

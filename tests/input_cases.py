@@ -122,6 +122,12 @@ def vis_cases(w, folder: Path):
                        ("keyword-twice", ["HIERARCH ESO DET OUT1 CONAD = 3.0 / a second gain"])):
         bad = with_cards(folder, _raw(w, 1), f"{cid}.fits", *cards)
         out.append((cid, replace(rows, _raw(w, 1), bad), "header-keyword", f"{cid}.fits"))
+    # reals beyond a double: CFITSIO refused the header ("Bad file format"), astropy read 5e-324, 0 or inf
+    for cid, card in (("subnormal", "HIERARCH ESO INS NUM SUBN = 4.9E-324"),
+                      ("underflow", "HIERARCH ESO INS NUM TINY = 1.0D-400"),
+                      ("overflow", "HIERARCH ESO INS NUM BIG = 1.5E+400")):
+        bad = with_cards(folder, _raw(w, 1), f"{cid}.fits", card)
+        out.append((cid, replace(rows, _raw(w, 1), bad), "unreadable-fits", f"{cid}.fits"))
     other_arm = copy_with(folder, _raw(w, 0), "nir.fits", delete=("ARCFILE",), HIERARCH_ESO_SEQ_ARM="NIR")
     out.append(("same-date-other-arm", rows + [[other_arm, "LAMP,FLAT_NIR"]], "mixed-arms", "nir.fits"))   # arms
     import gzip as _gz   # expose together: not the same exposure (the plugin said duplicate-input)

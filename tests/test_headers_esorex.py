@@ -22,6 +22,7 @@ EDITS = {   # key -> value or (value, comment), set in every raw frame's header
     "HIERARCH ESO DET WIN1 DIT1": (20.0, "[s] actual subintegration time"),
     "CTYPE1": "PIXEL", "CRPIX1": 1.0, "CRVAL1": 1.0, "CD1_1": 1.0, "TM-START": 43200.0,      # never inherited
     "HIERARCH ESO QC RAWONLY": 1, "HIERARCH ESO QC ORDEXP10": (5.0, "a QC key in the raw"),
+    "PI-COI": (None, "undefined value"), "HIERARCH ESO OBS PI-COI NAME": (None, "undefined"),   # no value
 }
 NOT_INHERITED = ("CTYPE1", "CRPIX1", "CRVAL1", "CD1_1", "TM-START", "ESO QC RAWONLY")
 
@@ -50,7 +51,8 @@ def _edited_set(tmp_path: Path, fz: bool) -> Path:
 @pytest.mark.parametrize("fz", [False, True], ids=["plain", "fz"])
 def test_raw_header_cards_reach_both_front_ends_products_alike(tmp_path, capsys, fz):
     """Found by a review: the plugin cut long strings and long file names to one card (two raws had the same
-    RAWi NAME), cut the value of a full HIERARCH card (E-100 -> E-10), wrote QC cards without comments, and for
+    RAWi NAME), cut the value of a full HIERARCH card (E-100 -> E-10), made an undefined value the string of
+    its comment ('/ undefined value'), wrote QC cards without comments, and for
     .fz raws inherited the WCS, TM-START and the raw's QC keys (the raw's comment on the recipe's own QC card);
     the CLI dropped every inherited comment and inherited the raw's ESO QC keys."""
     sof = _edited_set(tmp_path, fz)

@@ -260,3 +260,18 @@ def test_sof_name_of_a_slit_with_a_slash_is_one_file(one_set, tmp_path):
     assert o.sets[0].key["slit"] == "SLIT 1.0/5" and o.sets[0].complete
     assert [p.name for p in (tmp_path / "sofs").iterdir()] == ["20251012T111444_VIS_2X2_1_MFLAT_QTH_SLIT_1_0_5_20_0S_SOXS.sof"]
 
+
+
+def test_one_detector_per_setup_on_every_night(archive):
+    """The simulated archive stores one static bad-pixel map per setup (its first night's), but drew new
+    defects every night: on night 2 none of the truth's 'in the static map' pixels (DEFECTS bit 8) was in the
+    map, and N LOW SENS jumped 30-50x (a false trend in qc_trends.pdf)."""
+    import numpy as np
+    from astropy.io import fits
+    root, truth = archive
+    for s in truth["sets"]:
+        static = fits.getdata(root / "archive" / s["calibs"]["BP_MAP_RP"][0]) != 0
+        in_map = (fits.getdata(root / "truth" / s["truth"], "DEFECTS") & 8) != 0
+        assert in_map.any() and np.array_equal(in_map, static), (s["id"], int(in_map.sum()), int((in_map & static).sum()))
+    nights = {s["night"] for s in truth["sets"]}
+    assert len(nights) == 2

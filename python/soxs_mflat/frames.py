@@ -17,7 +17,7 @@ from astropy.io import fits
 
 from .contract import section
 from .keywords import number, text
-from .headercards import invalid_card, keyword_problem
+from .headercards import invalid_card, keyword_problem, out_of_range
 from .rules import VerificationError, rule_error
 
 __all__ = ["Frame", "VerificationError", "load_frames", "parse_sof", "read_header", "classify", "accepted_tags",
@@ -128,6 +128,11 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             if bad:   # as the plugin (CFITSIO cannot read such a header at all)
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "
                                  f"{bad[0]} = {bad[1]} is not a FITS value (a number, T/F or a quoted string))")
+            big = out_of_range(raw)
+            if big:
+                raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "
+                                 f"{big[0]} = {big[1]} is beyond what a double holds, 2.2250738585072014e-308 to "
+                                 "1.7976931348623157e+308)")
             problem = keyword_problem(raw)
             if problem:
                 raise rule_error("header-keyword", file=path, hdu=index, detail=problem)

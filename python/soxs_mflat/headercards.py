@@ -3,7 +3,9 @@ ends make (the plugin's soxs_mflat_verify.cpp: parse_card, read_header_at): ever
 keyword one that CPL can write into a product and none given twice with different values."""
 from __future__ import annotations
 
+import math
 import re
+import sys
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
 
@@ -51,6 +53,23 @@ def closed(v: str) -> bool:
     return False
 
 
+def out_of_range(raw: bytes) -> tuple[str, str] | None:
+    """(key, value text) of the first real value that a double cannot hold (beyond 1.8e308, or a non-zero
+    value below 2.2e-308, subnormal or rounded to 0): CFITSIO, and so the plugin, cannot read such a header,
+    while astropy took it for inf, 0 or a subnormal; None when there is none."""
+    for key, v, _ in valued_cards(raw):
+        v = v.split("/", 1)[0].strip() if "'" not in v.split("/", 1)[0] else ""
+        if not key or key in ("COMMENT", "HISTORY", "CONTINUE") or not _NUMBER.fullmatch(v) or _INT.fullmatch(v):
+            continue
+        mantissa = re.split("[EeDd]", v)[0]
+        x = float(v.translate(_D_TO_E))
+        if math.isinf(x) or (x == 0) != (mantissa.strip("+-.0") == "") or 0 < abs(x) < sys.float_info.min:
+            return key, v
+    return None
+
+
+_INT = re.compile(r"[+-]?\d+")
+_D_TO_E = str.maketrans("Dd", "Ee")
 _KEY = re.compile(r"[A-Za-z0-9_-]+")             # FITS 4.0, section 4.1.2.1 (lower case: CPL upper-cases it)
 _HIERARCH_KEY = re.compile(r"[A-Za-z0-9_ -]+")   # ESO's HIERARCH convention: such words, blanks between
 

@@ -118,15 +118,17 @@ def _binning_label(arm, binning: str) -> str:
     return "1x1" if arm.nir_like else binning.lower()
 
 
-def _one_set(out: Path, spec: str, mjd0: float, seed: int, nflats: int, compress: str, static: dict) -> dict:
-    """One set into the tree; ``static``: the bad-pixel map of each setup, stored once (the first night)."""
+def _one_set(out: Path, spec: str, mjd0: float, seed: int, nflats: int, compress: str, static: dict,
+             detector_seed: int) -> dict:
+    """One set into the tree; ``static``: the bad-pixel map of each setup, stored once (the first night);
+    ``detector_seed``: the setup's detector (its defects are those of the static map on every night)."""
     inst, arm_name, binning = spec.split("/")
     arm = get_arm(inst, arm_name)
     bx, by = (int(v) for v in _binning_label(arm, binning).split("x"))
     # soxspipe's organiser names a set by its first flat: the D2 flats (and their exposure time) for UVB
     set_id = sof_name(replace(arm, exptime=D2_EXPTIME) if arm.arm == "UVB" else arm, bx, by, mjd0)[:-4]
     stage = out / "truth" / set_id
-    w = simulate_set(inst, arm_name, stage, nflats, f"{bx}x{by}", seed, mjd0=mjd0)
+    w = simulate_set(inst, arm_name, stage, nflats, f"{bx}x{by}", seed, mjd0=mjd0, detector_seed=detector_seed)
     for p in w["raw"] + w["off"]:   # one template per set, as at the telescope
         fits.setval(p, "HIERARCH ESO TPL START", value=Time(mjd0, format="mjd").isot[:19])
         if arm.arm == "UVB" and "_D2_" in p.name:
@@ -186,8 +188,10 @@ def simulate_archive(out: str | Path, nights: int, instruments=("soxs", "xshoote
         mjd_night = FIRST_NIGHT_MJD + n
         for k, spec in enumerate(specs):
             if on_night(spec, n):
-                sets.append(_one_set(out, spec.split("@")[0], mjd_night + k * SET_SPACING_DAYS, seed * 1000 + len(sets),
-                                     nflats, compress[(n + k) % len(compress)] if compress else "", static))
+                setup = spec.split("@")[0]   # one detector per setup: its defects the same every night
+                detector = 10**6 + seed * 1000 + sorted({x.split("@")[0] for x in specs}).index(setup)
+                sets.append(_one_set(out, setup, mjd_night + k * SET_SPACING_DAYS, seed * 1000 + len(sets),
+                                     nflats, compress[(n + k) % len(compress)] if compress else "", static, detector))
         for inst in sorted({s.split("/")[0].upper() for s in specs}):
             ignored += _distractors(out / "archive" / _night(mjd_night), inst, mjd_night - 0.2, rng)
     _make_incomplete(out, next(s for s in sets if s["night"] == sets[-1]["night"]))

@@ -87,12 +87,14 @@ def _write_raw(path: Path, data: np.ndarray, header: fits.Header, arm: Arm) -> N
 
 def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 5, binning: str = "1x1",
                  seed: int = 0, stress: Stress | str | None = None, mjd0: float | None = None,
-                 clean_copy: bool = False, **stress_kw) -> dict:
+                 clean_copy: bool = False, detector_seed: int | None = None, **stress_kw) -> dict:
     """Simulate one master-flat input set; returns a dict of written paths and the SOF path.
     ``stress``: a :class:`Stress`, its ``key=value,...`` text, or its fields as keywords.
     ``mjd0``: MJD-OBS of the first flat (default: 2025-10-12T11:14:44 plus ``seed`` ms).
     ``clean_copy``: also write every lamp flat without its cosmic rays (raw_clean/, the same noise;
-    the other frames are unchanged) and their SOF (``written["sof_clean"]``)."""
+    the other frames are unchanged) and their SOF (``written["sof_clean"]``). ``detector_seed``: the
+    detector's pixel response and defects from their own seed (one detector over several nights, as in an
+    archive whose static bad-pixel map is one per setup); by default from ``seed``."""
     arm = get_arm(instrument, arm_name)
     stress = stress if isinstance(stress, Stress) else Stress.parse(stress)
     if stress_kw:
@@ -106,7 +108,8 @@ def simulate_set(instrument: str, arm_name: str, out: str | Path, nflats: int = 
     rng = np.random.default_rng(seed)
     geo = make_geometry(arm, binx, biny, width_delta=stress.stale)
     sci_shape = (arm.science_shape[0] // biny, arm.science_shape[1] // binx)
-    resp, defects = _defects(rng, sci_shape, arm.gain)
+    resp, defects = _defects(rng if detector_seed is None else np.random.default_rng(detector_seed), sci_shape,
+                             arm.gain)
     hot_e = np.where(defects & 4, 3000.0 * arm.exptime / 10, 0).astype(np.float32)
     bias_adu = (BIAS_ADU + 2.0 * np.linspace(-1, 1, sci_shape[1])[None, :]).astype(np.float32)
     pedestal = (150.0 + 50.0 * np.linspace(0, 1, sci_shape[0])[:, None]).astype(np.float32) if arm.nir_like else 0

@@ -1,4 +1,4 @@
-#include "soxs_mflat_longstr.hpp"
+#include "soxs_mflat_rawcards.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -70,10 +70,9 @@ size_t cut(const std::string& q, size_t room) {
   return quotes % 2 ? n - 1 : n;
 }
 
-}  // namespace
 
-std::vector<LongString> long_strings(const std::string& file, int hdu) {
-  std::vector<LongString> out;
+// The 80-character records of HDU `hdu` (0-based) of `file`; none when it cannot be read.
+std::vector<std::string> records(const std::string& file, int hdu) {
   fitsfile* fp = nullptr;
   int status = 0, n = 0;
   if (fits_open_file(&fp, file.c_str(), READONLY, &status) || fits_movabs_hdu(fp, hdu + 1, nullptr, &status) ||
@@ -81,7 +80,7 @@ std::vector<LongString> long_strings(const std::string& file, int hdu) {
     int ignored = 0;
     if (fp) fits_close_file(fp, &ignored);
     ffcmsg();
-    return out;
+    return {};
   }
   std::vector<std::string> cards(static_cast<size_t>(n));
   char rec[FLEN_CARD];
@@ -92,6 +91,58 @@ std::vector<LongString> long_strings(const std::string& file, int hdu) {
   }
   fits_close_file(fp, &status);
   ffcmsg();
+  return cards;
+}
+
+// The key and comment of a card whose value field is empty (FITS 4.0, section 4.2.1: an undefined value).
+bool undefined_card(const std::string& c, std::string& key, std::string& comment) {
+  size_t v;
+  if (c.compare(0, 9, "HIERARCH ") == 0) {
+    const size_t eq = c.find('=', 9);
+    if (eq == std::string::npos) return false;
+    key = c.substr(9, eq - 9);
+    v = eq + 1;
+  } else {
+    if (c.compare(8, 2, "= ") != 0) return false;
+    key = c.substr(0, 8);
+    v = 10;
+  }
+  key.erase(key.find_last_not_of(' ') + 1);
+  const size_t first = c.find_first_not_of(' ', v);
+  if (first != std::string::npos && c[first] != '/') return false;   // a value
+  comment = first == std::string::npos ? "" : c.substr(first + 1);
+  comment.erase(0, comment.find_first_not_of(' '));
+  comment.erase(comment.find_last_not_of(' ') + 1);
+  return !key.empty();
+}
+
+}  // namespace
+
+std::vector<Undefined> undefined_values(const std::string& file, int hdu) {
+  std::vector<Undefined> out;
+  for (const std::string& c : records(file, hdu)) {
+    Undefined u;
+    if (undefined_card(c, u.key, u.comment)) out.push_back(u);
+  }
+  return out;
+}
+
+void put_undefined(fitsfile* fp, const std::vector<Undefined>& keys, int& status) {
+  for (const Undefined& u : keys) {   // astropy's layout: "KEY     =  / comment"
+    char card[FLEN_CARD];
+    int st = 0;
+    if (status || ffgcrd(fp, u.key.c_str(), card, &st)) continue;
+    const bool hierarch = u.key.size() > 8 || u.key.find(' ') != std::string::npos;
+    std::string c = (hierarch ? "HIERARCH " + u.key + " = " : u.key + std::string(8 - u.key.size(), ' ') + "= ") +
+                    (u.comment.empty() ? "" : " / " + u.comment);
+    if (c.size() > 80) c.resize(80);
+    fits_update_card(fp, u.key.c_str(), c.c_str(), &status);
+  }
+}
+
+std::vector<LongString> long_strings(const std::string& file, int hdu) {
+  std::vector<LongString> out;
+  const std::vector<std::string> cards = records(file, hdu);
   for (size_t i = 0; i < cards.size(); ++i) {
     const StringCard first = string_card(cards[i]);
     if (!first.ok || first.key == "CONTINUE") continue;

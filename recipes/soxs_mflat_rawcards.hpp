@@ -1,4 +1,5 @@
-// Long string values (the FITS standard's CONTINUE convention, section 4.2.1.2) of an inherited header.
+// Raw cards that CPL reads or writes differently from astropy: long string values (the FITS standard's
+// CONTINUE convention, section 4.2.1.2) and undefined values of an inherited header.
 // CPL reads one card per keyword and writes at most one, so a raw frame's long string (an OBJECT or an ESO
 // OBS NAME over 68 characters) would reach the plugin's products cut to its first card, while the Python
 // front end (astropy) inherits it whole. These read the whole values from the raw frame with CFITSIO and put
@@ -28,5 +29,12 @@ std::vector<std::string> long_string_cards(const LongString& s);
 // Replace each key of `strings` that the current HDU of `fp` holds by its cards (keys it lacks, i.e. not
 // inherited, are left out), and LONGSTRN when one was replaced. CFITSIO's own fits_update_key_longstr mangles HIERARCH keys (CFITSIO 4.2).
 void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status);
+
+// Undefined values ("KEY     =  / comment", FITS 4.0 section 4.2.1): CPL reads such a card as a string made of
+// its comment ('/ undefined value'), which the products inherited.
+struct Undefined { std::string key, comment; };
+std::vector<Undefined> undefined_values(const std::string& file, int hdu);
+// Each key of `keys` that the current HDU of `fp` holds, written back undefined (astropy's layout).
+void put_undefined(fitsfile* fp, const std::vector<Undefined>& keys, int& status);
 
 }  // namespace soxs_cpl
