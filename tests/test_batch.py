@@ -387,6 +387,17 @@ def test_trend_pages_say_units_and_an_empty_run(tmp_path, monkeypatch):
     seen.clear()
     trends_pdf([], tmp_path / "e.pdf")
     assert seen == [("no reduced sets: no QC to plot", "", seen[0][2])]
+    # a QC of one arm (CROSSOVER ORDER: UVB) has that arm's panel only (the others were empty, +-0.04 axes),
+    # and an arm's failed set marks its night
+    uvb = dict(row, instrument="XSHOOTER", arm="UVB", **{"CROSSOVER ORDER": 21, "CROSSOVER ORDER flag": "none"})
+    figures = []
+    monkeypatch.setattr(PdfPages, "savefig", lambda self, figure=None, **kw: (figures.append(figure),
+                                                                              real(self, figure, **kw))[1])
+    trends_pdf([row, uvb, dict(uvb, night="2025-10-12", qc_passed="", status="failed")], tmp_path / "u.pdf")
+    crossover = next(f for f in figures if f._suptitle.get_text().startswith("CROSSOVER ORDER"))
+    assert [a.get_title() for a in crossover.axes if a.axison] == ["XSHOOTER UVB"]
+    assert "1 failed" in crossover._suptitle.get_text()
+    assert [tuple(ln.get_xdata()) for ln in crossover.axes[0].lines if ln.get_linestyle() == "--"] == [(1, 1)]
 
 
 def test_a_redone_set_says_why(messy, tmp_path):
@@ -516,3 +527,17 @@ def test_local_workers_leave_ctrl_c_to_the_batch():
         client.close()
         cluster.close()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_two_sofs_of_one_name_are_refused(runs, tmp_path):
+    """Two SOFs of the same name from two folders (or one SOF given twice) were two jobs writing into one set
+    folder at once: one 'done', the other failed on the first's files. Refused up front (exit 2)."""
+    import shutil
+    _, sof = _good_set(runs, "fz")
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / sof.name
+    shutil.copy(sof, twin)
+    for args, text in (([sof, twin], f"both SOFs are named {sof.stem}"), ([sof, sof], f"{sof}: given twice")):
+        r = _batch(*args, "-o", tmp_path / "out", "--workers", "1", "--plots", "none", "-q")
+        assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()

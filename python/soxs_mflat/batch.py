@@ -298,7 +298,15 @@ def plan(inputs: list[Path], out: Path, unusable: list[str] | None = None) -> li
             raise InputError(f"{root}: the directory's path holds whitespace, which no SOF line can hold (esorex "
                              "splits its lines at whitespace); give a link to it whose path has none")
         return jobs_from_tree(Path(inputs[0]), out, unusable)
-    return jobs_from_sofs([Path(p) for p in inputs], out)
+    jobs = jobs_from_sofs([Path(p) for p in inputs], out)
+    seen: dict[Path, Job] = {}
+    for j in jobs:   # two SOFs of one name (other folders) wrote into one set folder at once
+        other = seen.setdefault(j.outdir, j)
+        if other is not j:
+            raise InputError(f"{other.sof} and {j.sof}: both SOFs are named {j.name}, so their products would go "
+                             f"into one folder ({j.outdir}); rename one" if other.sof != j.sof else
+                             f"{j.sof}: given twice")
+    return jobs
 
 
 def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, scheduler: str | None = None,

@@ -92,39 +92,51 @@ def write_parquet(table: list[dict], path: Path) -> Path | None:
 
 
 def trends_pdf(table: list[dict], path: Path) -> Path:
-    """One page per QC value: a panel per instrument/arm, value against night, one colour per setup,
-    the acceptable range shaded green, values outside it as red crosses."""
+    """One page per QC value: a panel per instrument/arm that has the value (CROSSOVER ORDER: UVB only), at most
+    three panels a row, value against night, one colour per setup, the acceptable range shaded green, values
+    outside it as red crosses, and the nights of that arm's failed sets marked (a failed night looked like one
+    without data)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
     done = [r for r in table if r["qc_passed"] != ""]
+    failed = [r for r in table if r.get("status") == "failed"]
     names = [c[:-5] for c in _columns(done) if c.endswith(" flag")]
-    groups = sorted({(r["instrument"], r["arm"]) for r in done}) or [("", "")]
-    nights = sorted({r["night"] for r in done})
+    nights = sorted({r["night"] for r in done + failed if r.get("night")})   # a SOF that did not read has none
     from .qc import definitions
     units = {n: u for n, (u, _) in definitions().items()}
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
         for name in names or [None]:
-            fig, axes = plt.subplots(1, len(groups), figsize=(max(6.5, 3.8 * len(groups) + 1), 4.2), squeeze=False)
-            for ax, (inst, arm) in zip(axes[0], groups):
-                _trend_panel(ax, [r for r in done if (r["instrument"], r["arm"]) == (inst, arm)], name, nights)
+            groups = sorted({(r["instrument"], r["arm"]) for r in done if name is None or r.get(name) is not None})
+            groups = groups or [("", "")]
+            ncol = min(3, len(groups))
+            nrow = -(-len(groups) // ncol)
+            fig, axes = plt.subplots(nrow, ncol, figsize=(max(7.0, 4.2 * ncol + 0.8), 3.6 * nrow + 0.8), squeeze=False)
+            for ax in axes.flat[len(groups):]:
+                ax.axis("off")
+            for ax, (inst, arm) in zip(axes.flat, groups):
+                _trend_panel(ax, [r for r in done if (r["instrument"], r["arm"]) == (inst, arm)], name, nights,
+                             [r for r in failed if (r["instrument"], r["arm"]) == (inst, arm) and r.get("night")])
                 ax.set_title(f"{inst} {arm}", fontsize=10)
+                if name is not None:
+                    ax.set_ylabel(f"{name} ({units[name]})" if units.get(name) else name, fontsize=8)
             if name is None:   # an empty run: one page saying so
-                fig.suptitle("no reduced sets: no QC to plot", fontsize=9)
+                fig.suptitle("no reduced sets: no QC to plot", fontsize=10)
             else:
-                axes[0][0].set_ylabel(f"{name} ({units[name]})" if units.get(name) else name)
-                fig.suptitle(f"{name} per night: {len(done)} reduced sets (green: acceptable range; red x: outside)",
-                             fontsize=9)
+                fig.suptitle(f"{name} per night: {len(done)} reduced sets, {len(failed)} failed\n(green: acceptable "
+                             "range; red x: outside it; red dashes: a night with a failed set)", fontsize=9)
             fig.tight_layout()
             pdf.savefig(fig)
             plt.close(fig)
     return _write_atomic(path, buf.getvalue())
 
 
-def _trend_panel(ax, rs: list[dict], name: str | None, nights: list[str]) -> None:
+def _trend_panel(ax, rs: list[dict], name: str | None, nights: list[str], failed=()) -> None:
     xs = {n: i for i, n in enumerate(nights)}
+    for x in sorted({xs[r["night"]] for r in failed}):
+        ax.axvline(x, color="tab:red", ls="--", lw=1.0, alpha=0.7)
     if name is None:
         ax.text(0.5, 0.5, "no reduced sets", transform=ax.transAxes, ha="center", color="0.5")
         ax.axis("off")
@@ -143,12 +155,12 @@ def _trend_panel(ax, rs: list[dict], name: str | None, nights: list[str]) -> Non
         if bad:
             ax.plot(*zip(*bad), "x", color="tab:red", ms=9, mew=2)
     ax.set_xticks(range(len(nights)))
-    ax.set_xticklabels(nights, rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set_xticklabels(nights, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_xlim(-0.5, max(len(nights), 1) - 0.5)   # half a night of room: the last label and point are not clipped
-    ax.tick_params(axis="y", labelsize=7)
+    ax.tick_params(axis="y", labelsize=8)
     ax.grid(alpha=0.3)
     if setups:
-        ax.legend(fontsize=6, loc="best", title="setup", title_fontsize=6)
+        ax.legend(fontsize=7, loc="best", title="setup", title_fontsize=7)
     else:
         ax.text(0.5, 0.5, "no value", transform=ax.transAxes, ha="center", color="0.5")
 
@@ -162,4 +174,6 @@ def write_summary(jobs, out: Path, plots: bool = True) -> list[Path]:
         paths.append(pq)
     if plots:
         paths.append(trends_pdf(table, out / "qc_trends.pdf"))
+    else:   # an older batch's pages beside this batch's table would disagree with it
+        (out / "qc_trends.pdf").unlink(missing_ok=True)
     return paths
