@@ -149,3 +149,12 @@ def test_simulations_refuse_a_used_folder(tmp_path):
         assert r.returncode == 2, r.stderr
         assert f"error: {tmp_path / 'used'} is not empty" in r.stderr and "internal error" not in r.stderr
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["old_frame.fits"]
+
+
+def test_two_directories_are_refused_as_such(sof, tmp_path):
+    """`run raw/ calib/` said '[unreadable-fits] raw: not a readable FITS file ([Errno 21] Is a directory)'."""
+    raw, calib = tmp_path / "raw", tmp_path / "calib"
+    raw.mkdir(), calib.mkdir()
+    r = _cli("run", raw, calib, "-o", tmp_path / "out")
+    assert r.returncode == 2 and f"{raw}, {calib}: a directory among several inputs" in r.stderr, r.stderr
+    assert "unreadable-fits" not in r.stderr and not (tmp_path / "out").exists()

@@ -16,6 +16,7 @@ from typing import Iterable
 from astropy.io import fits
 
 from .contract import section
+from .errors import InputError
 from .keywords import number, text
 from .headercards import invalid_card, keyword_problem, out_of_range
 from .rules import VerificationError, rule_error
@@ -405,7 +406,12 @@ def _looks_like_fits(path: Path) -> bool:
 
 def _entries(inputs) -> tuple[list[tuple[Path, str | None]], str]:
     if not isinstance(inputs, (str, Path)):
-        return [(Path(f).expanduser(), None) for f in inputs], "the given files"
+        paths = [Path(f).expanduser() for f in inputs]
+        folders = [str(p) for p in paths if p.is_dir()]
+        if folders:   # it was read as a FITS file: "[unreadable-fits] ...: Is a directory"
+            raise InputError(f"{', '.join(folders)}: a directory among several inputs; give one directory, one "
+                             "SOF file or a list of FITS files")
+        return [(p, None) for p in paths], "the given files"
     p = Path(inputs).expanduser()
     if p.is_dir():
         suffixes = tuple(section("inputs")["sof"]["suffixes"])

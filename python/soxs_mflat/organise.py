@@ -255,7 +255,8 @@ def drop_duplicates(frames: list[Frame], ignored: dict[str, list[Path]], notes: 
                     break
         if other is not None:
             ignored.setdefault(DUPLICATE, []).append(f.path)
-            notes[f.path] = str(rule_error("duplicate-input", file=f.path, how=how, other=other.path))
+            # the rule's own words ("listed twice") are a run's: in a tree nothing was listed
+            notes[f.path] = f"[duplicate-input] {f.path}: {how} as {other.path}, which is used instead"
             continue
         kept.append(f)
         by_real[real] = f
