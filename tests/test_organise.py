@@ -211,10 +211,11 @@ def test_same_exposure_twice_one_kept_the_others_reported(one_set, tmp_path):
     dups = {p.name: o.notes[p] for p in o.ignored[DUPLICATE]}
     assert sorted(dups) == ["f3.fits.gz", "z_copy_01.fits", "z_link_02.fits", "z_noarc_02.fits"]
     assert all(n.startswith("[duplicate-input] ") for n in dups.values())
-    assert f"(identical bytes as {raw / 'SOXS_VIS_FLAT_QTH_01.fits'})" in dups["z_copy_01.fits"]
-    assert f"(the same file as {raw / 'SOXS_VIS_FLAT_QTH_02.fits'})" in dups["z_link_02.fits"]
+    assert f"z_copy_01.fits: identical bytes as {raw / 'SOXS_VIS_FLAT_QTH_01.fits'}, which is used instead" in \
+        dups["z_copy_01.fits"]
+    assert f": the same file as {raw / 'SOXS_VIS_FLAT_QTH_02.fits'}, which" in dups["z_link_02.fits"]
     assert "the same exposure (ARCFILE SOXS." in dups["f3.fits.gz"] and dups["f3.fits.gz"].endswith(
-        f"as {raw / 'SOXS_VIS_FLAT_QTH_03.fits'})")
+        f"as {raw / 'SOXS_VIS_FLAT_QTH_03.fits'}, which is used instead")
     assert "the same exposure (DATE-OBS 2025-" in dups["z_noarc_02.fits"]
     assert _sof_flats(o.sets[0].sof) == [f"SOXS_VIS_FLAT_QTH_0{i}.fits" for i in (1, 2, 3)]
     # the SOF runs (it was refused: [duplicate-input])
