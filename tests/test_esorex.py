@@ -312,3 +312,22 @@ def test_fix_datamd5_repairs_esorex_products(tmp_path):
         assert data_units(p) == before[p]          # the data units are untouched, byte for byte
     assert main(["fix-datamd5", str(tmp_path / "missing.fits")]) == 2
 
+
+
+@needs_esorex
+def test_a_failed_edge_fit_names_its_parameters_in_both_front_ends(inputs_vis, tmp_path):
+    """Exit 3 said 'master_flat: polynomial fit: 8 points for 35 coefficients' or 'edge detection found no
+    order edges on any slice', naming no parameter; both front ends print the core's one message."""
+    from soxs_mflat.cli import main
+    out = tmp_path / "es"
+    out.mkdir()
+    text = "edge detection found no order edges on any slice (no slice's peak reached edge_min_snr = 1e+09 times"
+    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "soxs_mflat", "--edge-min-snr=1e9", inputs_vis["sof"],
+               cwd=tmp_path)
+    assert r.returncode != 0 and text in r.stdout + r.stderr, (r.stdout + r.stderr)[-1500:]
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["run", str(inputs_vis["sof"]), "-o", str(tmp_path / "py"), "--param", "edge_min_snr=1e9", "-q"]) == 3
+    assert f"soxs-mflat run: processing failed: master_flat: {text}" in err.getvalue(), err.getvalue()

@@ -2,6 +2,9 @@
 // and the combined detect + global-fit step.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "geometry.hpp"
@@ -175,10 +178,23 @@ EdgeFit detect_and_fit_edges(const ImageView& img, const float* err, const MaskV
   EdgeFit f;
   f.points = detect_edges(img, err, mask, centre, orders, g, ep, threads);
   const auto& P = f.points;
-  if (P.order.empty()) throw std::runtime_error("edge detection found no order edges on any slice");
+  if (P.order.empty()) {   // say which parameters decide it: the message named none
+    char snr[32];
+    std::snprintf(snr, sizeof snr, "%g", ep.min_snr);
+    throw std::runtime_error(std::string("edge detection found no order edges on any slice (no slice's peak reached "
+                                         "edge_min_snr = ") + snr + " times its error, or none had both edges in "
+                             "the min/max_percentage_threshold_for_edge_detection band)");
+  }
   std::vector<double> n(P.order.begin(), P.order.end());
-  f.lower = fit_global_poly(n, P.b, P.lower, order_deg, disp_deg, clip_sigma, clip_iters);
-  f.upper = fit_global_poly(n, P.b, P.upper, order_deg, disp_deg, clip_sigma, clip_iters);
+  try {
+    f.lower = fit_global_poly(n, P.b, P.lower, order_deg, disp_deg, clip_sigma, clip_iters);
+    f.upper = fit_global_poly(n, P.b, P.upper, order_deg, disp_deg, clip_sigma, clip_iters);
+  } catch (const std::runtime_error& e) {   // "polynomial fit: 8 points for 35 coefficients" said not which, nor why
+    throw std::runtime_error("order-edge fit: " + std::string(e.what()) + " (" + std::to_string(P.order.size()) +
+                             " edge points found; order_deg " + std::to_string(order_deg) + ", disp_axis_deg " +
+                             std::to_string(disp_deg) + "): too few edges passed the detection (edge_min_snr, the "
+                             "edge thresholds) for the degrees asked");
+  }
   f.n_used_per_order.assign(orders.size(), 0);
   for (size_t i = 0; i < P.order.size(); ++i) {
     if (f.lower.clipped[i] || f.upper.clipped[i]) continue;
