@@ -82,10 +82,11 @@ def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, 
     # overlaps the verification's Python instead of competing with the detrending for the cores
     prefetch_datamd5([f for f in frames if KIND_GROUP.get(f.kind) == "CALIB"])
     s = verify(frames)
-    p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params)
+    origins: dict[str, str] = {}
+    p = settings.resolve(s.arm.instrument, s.arm.arm, settings_file, params, origins)
     for lamp, table in s.order_tabs.items():   # limits that need the order table, before any frame is read
         s.centre_tables[lamp] = read_centre_table(table)   # read once: process_lamp uses it
-        settings.check_limits(p, len(s.centre_tables[lamp].layout_orders), table.name)
+        settings.check_limits(p, len(s.centre_tables[lamp].layout_orders), table.name, origins)
         check_table_geometry(s, lamp, s.centre_tables[lamp], table)
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)

@@ -221,8 +221,10 @@ def check_file(settings_file: str | Path) -> None:
 
 
 def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
-            overrides: Mapping[str, Any] | Iterable[str] | None = None) -> dict[str, Any]:
-    """Defaults for the instrument and arm, then the settings file, then overrides (later wins)."""
+            overrides: Mapping[str, Any] | Iterable[str] | None = None,
+            origins_out: dict[str, str] | None = None) -> dict[str, Any]:
+    """Defaults for the instrument and arm, then the settings file, then overrides (later wins).
+    ``origins_out`` receives, for each parameter not at its default, where it was set (for messages)."""
     p = {name: default(name, instrument, arm) for name in definitions()}
     origins: dict[str, str] = {}
     if settings_file:
@@ -238,6 +240,11 @@ def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
             p[k] = cast(k, v, "--param")
             origins.pop(k, None)
     _check(p, origins)
+    if origins_out is not None:
+        origins_out.update({k: f"settings file {v}" for k, v in origins.items()})
+        if overrides:
+            origins_out.update({k.replace("-", "_"): "--param" for k, _ in
+                                (overrides.items() if isinstance(overrides, Mapping) else map(_split, overrides))})
     return p
 
 
@@ -284,7 +291,7 @@ def _check(p: dict[str, Any], origins: Mapping[str, str] | None = None) -> None:
                                 + where(lo, hi))
 
 
-def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "") -> None:
+def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "", origins: Mapping[str, str] | None = None) -> None:
     """The core's limits that need the order table or tie parameters together (rule parameter-limit;
     the plugin calls the same core function): ``order_deg`` below the number of orders, ...
     Called once the order table is read, before any frame is."""
@@ -293,7 +300,11 @@ def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "") -> None:
     try:
         core.check_params(p, n_orders)
     except InputError as exc:
-        raise VerificationError("parameter-limit", f"{exc}{f' (order table {table})' if table else ''}") from None
+        text = str(exc)
+        where = [f"{k} from {'the ' * o.startswith('settings')}{o}" for k, o in (origins or {}).items()
+                 if f"{k} = " in text]   # which of the values named was set where
+        raise VerificationError("parameter-limit", f"{exc}{f' (order table {table})' if table else ''}"
+                                f"{'; ' + ', '.join(where) if where else ''}") from None
 
 
 def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
