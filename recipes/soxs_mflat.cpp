@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "soxs_mflat_inputs.hpp"
-#include "soxs_mflat_rawcards.hpp"
+#include "soxs_mflat_header.hpp"
 #include "soxs_mflat_output.hpp"
 #include "soxs_mflat_qc.hpp"
 #include "validate.hpp"   // the core's checks of an order table (cpp/src)
@@ -315,16 +315,6 @@ void save_image_ext(const std::vector<float>& v, int64_t ny, int64_t nx, const c
   check(std::string("cannot write the ") + extname + " extension of " + file);
 }
 
-// A key a product inherits from the first raw frame (data/contract/products.yaml, inherit: cpl_dfs's rule).
-bool inherited_key(const std::string& k) {
-  for (const char* e : soxs_gen::INHERIT_KEYS)
-    if (k == e) return true;
-  if (k.rfind("ESO ", 0) != 0) return false;
-  for (const char* e : soxs_gen::INHERIT_ESO_EXCEPT)
-    if (k.rfind(e, 0) == 0) return false;
-  return true;
-}
-
 // A tile-compressed raw frame (fpack's layout) has an empty primary HDU: cpl_dfs, which inherits the keys of
 // the first raw frame's primary header, finds none there (INSTRUME, DATE-OBS, ARCFILE, ESO DET/INS/SEQ, the PRO
 // ANCESTOR were lost). The frame's header is its image HDU's: what cpl_dfs copies of a plain frame's
@@ -411,152 +401,6 @@ void save_order_table(cpl_frameset* frames, const cpl_parameterlist* parlist, cp
   check("cannot append the meta table to " + file);
 }
 
-// A double as the Python front end's products carry it (astropy writes repr(value): the shortest text that reads
-// back as the same double, at most 20 characters): CPL writes 15 significant digits (MJD-OBS 60960.468564814815
-// became 60960.4685648148, QC values lost their last digits).
-std::string py_float(double v) {
-  char buf[64];
-  int p = 1;
-  for (; p < 17; ++p) {
-    std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
-  const int exp = std::atoi(std::strchr(buf, 'e') + 1);
-  std::string out;
-  if (exp >= -4 && exp < 16) {   // Python's repr: positional, at least one decimal
-    char f[400];
-    std::snprintf(f, sizeof f, "%.*f", std::max(p - 1 - exp, 1), v);
-    out = f;
-  } else {                       // 1.5e-05 -> 1.5E-05 (astropy's card text)
-    out = buf;
-    const size_t e = out.find('e');
-    std::string mant = out.substr(0, e), ex = out.substr(e + 1);
-    const char sign = ex[0];
-    ex = ex.substr(1);
-    while (ex.size() > 2 && ex[0] == '0') ex.erase(0, 1);
-    out = mant + "E" + sign + ex;
-  }
-  if (out.size() > 20) {         // astropy's limit of the value field
-    const size_t e = out.find('E');
-    out = e == std::string::npos ? out.substr(0, 20) : out.substr(0, 20 - (out.size() - e)) + out.substr(e);
-  }
-  return out;
-}
-
-// Rewrite `key`'s value in the current HDU's header as `text`, keeping its comment (astropy's card layout).
-void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text, int& status) {
-  char value[FLEN_VALUE], comment[FLEN_COMMENT] = "";
-  int st = 0;
-  if (ffgkey(fp, key.c_str(), value, comment, &st)) return;   // not in this product
-  const bool hierarch = key.size() > 8 || key.find(' ') != std::string::npos;
-  // a HIERARCH card that does not fit loses the blank before "=" (as astropy writes it); one that still
-  // does not fit keeps CPL's text: cutting it at 80 would change the value (1.2345678901234E-100 -> E-10)
-  std::string card = hierarch ? "HIERARCH " + key + " = " + text : key + std::string(8 - std::min<size_t>(key.size(), 8), ' ') +
-                                "= " + std::string(20 - std::min<size_t>(text.size(), 20), ' ') + text;
-  if (hierarch && card.size() > 80) card = "HIERARCH " + key + "= " + text;
-  if (card.size() > 80) return;
-  if (*comment && card.size() + 3 < 80) card += std::string(" / ") + comment;
-  card.resize(80, ' ');
-  fits_update_card(fp, key.c_str(), card.c_str(), &status);
-}
-
-// The long strings of the first raw frame's header (its image HDU's, then the primary's of a tile-compressed
-// frame) that a product inherits.
-std::vector<LongString> inherited_long_strings(const In& ref) {
-  std::vector<LongString> out;
-  for (int hdu = ref.hdu; hdu >= 0; --hdu)
-    for (LongString& s : long_strings(ref.file, hdu))
-      if (inherited_key(s.key) &&
-          std::none_of(out.begin(), out.end(), [&](const LongString& o) { return o.key == s.key; }))
-        out.push_back(std::move(s));
-  return out;
-}
-
-// The frame each ESO PRO REC1 <group>i NAME card names (i, frame), among `frames` of CPL group `group`: cpl_dfs
-// writes the names in the frames' order and cuts one longer than a card, so the i-th card names the first
-// frame not yet matched whose name starts with its value. A cut name is written whole (CONTINUE cards), as
-// the Python front end writes it: two raws whose names differ after the cut had the same NAME.
-std::vector<std::pair<int, const In*>> provenance(fitsfile* fp, const char* group, const std::vector<const In*>& frames,
-                                                  cpl_frame_group kind, int& status) {
-  std::vector<const In*> left;
-  for (const In* f : frames)
-    if (cpl_frame_get_group(f->frame) == kind) left.push_back(f);
-  std::vector<std::pair<int, const In*>> out;
-  for (int i = 1; status == 0 && !left.empty(); ++i) {
-    const std::string key = std::string("ESO PRO REC1 ") + group + std::to_string(i) + " NAME";
-    char name[FLEN_VALUE];
-    int st = 0;
-    if (ffgkys(fp, key.c_str(), name, nullptr, &st)) break;
-    auto it = std::find_if(left.begin(), left.end(), [&](const In* f) { return f->name.rfind(name, 0) == 0; });
-    if (it == left.end()) continue;
-    if ((*it)->name.size() > std::strlen(name)) put_long_strings(fp, {{key, (*it)->name, ""}}, status);
-    out.push_back({i, *it});
-    left.erase(it);
-  }
-  return out;
-}
-
-// What cpl_dfs writes differently from the Python front end, put right in the staged product before esorex
-// signs it: doubles of the inherited header and the QC values to 17 significant digits (the shortest exact
-// text), long strings whole (CONTINUE cards), and PRO REC1 CALi DATAMD5 of a calibration whose header has
-// none (cpl_dfs writes it only from the input's DATAMD5 key; the CLI computes the MD5 of its data units).
-void finish_header(const std::string& file, const In& ref, const std::vector<QcVal>& qc,
-                   const std::vector<const In*>& frames) {
-  fitsfile* fp = nullptr;
-  int status = 0;
-  if (fits_open_file(&fp, file.c_str(), READWRITE, &status)) {
-    ffcmsg();
-    throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
-  }
-  put_long_strings(fp, inherited_long_strings(ref), status);
-  for (int hdu = ref.hdu; hdu >= 0; --hdu) {   // undefined values, which CPL made strings of their comments
-    std::vector<Undefined> keys = undefined_values(ref.file, hdu);
-    keys.erase(std::remove_if(keys.begin(), keys.end(), [](const Undefined& u) { return !inherited_key(u.key); }),
-               keys.end());
-    put_undefined(fp, keys, status);
-  }
-  const cpl_propertylist* h = ref.hdr.get();
-  for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
-    const cpl_property* p = cpl_propertylist_get_const(h, i);
-    const cpl_type t = cpl_property_get_type(p);
-    if (t == CPL_TYPE_DOUBLE || t == CPL_TYPE_FLOAT) {
-      const std::string k = cpl_property_get_name(p);
-      if (inherited_key(k)) rewrite_card(fp, k, py_float(cpl_property_get_double(p)), status);
-    }
-  }
-  char value[FLEN_VALUE];
-  int st0 = 0;
-  if (ref.hdu == 1 && has(h, "ARCFILE") && ffgkey(fp, "ARCFILE", value, nullptr, &st0)) {   // cpl_dfs drops it
-    const char* c = cpl_propertylist_get_comment(h, "ARCFILE");
-    fits_update_key_str(fp, "ARCFILE", get_str(h, "ARCFILE").c_str(), c ? c : "", &status);
-  }
-  for (const QcVal& v : qc)
-    if (!v.integer) rewrite_card(fp, "ESO QC " + v.name, py_float(v.value), status);
-  for (const auto& [i, calp] : provenance(fp, "CAL", frames, CPL_FRAME_GROUP_CALIB, status)) {
-    const std::string base = "ESO PRO REC1 CAL" + std::to_string(i);
-    const In& cal = *calp;
-    char have[FLEN_VALUE];
-    int st = 0;
-    if (!ffgkys(fp, (base + " DATAMD5").c_str(), have, nullptr, &st)) continue;
-    st = 0;
-    if (ffgkys(fp, (base + " CATG").c_str(), have, nullptr, &st)) continue;
-    int next = 0, nkeys = 0;
-    fits_get_hdrpos(fp, &nkeys, &next, &status);   // the card after CALi CATG
-    const std::string md5 = has(cal.hdr.get(), "DATAMD5") ? get_str(cal.hdr.get(), "DATAMD5") : calib_md5(cal);
-    char card[FLEN_CARD];
-    std::snprintf(card, sizeof card, "HIERARCH %s DATAMD5 = '%s'", base.c_str(), md5.c_str());
-    fits_insert_record(fp, next, card, &status);
-  }
-  provenance(fp, "RAW", frames, CPL_FRAME_GROUP_RAW, status);
-  char msg[FLEN_STATUS] = "";
-  if (status) fits_get_errstatus(status, msg);
-  int ignored = 0;
-  fits_close_file(fp, status ? &ignored : &status);
-  ffcmsg();
-  if (status) throw std::runtime_error("cannot complete the header of " + file + " (" + msg + ")");
-}
-
 using Products = std::vector<std::pair<std::string, std::string>>;   // label -> file name, for qc.json
 
 void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inputs& in, const Lamp& L,
@@ -579,15 +423,15 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   named.insert(named.end(), L.cals.begin(), L.cals.end());
   if (L.bpm) named.push_back(L.bpm);
   const std::vector<QcVal> qc = qc_list(o.qc, o.extra_qc);
-  finish_header(staged, *L.raws[0], qc, named);
+  finish_header(staged, *L.raws[0], qc, named, calib_md5);
   sw.lap("write " + mf);
   const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
   save_order_table(frames, parlist, used, ct, o, arm, g_stage.dir + ot, *L.raws[0]);
-  finish_header(g_stage.dir + ot, *L.raws[0], qc, named);
+  finish_header(g_stage.dir + ot, *L.raws[0], qc, named, calib_md5);
   if (o.background) {
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), g_stage.dir + bk);
-    finish_header(g_stage.dir + bk, *L.raws[0], {}, named);
+    finish_header(g_stage.dir + bk, *L.raws[0], {}, named, calib_md5);
   }
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);
