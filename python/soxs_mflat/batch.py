@@ -321,6 +321,10 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
     if settings_file:    # a bad settings file is one input error, found before any set is organised or run
         from .settings import check_file
         check_file(settings_file)
+    if progress:   # reading every header of a tree before the first set: nothing was shown meanwhile
+        tree = len(inputs) == 1 and Path(inputs[0]).is_dir()
+        what = f"the frames of {inputs[0]}" if tree else f"{len(inputs)} SOF file{'s' * (len(inputs) > 1)}"
+        print(f"soxs-mflat batch: reading {what}", file=sys.stderr, flush=True)
     jobs = plan(inputs, out, unusable)
     own, lock = None, _lock_batch(out) if any(j.status == "pending" for j in jobs) else None
     try:
