@@ -122,7 +122,7 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
                    const std::vector<const In*>& frames, const std::function<std::string(const In&)>& md5_of) {
   fitsfile* fp = nullptr;
   int status = 0;
-  if (fits_open_file(&fp, file.c_str(), READWRITE, &status)) {
+  if (fits_open_diskfile(&fp, file.c_str(), READWRITE, &status)) {
     ffcmsg();
     throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
   }

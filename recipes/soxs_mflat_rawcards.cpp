@@ -75,7 +75,7 @@ size_t cut(const std::string& q, size_t room) {
 std::vector<std::string> records(const std::string& file, int hdu) {
   fitsfile* fp = nullptr;
   int status = 0, n = 0;
-  if (fits_open_file(&fp, file.c_str(), READONLY, &status) || fits_movabs_hdu(fp, hdu + 1, nullptr, &status) ||
+  if (fits_open_diskfile(&fp, file.c_str(), READONLY, &status) || fits_movabs_hdu(fp, hdu + 1, nullptr, &status) ||
       fits_get_hdrspace(fp, &n, nullptr, &status)) {
     int ignored = 0;
     if (fp) fits_close_file(fp, &ignored);
@@ -169,19 +169,22 @@ std::vector<std::string> long_string_cards(const LongString& s) {
   std::vector<std::string> cards;
   if (head.size() + 4 > 80) return cards;   // no room for a piece of the value: the key is left as CPL wrote it
   size_t pos = 0;
-  do {   // each card: head, a piece, then "&'" unless it is the last piece
+  do {   // each card: head, a piece, "&'" (the last piece's closed below)
     const size_t n = cut(q.substr(pos), 80 - head.size() - 2);
-    const bool last = pos + n >= q.size();
-    std::string card = head + q.substr(pos, n) + (last ? "'" : "&'");
-    if (last && !s.comment.empty() && card.size() + 3 + s.comment.size() <= 80) card += " / " + s.comment;
-    cards.push_back(card);
+    cards.push_back(head + q.substr(pos, n) + "&'");
     pos += n;
     head = "CONTINUE  '";
   } while (pos < q.size());
-  if (!s.comment.empty() && cards.back().find(" / ", cards.back().rfind('\'')) == std::string::npos) {
-    for (size_t c = 0; c < s.comment.size(); c += 64) {   // astropy's comment cards: 64 characters each
-      const bool last = c + 64 >= s.comment.size();
-      cards.push_back(std::string(last ? "CONTINUE  '' / " : "CONTINUE  '&' / ") + s.comment.substr(c, 64));
+  std::string& last = cards.back();
+  const std::string closed = last.substr(0, last.size() - 2) + "'";
+  if (s.comment.empty()) {
+    last = closed;
+  } else if (closed.size() + 3 + s.comment.size() <= 80) {
+    last = closed + " / " + s.comment;
+  } else {   // the value stays continued into astropy's comment cards ("&'" then '&' / ... and '' / ...)
+    for (size_t c = 0; c < s.comment.size(); c += 64) {
+      const bool end = c + 64 >= s.comment.size();
+      cards.push_back(std::string(end ? "CONTINUE  '' / " : "CONTINUE  '&' / ") + s.comment.substr(c, 64));
     }
   }
   for (auto& c : cards) c.resize(80, ' ');
@@ -199,8 +202,8 @@ void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int&
     int at = next - 1;
     fits_delete_record(fp, at, &status);
     for (const std::string& c : cards) fits_insert_record(fp, at++, c.c_str(), &status);
-    // fitsverify warns of CONTINUE cards without it; the Python front end writes the same card
-    fits_update_key_str(fp, "LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used.", &status);
+    if (cards.size() > 1)   // fitsverify warns of CONTINUE cards without it; the Python front end writes it too
+      fits_update_key_str(fp, "LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used.", &status);
   }
 }
 

@@ -8,6 +8,7 @@ extern "C" int ffgbyt(fitsfile* fptr, LONGLONG nbytes, void* buffer, int* status
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -349,16 +350,15 @@ struct Header {
 };
 
 // A real value that a double cannot hold (soxs_mflat.headercards.out_of_range): beyond DBL_MAX, or non-zero
-// and below DBL_MIN (subnormal, or rounded to 0); CFITSIO refuses the whole header ("Bad file format").
+// and below DBL_MIN before rounding; CFITSIO refuses the whole header ("Bad file format").
 bool beyond_double(const std::string& v) {
   if (v.empty() || !is_number_text(v) || is_int_text(v)) return false;
   std::string t = v;
   std::replace(t.begin(), t.end(), 'D', 'E');
   std::replace(t.begin(), t.end(), 'd', 'e');
-  const double x = std::strtod(t.c_str(), nullptr);
-  const std::string mantissa = t.substr(0, t.find_first_of("Ee"));
-  const bool zero_digits = mantissa.find_first_not_of("+-.0") == std::string::npos;
-  return std::isinf(x) || (x == 0) != zero_digits || (x != 0 && std::fabs(x) < DBL_MIN);
+  errno = 0;   // ERANGE: below DBL_MIN before rounding (4.9E-324, 1.0D-400, 2.2250738585072012E-308), as CFITSIO
+  const double x = std::strtod(t.c_str(), nullptr);   // reads it
+  return errno == ERANGE || std::isinf(x);
 }
 
 // A card's value as written, for comparing: a string up to its closing quote without its trailing blanks.

@@ -125,7 +125,8 @@ def vis_cases(w, folder: Path):
     # reals beyond a double: CFITSIO refused the header ("Bad file format"), astropy read 5e-324, 0 or inf
     for cid, card in (("subnormal", "HIERARCH ESO INS NUM SUBN = 4.9E-324"),
                       ("underflow", "HIERARCH ESO INS NUM TINY = 1.0D-400"),
-                      ("overflow", "HIERARCH ESO INS NUM BIG = 1.5E+400")):
+                      ("overflow", "HIERARCH ESO INS NUM BIG = 1.5E+400"),
+                      ("below-dbl-min", "HIERARCH ESO INS NUM EDGE = 2.2250738585072012E-308")):   # -> DBL_MIN
         bad = with_cards(folder, _raw(w, 1), f"{cid}.fits", card)
         out.append((cid, replace(rows, _raw(w, 1), bad), "unreadable-fits", f"{cid}.fits"))
     other_arm = copy_with(folder, _raw(w, 0), "nir.fits", delete=("ARCFILE",), HIERARCH_ESO_SEQ_ARM="NIR")

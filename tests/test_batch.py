@@ -541,3 +541,22 @@ def test_two_sofs_of_one_name_are_refused(runs, tmp_path):
         r = _batch(*args, "-o", tmp_path / "out", "--workers", "1", "--plots", "none", "-q")
         assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_resume_redoes_a_set_whose_product_or_qc_json_is_damaged(runs, tmp_path):
+    """A product cut inside its data made astropy raise TypeError ('buffer is too small'), which ended the
+    whole batch in an internal error; a qc.json that is a list, or names a product by a number, likewise."""
+    import json
+    import shutil
+    from soxs_mflat.batch import verify_problem
+    _, sets, _, out, _, _ = runs
+    sid, _ = _good_set(runs, "fz")
+    d = tmp_path / sid
+    shutil.copytree(out / "reduced" / sets[sid]["night"] / "soxs-mflat" / sid, d)
+    assert verify_problem(d) is None
+    flat = d / "master_flat_vis.fits"
+    flat.write_bytes(flat.read_bytes()[:40000])
+    assert verify_problem(d) == "qc.json or a product cannot be read (TypeError)" or "master_flat" in verify_problem(d)
+    for record in ([], {"products": {"MFLAT": 3}}, {"products": None}):
+        (d / "qc.json").write_text(json.dumps(record))
+        assert verify_problem(d, plots=True) == "qc.json does not list the products by name"

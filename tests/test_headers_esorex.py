@@ -18,6 +18,7 @@ EDITS = {   # key -> value or (value, comment), set in every raw frame's header
     "OBJECT": "LAMP,FLAT with a name that takes more than one card " * 2,                      # CONTINUE
     "HIERARCH ESO OBS NAME": "it's the 'quoted' name of an OB, " * 4,                        # quotes doubled
     "HIERARCH ESO OBS TARG NAME": ("T" * 75, "the target's name, as the observer typed it into P2 " * 2),
+    "HIERARCH ESO OBS PROG NAME": ("P" * 80, "the PI's programme"),   # a comment with a quote, on the last card
     "MJD-OBS": (60960.46956481481, "Obs start"),                                              # comments kept
     "HIERARCH ESO DET WIN1 DIT1": (20.0, "[s] actual subintegration time"),
     "CTYPE1": "PIXEL", "CRPIX1": 1.0, "CRVAL1": 1.0, "CD1_1": 1.0, "TM-START": 43200.0,      # never inherited
@@ -29,14 +30,15 @@ NOT_INHERITED = ("CTYPE1", "CRPIX1", "CRVAL1", "CD1_1", "TM-START", "ESO QC RAWO
 
 def _edited_set(tmp_path: Path, fz: bool) -> Path:
     """A SOXS VIS set whose raw frames carry EDITS and FULL, under names longer than one card can hold that
-    differ only after the first 60 characters."""
+    differ only after the first 60 characters and hold brackets."""
     w = simulate_set("soxs", "vis", tmp_path / "set", nflats=3, seed=4)
     folder = tmp_path / "raws"
     folder.mkdir()
     rows = []
     for i, (path, tag) in enumerate(ic.entries(w)):
         if tag.startswith("LAMP,FLAT"):
-            dst = folder / f"night_2025-10-12_soxs_vis_calibration_flat_lamp_sequence_number_{i:02d}.fits"
+            # brackets: CFITSIO's file-name syntax, which made the plugin skip the raw's long strings silently
+            dst = folder / f"night_2025-10-12_soxs_vis_calibration_flat[lamp]_sequence_number_{i:02d}.fits"
             with fits.open(path) as hl:
                 for k, v in EDITS.items():
                     hl[0].header[k] = v

@@ -92,7 +92,10 @@ def verify_problem(outdir: Path, plots: bool = False) -> str | None:
     qc_json = outdir / section("qc")["json"]["file"]
     try:
         record = json.loads(qc_json.read_text())
-        names = list(record["products"].values())
+        products = record.get("products") if isinstance(record, dict) else None
+        if not isinstance(products, dict) or not all(isinstance(n, str) for n in products.values()):
+            return f"{qc_json.name} does not list the products by name"
+        names = list(products.values())
         if plots and not any(n.endswith(".pdf") for n in names):
             return "it was reduced without its QC PDFs (--plots none)"
         for name in names:
@@ -105,7 +108,7 @@ def verify_problem(outdir: Path, plots: bool = False) -> str | None:
                 return f"{name}: {problem}"
     except FileNotFoundError:
         return f"no {qc_json.name}"
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:   # noqa: BLE001 - a damaged product: astropy raises TypeError, OSError, ...; redo it
         return f"{qc_json.name} or a product cannot be read ({type(exc).__name__})"
     return None
 
@@ -325,8 +328,29 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
         tree = len(inputs) == 1 and Path(inputs[0]).is_dir()
         what = f"the frames of {inputs[0]}" if tree else f"{len(inputs)} SOF file{'s' * (len(inputs) > 1)}"
         print(f"soxs-mflat batch: reading {what}", file=sys.stderr, flush=True)
-    jobs = plan(inputs, out, unusable)
-    own, lock = None, _lock_batch(out) if any(j.status == "pending" for j in jobs) else None
+    created = [d for d in (out, *out.parents) if not d.exists()]
+    lock = _lock_batch(out)   # before the organiser writes OUT/sof: a second batch touches nothing
+    try:
+        try:
+            jobs = plan(inputs, out, unusable)
+        except Exception:   # bad input: nothing of this batch stays, not even the OUT it created
+            unlock_directory(out, lock)
+            lock = None
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+            raise
+        _run_planned(jobs, client, workers, scheduler, settings_file, plots, overwrite, progress)
+        return jobs, write_summary(jobs, out, plots)
+    finally:
+        if lock is not None:
+            unlock_directory(out, lock)
+
+
+def _run_planned(jobs, client, workers, scheduler, settings_file, plots, overwrite, progress) -> None:
+    own = None
     try:
         pending = sum(j.status == "pending" for j in jobs)
         if client is None and pending:   # no more worker processes than sets: each would start for nothing
@@ -334,11 +358,10 @@ def batch(inputs: list[Path], out: Path, client=None, workers: int = 2, schedule
         run_jobs(jobs, client, settings_file, plots, overwrite, progress)
     finally:
         if own is not None:
-            client.close()
-            own.close()
-        if lock is not None:
-            unlock_directory(out, lock)
-    return jobs, write_summary(jobs, out, plots)
+            try:
+                client.close()
+            finally:
+                own.close()
 
 
 def _lock_batch(out: Path) -> int:
@@ -374,6 +397,9 @@ def run_batch(args) -> int:
         return EXIT_BAD_INPUT
     for line in unusable:
         print(f"unusable: {line}", file=sys.stderr)
-    print(report(jobs))
-    print("summary: " + ", ".join(str(p) for p in paths))
+    try:
+        print(report(jobs))
+        print("summary: " + ", ".join(str(p) for p in paths), flush=True)
+    except BrokenPipeError:   # `batch ... | head`: the sets' outcome is still the exit code (3 if one failed)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return exit_code(jobs)

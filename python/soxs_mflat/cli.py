@@ -20,6 +20,7 @@ EXIT_PROCESSING = 3  # processing or writing failed: nothing was written
 EXIT_QC_FAILED = 4   # --strict-qc: products written, but a QC value is outside its acceptable range
 EXIT_BUSY = 5        # another run holds the lock of the output directory: nothing was written
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}   # 128 + signal number: nothing was written
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE: the reader of stdout or stderr went away before the command had reported
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,11 +273,12 @@ def _run_logged(args: argparse.Namespace, server) -> int:
         return EXIT_PROCESSING
     progress.done()
     _log_result(res)
+    code = EXIT_QC_FAILED if args.strict_qc and any(r.flag == "fail" for r in res.qc) else 0
     try:
         return _report(args, res)
-    except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly
+    except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly, same code
         _quiet_stdout()
-        return 0
+        return code
 
 
 def _log_problem(args: argparse.Namespace) -> str | None:
@@ -411,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         return command(args)
     except (KeyboardInterrupt, _Terminated) as exc:
         return _interrupted(name, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
-    except BrokenPipeError:   # any command's output into `| head`: stop quietly, as other command-line tools do
-        _quiet_stdout()
-        return 0
+    except BrokenPipeError:   # output into `| head` that closed: stop quietly with 128 + SIGPIPE, as a command
+        _quiet_stdout()       # the pipe kills does (0 would hide a failure the command had still to report)
+        return EXIT_BROKEN_PIPE
     except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
         if os.environ.get("SOXS_MFLAT_TRACEBACK"):
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from decimal import Decimal
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
 
@@ -13,28 +14,30 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?")
 def valued_cards(raw: bytes):
     """(key, value field, HIERARCH?) of each card with a value indicator, as the plugin's parse_card splits
     it: "KEY     = ..." or "HIERARCH KEY KEY = ..." (the key stripped; "" when a HIERARCH card has no "=")."""
-    text = raw.decode("ascii", "replace")
+    text = raw.decode("latin-1")   # byte for byte, as the plugin compares them
     for at in range(0, len(text), 80):
         c = text[at:at + 80]
+        if c == _END_CARD:   # what follows END is no card (the plugin's walk stops there too)
+            return
         if c.startswith("HIERARCH "):
             eq = c.find("=", 9)
-            yield (c[9:eq].strip(), c[eq + 1:], True) if eq > 0 else ("", "", True)
+            yield (c[9:eq].strip(" "), c[eq + 1:], True) if eq > 0 else ("", "", True)
         elif c[8:10] == "= ":
-            yield c[:8].strip(), c[10:], False
+            yield c[:8].strip(" "), c[10:], False
 
 
 def invalid_card(raw: bytes) -> tuple[str, str] | None:
     """(key, value text) of the first card whose value is no FITS value (FITS 4.0, section 4.2: a quoted
     string, T or F, an integer, a real, a complex, or empty), e.g. an unquoted NaN; None when all are."""
     for key, v, _ in valued_cards(raw):
-        v = v.strip()
+        v = v.strip(" ")
         if not key or not v or key in ("COMMENT", "HISTORY", "CONTINUE") or v[0] == "(":   # as the plugin
             continue
         if v[0] == "'":
             if not closed(v):
                 return key, v
             continue
-        v = v.split("/", 1)[0].rstrip()
+        v = v.split("/", 1)[0].rstrip(" ")
         if v and v not in ("T", "F") and not _NUMBER.fullmatch(v):
             return key, v
     return None
@@ -55,21 +58,22 @@ def closed(v: str) -> bool:
 
 def out_of_range(raw: bytes) -> tuple[str, str] | None:
     """(key, value text) of the first real value that a double cannot hold (beyond 1.8e308, or a non-zero
-    value below 2.2e-308, subnormal or rounded to 0): CFITSIO, and so the plugin, cannot read such a header,
-    while astropy took it for inf, 0 or a subnormal; None when there is none."""
+    value below 2.2e-308 before rounding: subnormal, 0 or DBL_MIN): CFITSIO, and so the plugin, cannot read
+    such a header, while astropy took it for inf, 0 or a subnormal; None when there is none."""
     for key, v, _ in valued_cards(raw):
-        v = v.split("/", 1)[0].strip() if "'" not in v.split("/", 1)[0] else ""
+        v = v.split("/", 1)[0].strip(" ") if "'" not in v.split("/", 1)[0] else ""
         if not key or key in ("COMMENT", "HISTORY", "CONTINUE") or not _NUMBER.fullmatch(v) or _INT.fullmatch(v):
             continue
-        mantissa = re.split("[EeDd]", v)[0]
-        x = float(v.translate(_D_TO_E))
-        if math.isinf(x) or (x == 0) != (mantissa.strip("+-.0") == "") or 0 < abs(x) < sys.float_info.min:
+        exact = Decimal(v.translate(_D_TO_E))   # below the smallest normal double before rounding, as strtod's
+        if math.isinf(float(exact)) or (exact != 0 and abs(exact) < _DBL_MIN):   # ERANGE (CFITSIO) tells
             return key, v
     return None
 
 
 _INT = re.compile(r"[+-]?\d+")
+_DBL_MIN = Decimal(sys.float_info.min)   # exactly 2.2250738585072013830902...e-308
 _D_TO_E = str.maketrans("Dd", "Ee")
+_END_CARD = "END" + " " * 77
 _KEY = re.compile(r"[A-Za-z0-9_-]+")             # FITS 4.0, section 4.1.2.1 (lower case: CPL upper-cases it)
 _HIERARCH_KEY = re.compile(r"[A-Za-z0-9_ -]+")   # ESO's HIERARCH convention: such words, blanks between
 
@@ -99,10 +103,10 @@ def keyword_problem(raw: bytes) -> str | None:
 def value_text(v: str) -> str:
     """A card's value as written, for comparing: a string up to its closing quote without its trailing
     blanks ('a  ' is 'a'), anything else up to its comment."""
-    v = v.strip()
+    v = v.strip(" ")   # blanks only: the plugin trims no tab
     if v.startswith("'"):
         i = 1
         while i < len(v) and not (v[i] == "'" and v[i + 1:i + 2] != "'"):
             i += 2 if v[i] == "'" else 1
-        return "'" + v[1:i].rstrip() + "'"
-    return v.split("/", 1)[0].rstrip()
+        return "'" + v[1:i].rstrip(" ") + "'"
+    return v.split("/", 1)[0].rstrip(" ")

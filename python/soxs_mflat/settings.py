@@ -240,11 +240,8 @@ def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
             p[k] = cast(k, v, "--param")
             origins.pop(k, None)
     _check(p, origins)
-    if origins_out is not None:
-        origins_out.update({k: f"settings file {v}" for k, v in origins.items()})
-        if overrides:
-            origins_out.update({k.replace("-", "_"): "--param" for k, _ in
-                                (overrides.items() if isinstance(overrides, Mapping) else map(_split, overrides))})
+    if origins_out is not None:   # the settings file's only: a --param value is named as the plugin names
+        origins_out.update({k: f"settings file {v}" for k, v in origins.items()})   # its own (not at all)
     return p
 
 
@@ -291,7 +288,8 @@ def _check(p: dict[str, Any], origins: Mapping[str, str] | None = None) -> None:
                                 + where(lo, hi))
 
 
-def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "", origins: Mapping[str, str] | None = None) -> None:
+def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "",
+                 origins: Mapping[str, str] | None = None) -> None:
     """The core's limits that need the order table or tie parameters together (rule parameter-limit;
     the plugin calls the same core function): ``order_deg`` below the number of orders, ...
     Called once the order table is read, before any frame is."""
@@ -301,8 +299,7 @@ def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "", origins: 
         core.check_params(p, n_orders)
     except InputError as exc:
         text = str(exc)
-        where = [f"{k} from {'the ' * o.startswith('settings')}{o}" for k, o in (origins or {}).items()
-                 if f"{k} = " in text]   # which of the values named was set where
+        where = [f"{k} from the {o}" for k, o in (origins or {}).items() if f"{k} = " in text]   # set where
         raise VerificationError("parameter-limit", f"{exc}{f' (order table {table})' if table else ''}"
                                 f"{'; ' + ', '.join(where) if where else ''}") from None
 
