@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=f"exit codes: 0 done (QC out of range flagged and warned about); {EXIT_INTERNAL} internal "
                        f"error; {EXIT_BAD_INPUT} bad input, nothing written; {EXIT_PROCESSING} processing failed, "
                        f"nothing written;\n  {EXIT_QC_FAILED} --strict-qc and a QC value out of range, products "
-                       f"written; {EXIT_BUSY} output directory busy; 130 / 143 interrupted (SIGINT / SIGTERM)")
+                       f"written; {EXIT_BUSY} output directory busy; 130 / 143 interrupted (SIGINT / SIGTERM);\n"
+                       f"  {EXIT_BROKEN_PIPE} the reader of its output went away first (| head)")
     r.add_argument("inputs", nargs="+", help="SOF file, directory, or FITS files")
     r.add_argument("-o", "--outdir", default=".", help="product directory (default: .)")
     r.add_argument("-s", "--settings", help="YAML settings file (see soxs-mflat params --yaml)")

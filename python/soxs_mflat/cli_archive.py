@@ -44,7 +44,8 @@ def add_archive_commands(sub) -> None:
     o.set_defaults(archive_command=_organise)
     b = sub.add_parser("batch", help="organise a directory (or take SOFs) and reduce every complete set on Dask",
                        epilog="exit codes: 0 every complete set done (now or before); 2 bad input; 3 a set failed "
-                              "(see the report); 5 another batch is writing into OUT; 130 / 143 interrupted")
+                              "(see the report); 5 another batch is writing into OUT; 130 / 143 interrupted; 141 the "
+                              "reader of its output went away first (| head)")
     b.add_argument("inputs", nargs="+", help="a directory tree, or SOF files")
     b.add_argument("-o", "--out", required=True, help="output root: OUT/reduced/<night>/soxs-mflat/<set>/")
     w = b.add_mutually_exclusive_group()
