@@ -423,15 +423,16 @@ void save_set(cpl_frameset* frames, const cpl_parameterlist* parlist, const Inpu
   named.insert(named.end(), L.cals.begin(), L.cals.end());
   if (L.bpm) named.push_back(L.bpm);
   const std::vector<QcVal> qc = qc_list(o.qc, o.extra_qc);
-  finish_header(staged, *L.raws[0], qc, named, calib_md5);
+  const RawCards inherited = inherited_cards(*L.raws[0]);   // one read of the raw's header for the three products
+  finish_header(staged, *L.raws[0], inherited, qc, named, calib_md5);
   sw.lap("write " + mf);
   const std::string ot = product_file("ORDER LOC", lower_arm, suffix), bk = product_file("BKGROUND FITS", lower_arm, suffix);
   save_order_table(frames, parlist, used, ct, o, arm, g_stage.dir + ot, *L.raws[0]);
-  finish_header(g_stage.dir + ot, *L.raws[0], qc, named, calib_md5);
+  finish_header(g_stage.dir + ot, *L.raws[0], inherited, qc, named, calib_md5);
   if (o.background) {
     save_primary_image(frames, parlist, used, *o.background, L.ny, L.nx,
                        pro_keys("BKGROUND FITS", arm, "BKGROUND", *L.raws[0]).get(), g_stage.dir + bk);
-    finish_header(g_stage.dir + bk, *L.raws[0], {}, named, calib_md5);
+    finish_header(g_stage.dir + bk, *L.raws[0], inherited, {}, named, calib_md5);
   }
   std::string tag = suffix.empty() ? "" : " " + suffix.substr(1);   // "_dlamp" -> " DLAMP", as the Python labels
   std::transform(tag.begin(), tag.end(), tag.begin(), ::toupper);

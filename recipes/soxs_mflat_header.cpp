@@ -76,18 +76,6 @@ void rewrite_card(fitsfile* fp, const std::string& key, const std::string& text,
   fits_update_card(fp, key.c_str(), card.c_str(), &status);
 }
 
-// The long strings of the first raw frame's header (its image HDU's, then the primary's of a tile-compressed
-// frame) that a product inherits.
-std::vector<LongString> inherited_long_strings(const In& ref) {
-  std::vector<LongString> out;
-  for (int hdu = ref.hdu; hdu >= 0; --hdu)
-    for (LongString& s : long_strings(ref.file, hdu))
-      if (inherited_key(s.key) &&
-          std::none_of(out.begin(), out.end(), [&](const LongString& o) { return o.key == s.key; }))
-        out.push_back(std::move(s));
-  return out;
-}
-
 // The frame each ESO PRO REC1 <group>i NAME card names (i, frame), among `frames` of CPL group `group`: cpl_dfs
 // writes the names in the frames' order and cuts one longer than a card, so the i-th card names the first
 // frame not yet matched whose name starts with its value. A cut name is written whole (CONTINUE cards), as
@@ -118,7 +106,21 @@ std::vector<std::pair<int, const In*>> provenance(fitsfile* fp, const char* grou
 // none (cpl_dfs writes it only from the input's DATAMD5 key; the CLI computes the MD5 of its data units).
 }  // namespace
 
-void finish_header(const std::string& file, const In& ref, const std::vector<QcVal>& qc,
+RawCards inherited_cards(const In& ref) {
+  RawCards out;
+  for (int hdu = ref.hdu; hdu >= 0; --hdu) {   // the image HDU first: its key wins over the primary's
+    RawCards one = raw_cards(ref.file, hdu);
+    for (LongString& s : one.strings)
+      if (inherited_key(s.key) &&
+          std::none_of(out.strings.begin(), out.strings.end(), [&](const LongString& o) { return o.key == s.key; }))
+        out.strings.push_back(std::move(s));
+    for (Undefined& u : one.undefined)
+      if (inherited_key(u.key)) out.undefined.push_back(std::move(u));
+  }
+  return out;
+}
+
+void finish_header(const std::string& file, const In& ref, const RawCards& inherited, const std::vector<QcVal>& qc,
                    const std::vector<const In*>& frames, const std::function<std::string(const In&)>& md5_of) {
   fitsfile* fp = nullptr;
   int status = 0;
@@ -126,13 +128,8 @@ void finish_header(const std::string& file, const In& ref, const std::vector<QcV
     ffcmsg();
     throw std::runtime_error("cannot open the staged product " + file + " to complete its header");
   }
-  put_long_strings(fp, inherited_long_strings(ref), status);
-  for (int hdu = ref.hdu; hdu >= 0; --hdu) {   // undefined values, which CPL made strings of their comments
-    std::vector<Undefined> keys = undefined_values(ref.file, hdu);
-    keys.erase(std::remove_if(keys.begin(), keys.end(), [](const Undefined& u) { return !inherited_key(u.key); }),
-               keys.end());
-    put_undefined(fp, keys, status);
-  }
+  put_long_strings(fp, inherited.strings, status);
+  put_undefined(fp, inherited.undefined, status);   // which CPL made strings of their comments
   const cpl_propertylist* h = ref.hdr.get();
   for (cpl_size i = 0; i < cpl_propertylist_get_size(h); ++i) {
     const cpl_property* p = cpl_propertylist_get_const(h, i);

@@ -10,23 +10,30 @@ struct StringCard { std::string key, value, comment; bool ok = false; };
 
 // The key and string value of one card ("KEY     = 'v'" or "HIERARCH K K = 'v'", or "CONTINUE  'v'"):
 // the value as written (quotes still doubled, trailing blanks kept), the comment after the closing quote.
-StringCard string_card(const std::string& c) {
-  StringCard r;
-  size_t v;
-  if (c.compare(0, 8, "CONTINUE") == 0 && c.compare(8, 2, "  ") == 0) {
-    r.key = "CONTINUE";
-    v = 10;
-  } else if (c.compare(0, 9, "HIERARCH ") == 0) {
+// The key of a card with a value ("KEY     = ..." or "HIERARCH K K = ...", trailing blanks removed) and where
+// its value field starts; false for a card without one.
+bool key_of(const std::string& c, std::string& key, size_t& v) {
+  if (c.compare(0, 9, "HIERARCH ") == 0) {
     const size_t eq = c.find('=', 9);
-    if (eq == std::string::npos) return r;
-    r.key = c.substr(9, eq - 9);
+    if (eq == std::string::npos) return false;
+    key = c.substr(9, eq - 9);
     v = eq + 1;
   } else {
-    if (c.compare(8, 2, "= ") != 0) return r;
-    r.key = c.substr(0, 8);
+    if (c.compare(8, 2, "= ") != 0) return false;
+    key = c.substr(0, 8);
     v = 10;
   }
-  r.key.erase(r.key.find_last_not_of(' ') + 1);
+  key.erase(key.find_last_not_of(' ') + 1);
+  return true;
+}
+
+StringCard string_card(const std::string& c) {
+  StringCard r;
+  size_t v = 10;
+  if (c.compare(0, 8, "CONTINUE") == 0 && c.compare(8, 2, "  ") == 0)
+    r.key = "CONTINUE";
+  else if (!key_of(c, r.key, v))
+    return r;
   v = c.find_first_not_of(' ', v);
   if (v == std::string::npos || c[v] != '\'') return r;
   size_t i = v + 1;
@@ -97,17 +104,7 @@ std::vector<std::string> records(const std::string& file, int hdu) {
 // The key and comment of a card whose value field is empty (FITS 4.0, section 4.2.1: an undefined value).
 bool undefined_card(const std::string& c, std::string& key, std::string& comment) {
   size_t v;
-  if (c.compare(0, 9, "HIERARCH ") == 0) {
-    const size_t eq = c.find('=', 9);
-    if (eq == std::string::npos) return false;
-    key = c.substr(9, eq - 9);
-    v = eq + 1;
-  } else {
-    if (c.compare(8, 2, "= ") != 0) return false;
-    key = c.substr(0, 8);
-    v = 10;
-  }
-  key.erase(key.find_last_not_of(' ') + 1);
+  if (!key_of(c, key, v)) return false;
   const size_t first = c.find_first_not_of(' ', v);
   if (first != std::string::npos && c[first] != '/') return false;   // a value
   comment = first == std::string::npos ? "" : c.substr(first + 1);
@@ -116,33 +113,17 @@ bool undefined_card(const std::string& c, std::string& key, std::string& comment
   return !key.empty();
 }
 
-}  // namespace
-
-std::vector<Undefined> undefined_values(const std::string& file, int hdu) {
+std::vector<Undefined> undefined_values(const std::vector<std::string>& cards) {
   std::vector<Undefined> out;
-  for (const std::string& c : records(file, hdu)) {
+  for (const std::string& c : cards) {
     Undefined u;
     if (undefined_card(c, u.key, u.comment)) out.push_back(u);
   }
   return out;
 }
 
-void put_undefined(fitsfile* fp, const std::vector<Undefined>& keys, int& status) {
-  for (const Undefined& u : keys) {   // astropy's layout: "KEY     =  / comment"
-    char card[FLEN_CARD];
-    int st = 0;
-    if (status || ffgcrd(fp, u.key.c_str(), card, &st)) continue;
-    const bool hierarch = u.key.size() > 8 || u.key.find(' ') != std::string::npos;
-    std::string c = (hierarch ? "HIERARCH " + u.key + " = " : u.key + std::string(8 - u.key.size(), ' ') + "= ") +
-                    (u.comment.empty() ? "" : " / " + u.comment);
-    if (c.size() > 80) c.resize(80);
-    fits_update_card(fp, u.key.c_str(), c.c_str(), &status);
-  }
-}
-
-std::vector<LongString> long_strings(const std::string& file, int hdu) {
+std::vector<LongString> long_strings(const std::vector<std::string>& cards) {
   std::vector<LongString> out;
-  const std::vector<std::string> cards = records(file, hdu);
   for (size_t i = 0; i < cards.size(); ++i) {
     const StringCard first = string_card(cards[i]);
     if (!first.ok || first.key == "CONTINUE") continue;
@@ -159,6 +140,13 @@ std::vector<LongString> long_strings(const std::string& file, int hdu) {
     i = j - 1;
   }
   return out;
+}
+
+}  // namespace
+
+RawCards raw_cards(const std::string& file, int hdu) {
+  const std::vector<std::string> cards = records(file, hdu);   // read once for both
+  return {long_strings(cards), undefined_values(cards)};
 }
 
 std::vector<std::string> long_string_cards(const LongString& s) {
@@ -189,6 +177,19 @@ std::vector<std::string> long_string_cards(const LongString& s) {
   }
   for (auto& c : cards) c.resize(80, ' ');
   return cards;
+}
+
+void put_undefined(fitsfile* fp, const std::vector<Undefined>& keys, int& status) {
+  for (const Undefined& u : keys) {   // astropy's layout: "KEY     =  / comment"
+    char card[FLEN_CARD];
+    int st = 0;
+    if (status || ffgcrd(fp, u.key.c_str(), card, &st)) continue;
+    const bool hierarch = u.key.size() > 8 || u.key.find(' ') != std::string::npos;
+    std::string c = (hierarch ? "HIERARCH " + u.key + " = " : u.key + std::string(8 - u.key.size(), ' ') + "= ") +
+                    (u.comment.empty() ? "" : " / " + u.comment);
+    if (c.size() > 80) c.resize(80);
+    fits_update_card(fp, u.key.c_str(), c.c_str(), &status);
+  }
 }
 
 void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status) {

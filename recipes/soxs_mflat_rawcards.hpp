@@ -18,22 +18,28 @@ struct LongString {
   std::string comment;   // the comments of its cards, joined with blanks (as astropy joins them)
 };
 
-// The continued string values of HDU `hdu` (0-based) of `file`; none when it cannot be read (the input
-// checks have refused unreadable files before the products are written).
-std::vector<LongString> long_strings(const std::string& file, int hdu);
-
-// The 80-character cards of one long string in astropy's layout: "KEY     = '...&'", then
-// "CONTINUE  '...&'" cards, the comment on the last card where it fits, else on "CONTINUE  '' / ..." cards.
-std::vector<std::string> long_string_cards(const LongString& s);
-
-// Replace each key of `strings` that the current HDU of `fp` holds by its cards (keys it lacks, i.e. not
-// inherited, are left out), and LONGSTRN when one was replaced. CFITSIO's own fits_update_key_longstr mangles HIERARCH keys (CFITSIO 4.2).
-void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status);
-
 // Undefined values ("KEY     =  / comment", FITS 4.0 section 4.2.1): CPL reads such a card as a string made of
 // its comment ('/ undefined value'), which the products inherited.
 struct Undefined { std::string key, comment; };
-std::vector<Undefined> undefined_values(const std::string& file, int hdu);
+
+// The long strings and undefined values of HDU `hdu` (0-based) of `file`, from one read of its header; none
+// when it cannot be read (the input checks have refused unreadable files before the products are written).
+struct RawCards {
+  std::vector<LongString> strings;
+  std::vector<Undefined> undefined;
+};
+RawCards raw_cards(const std::string& file, int hdu);
+
+// The 80-character cards of one long string in astropy's layout: "KEY     = '...&'", then "CONTINUE  '...&'"
+// cards, the comment on the last card where it fits, else the value kept open into "CONTINUE  '&' / ..." and
+// "CONTINUE  '' / ..." comment cards.
+std::vector<std::string> long_string_cards(const LongString& s);
+
+// Replace each key of `strings` that the current HDU of `fp` holds by its cards (keys it lacks, i.e. not
+// inherited, are left out), and write LONGSTRN when CONTINUE cards were. CFITSIO's own
+// fits_update_key_longstr mangles HIERARCH keys (CFITSIO 4.2).
+void put_long_strings(fitsfile* fp, const std::vector<LongString>& strings, int& status);
+
 // Each key of `keys` that the current HDU of `fp` holds, written back undefined (astropy's layout).
 void put_undefined(fitsfile* fp, const std::vector<Undefined>& keys, int& status);
 
