@@ -401,5 +401,6 @@ def run_batch(args) -> int:
         print(report(jobs))
         print("summary: " + ", ".join(str(p) for p in paths), flush=True)
     except BrokenPipeError:   # `batch ... | head`: the sets' outcome is still the exit code (3 if one failed)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from .cli import quiet_stdout
+        quiet_stdout()
     return exit_code(jobs)

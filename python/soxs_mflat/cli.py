@@ -278,7 +278,7 @@ def _run_logged(args: argparse.Namespace, server) -> int:
     try:
         return _report(args, res)
     except BrokenPipeError:   # `soxs-mflat run ... | head`: the products are written; stop quietly, same code
-        _quiet_stdout()
+        quiet_stdout()
         return code
 
 
@@ -363,11 +363,11 @@ def _params(args: argparse.Namespace) -> int:
                 print(f"{name:46s} {d['type']:5s} {str(val):8s} {settings.range_text(d) or '-':14s} {d['description']}")
         sys.stdout.flush()
     except BrokenPipeError:   # e.g. `soxs-mflat params | head`: stop quietly, as other command-line tools do
-        _quiet_stdout()
+        quiet_stdout()
     return 0
 
 
-def _quiet_stdout() -> None:
+def quiet_stdout() -> None:
     """stdout to /dev/null after a broken pipe: the interpreter's final flush would raise again."""
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, _Terminated) as exc:
         return _interrupted(name, signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM)
     except BrokenPipeError:   # output into `| head` that closed: stop quietly with 128 + SIGPIPE, as a command
-        _quiet_stdout()       # the pipe kills does (0 would hide a failure the command had still to report)
+        quiet_stdout()       # the pipe kills does (0 would hide a failure the command had still to report)
         return EXIT_BROKEN_PIPE
     except Exception as exc:   # a bug: a clean line and a documented exit code, never a traceback
         if os.environ.get("SOXS_MFLAT_TRACEBACK"):

@@ -41,7 +41,6 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
     if anc["from"] in ref.header:
         h[anc["from"]] = (ref.header[anc["from"]], ref.header.comments[anc["from"]])
         h[f"HIERARCH {anc['key']}"] = ref.header[anc["from"]]
-    _fit_comments(h)
     h["DATE"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     pro = {"DID": "PRO-1.16", "CATG": "", "TYPE": "", "TECH": "", "SCIENCE": False,
            "REC1 ID": RECIPE, "REC1 DRS ID": f"soxs-mflat-core/{__version__}", "REC1 PIPE ID": PIPE_ID}
@@ -59,21 +58,19 @@ def base_header(ref: Frame, raws: Iterable[Frame], cals: Iterable[Frame], params
     for i, (k, v) in enumerate(params.items(), 1):
         h[f"HIERARCH ESO PRO REC1 PARAM{i} NAME"] = k.replace("_", "-")  # the CLI alias, as esorex writes it
         h[f"HIERARCH ESO PRO REC1 PARAM{i} VALUE"] = _param_str(v)
-    if any(len(card.image) > 80 for card in h.cards):   # a value on CONTINUE cards (fitsverify warns without it)
+    if _format_cards(h):   # a value on CONTINUE cards (fitsverify warns without it)
         h["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used.")
     return h
 
 
-def _fit_comments(h: fits.Header) -> None:
-    """Cut the comments that no longer fit beside their value (astropy may write a number with more
-    characters than the raw card had, or HIERARCH adds its 9), as CFITSIO cuts them for the plugin: the
-    cards' images are made here, once, instead of warning when each product is written."""
+def _format_cards(h: fits.Header) -> bool:
+    """Make every card's image once, here, instead of warning when each product is written: comments that no
+    longer fit beside their value are cut (astropy may write a number with more characters than the raw card
+    had, or HIERARCH adds its 9), as CFITSIO cuts them for the plugin. True when a value needs CONTINUE cards."""
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Card is too long, comment will be truncated", fits.verify.VerifyWarning)
-        for card in h.cards:
-            if card.comment:
-                card.image   # noqa: B018 - formats (and cuts) the card's image once
+        return any([len(card.image) > 80 for card in h.cards])   # a list: every card formatted, not the first few
 
 
 def _param_str(v: Any) -> str:
