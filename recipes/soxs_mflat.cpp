@@ -112,23 +112,23 @@ std::string fmt_g(double v) {   // as the Python front end's :g
 // The ranges declared in data/parameters.yaml (generated RANGES), with the rule id and text of the
 // Python front end (settings.range_error), before any frame is read.
 void check_ranges(const soxs::NamedParams& m) {
-  const std::string rule = "[parameter-range] parameter ";
+  auto refuse = [](const std::string& what) { fail("parameter-range", {{"detail", "parameter " + what}}); };
   for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
     const auto& d = soxs_gen::PARAMS[i];
     const double v = m.at(d.name);
     if (d.type == 'i' && !(std::isfinite(v) && v == std::floor(v)))
-      throw InputError(rule + d.name + " must be an integer, got " + fmt_g(v));
+      refuse(std::string(d.name) + " must be an integer, got " + fmt_g(v));
   }
   for (int i = 0; i < soxs_gen::N_RANGES; ++i) {
     const auto& r = soxs_gen::RANGES[i];
     const double v = m.at(r.name);
-    auto fail = [&](const char* sign, double lim) {
-      throw InputError(rule + r.name + " must be " + sign + " " + fmt_g(lim) + ", got " + fmt_g(v));
+    auto beyond = [&](const char* sign, double lim) {
+      refuse(std::string(r.name) + " must be " + sign + " " + fmt_g(lim) + ", got " + fmt_g(v));
     };
-    if (r.has_min && !(v >= r.min)) fail(">=", r.min);
-    if (r.has_above && !(v > r.above)) fail(">", r.above);
-    if (r.has_max && !(v <= r.max)) fail("<=", r.max);
-    if (r.odd && std::fmod(std::fabs(v), 2.0) != 1.0) throw InputError(rule + r.name + " must be odd, got " + fmt_g(v));
+    if (r.has_min && !(v >= r.min)) beyond(">=", r.min);
+    if (r.has_above && !(v > r.above)) beyond(">", r.above);
+    if (r.has_max && !(v <= r.max)) beyond("<=", r.max);
+    if (r.odd && std::fmod(std::fabs(v), 2.0) != 1.0) refuse(std::string(r.name) + " must be odd, got " + fmt_g(v));
   }
 }
 
@@ -163,7 +163,7 @@ void check_limits(const Inputs& in, const soxs::NamedParams& prm) {
     try {
       soxs::check_recipe_params(prm, ct.orders.size());
     } catch (const std::invalid_argument& e) {
-      throw InputError(std::string("[parameter-limit] ") + e.what());
+      fail("parameter-limit", {{"detail", e.what()}});
     }
     const int64_t ny = (in.arm->row1 - in.arm->row0) / in.biny, nx = (in.arm->col1 - in.arm->col0) / in.binx;
     const soxs::Geometry g = geometry(in, ct);
@@ -568,11 +568,11 @@ int exec(cpl_plugin* plugin) {
     g_stage.unlock();
     cpl_msg_error(RECIPE, "input error: %s", e.what());
     return static_cast<int>(cpl_error_set_message(RECIPE, e.code, "%s", e.what()));
-  } catch (const std::invalid_argument& e) {   // InputError, and the core's checks of its input
+  } catch (const std::invalid_argument& e) {   // the core's checks of its input, which no rule names
     g_stage.release(recipe->frames);
     g_stage.unlock();
     cpl_msg_error(RECIPE, "input error: %s", e.what());
-    return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_DATA_NOT_FOUND, "%s", e.what()));
+    return static_cast<int>(cpl_error_set_message(RECIPE, CPL_ERROR_ILLEGAL_INPUT, "%s", e.what()));
   } catch (const std::exception& e) {
     g_stage.release(recipe->frames);
     g_stage.unlock();

@@ -213,8 +213,10 @@ static const RuleDef RULES[] = {
   {"non-finite", CPL_ERROR_ILLEGAL_INPUT, "{file}: {n} pixels of {what} are NaN or infinite"},
   {"saturated", CPL_ERROR_ILLEGAL_INPUT, "{file}: at least 0.1 % of the science pixels are at or above the saturation level (99.9th percentile {level} >= {limit} ADU)"},
   {"empty-flat", CPL_ERROR_ILLEGAL_INPUT, "{file}: no lamp light (99th percentile {p99} e- after detrending, need >= {limit})"},
+  {"parameter-range", CPL_ERROR_ILLEGAL_INPUT, "{detail}"},
+  {"parameter-limit", CPL_ERROR_ILLEGAL_INPUT, "{detail}"},
 };
-static const int N_RULES = 34;
+static const int N_RULES = 36;
 
 // QC metrics from data/contract/qc.yaml, in table order
 struct QcDef { const char* name; const char* unit; const char* comment; };

@@ -189,8 +189,10 @@ def test_esorex_refuses_bad_parameter_with_the_cli_text(inputs_vis, tmp_path, na
     r = subprocess.run(["esorex", f"--recipe-dir={PLUGIN_DIR}", f"--output-dir={tmp_path}", f"--log-dir={tmp_path}",
                         "soxs_mflat", f"--{name.replace('_', '-')}={value}", str(inputs_vis["sof"])],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    from soxs_mflat.rules import outcome
     out = " ".join((r.stdout + r.stderr).split())
-    assert r.returncode != 0 and text in out, out[-2000:]
+    rule = text[1:text.index("]")]
+    assert r.returncode == outcome(rule)["esorex_exit"] == 14 and text in out, (r.returncode, out[-2000:])
     assert "C++ core" not in out and not list(tmp_path.glob("*.fits"))   # refused before the frames were read
 
 

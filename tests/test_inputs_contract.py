@@ -57,3 +57,44 @@ def test_package_yaml_parses_as_pyyaml_safe_load():
     assert len(texts) >= 5
     for text in texts:
         assert package_yaml(text) == yaml.safe_load(text)
+
+
+def test_outcome_table_of_the_docs_lists_every_rule_under_its_outcome():
+    """docs/recipe.md's outcome table (hand-written) names each rule of the contract in the row of its
+    outcome, with that outcome's CLI exit and esorex exit; a rule added to the contract and not documented,
+    or documented under another exit code, fails here."""
+    import re
+
+    from soxs_mflat.contract import section
+    c = section("inputs")
+    doc = (PKG.parent.parent / "docs" / "recipe.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        m = re.match(r"\| ([a-z ]+) \| (\d+) \| (\d+) `(CPL_ERROR_\w+)` \| (.*) \|$", line)
+        if m:
+            rows[m[1].replace(" ", "-")] = (int(m[2]), int(m[3]), m[4], set(re.findall(r"`([a-z0-9-]+)`", m[5])))
+    assert set(rows) == set(c["outcomes"]), sorted(rows)
+    for name, o in c["outcomes"].items():
+        assert rows[name][:3] == (o["cli_exit"], o["esorex_exit"], o["cpl_error"]), name
+    for rule, spec in c["rules"].items():
+        assert rule in rows[spec["outcome"]][3], (rule, spec["outcome"])
+    named = set().union(*(r[3] for r in rows.values())) - {"--check-sof-exist"}   # esorex's option, in a note
+    assert named <= set(c["rules"]), sorted(named - set(c["rules"]))
+
+
+def test_every_rule_id_raised_by_python_is_in_the_contract():
+    """VerificationError refuses a rule id the contract lacks (the plugin, generated from the contract,
+    could not give it an outcome): parameter-range and parameter-limit were raised by the Python front end
+    only, and the plugin mapped them to exit 10 instead of the CLI's class (illegal, 14)."""
+    import re
+
+    import pytest
+    from soxs_mflat.contract import section
+    from soxs_mflat.rules import VerificationError
+    with pytest.raises(LookupError, match="no-such-rule"):
+        VerificationError("no-such-rule", "x")
+    used = set()
+    for path in PKG.rglob("*.py"):
+        used |= set(re.findall(r'(?:VerificationError|rule_error)\(\s*"([a-z0-9-]+)"', path.read_text()))
+    assert {"parameter-range", "parameter-limit", "missing-file"} <= used
+    assert used <= set(section("inputs")["rules"]), sorted(used - set(section("inputs")["rules"]))

@@ -10,6 +10,8 @@ class VerificationError(InputError):
     """An input set breaks a rule; ``rule`` names it, the message names the files."""
 
     def __init__(self, rule: str, message: str):
+        if rule not in section("inputs")["rules"]:   # a rule the plugin cannot know has no outcome either
+            raise LookupError(f"no rule {rule!r} in the input contract")
         super().__init__(f"[{rule}] {message}")
         self.rule = rule
 

@@ -74,8 +74,8 @@ def cast(name: str, value: Any, origin: str = "") -> Any:
         except (TypeError, ValueError):
             f = None
         if f is not None and not f.is_integer():
-            from .frames import VerificationError
-            raise VerificationError("parameter-range", f"parameter {name} must be an integer, got {f:g}{where}")
+            from .rules import rule_error
+            raise rule_error("parameter-range", detail=f"parameter {name} must be an integer, got {f:g}{where}")
     try:
         return _CASTS[kind](float(value) if kind == "int" and isinstance(value, str) else value)
     except (TypeError, ValueError, OverflowError):
@@ -272,7 +272,7 @@ def _check(p: dict[str, Any], origins: Mapping[str, str] | None = None) -> None:
     """Declared ranges (rule parameter-range), then the relations between parameters that the core
     checks (rule parameter-limit); all before any frame is read. ``origins``: the settings file of each
     value that came from one, named in the message (the plugin's text, which has no file, otherwise)."""
-    from .frames import VerificationError
+    from .rules import rule_error
     origins = origins or {}
 
     def where(*names: str) -> str:
@@ -281,11 +281,11 @@ def _check(p: dict[str, Any], origins: Mapping[str, str] | None = None) -> None:
     for name in definitions():
         msg = range_error(name, p[name])
         if msg:
-            raise VerificationError("parameter-range", msg + where(name))
+            raise rule_error("parameter-range", detail=msg + where(name))
     lo, hi = "min_percentage_threshold_for_edge_detection", "max_percentage_threshold_for_edge_detection"
     if p[lo] > p[hi]:
-        raise VerificationError("parameter-limit", f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}"
-                                + where(lo, hi))
+        raise rule_error("parameter-limit", detail=f"parameter {lo} = {p[lo]:g} must not exceed {hi} = {p[hi]:g}"
+                         + where(lo, hi))
 
 
 def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "",
@@ -294,14 +294,14 @@ def check_limits(p: Mapping[str, Any], n_orders: int, table: str = "",
     the plugin calls the same core function): ``order_deg`` below the number of orders, ...
     Called once the order table is read, before any frame is."""
     from . import core
-    from .frames import VerificationError
+    from .rules import rule_error
     try:
         core.check_params(p, n_orders)
     except InputError as exc:
         text = str(exc)
         where = [f"{k} from the {o}" for k, o in (origins or {}).items() if f"{k} = " in text]   # set where
-        raise VerificationError("parameter-limit", f"{exc}{f' (order table {table})' if table else ''}"
-                                f"{'; ' + ', '.join(where) if where else ''}") from None
+        raise rule_error("parameter-limit", detail=f"{exc}{f' (order table {table})' if table else ''}"
+                         f"{'; ' + ', '.join(where) if where else ''}") from None
 
 
 def example_yaml(instrument: str | None = None, arm: str | None = None) -> str:
