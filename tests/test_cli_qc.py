@@ -169,3 +169,40 @@ def test_two_directories_are_refused_as_such(sof, tmp_path):
     r = _cli("run", raw, calib, "-o", tmp_path / "out")
     assert r.returncode == 2 and f"{raw}, {calib}: a directory among several inputs" in r.stderr, r.stderr
     assert "unreadable-fits" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_run_plots_none_writes_the_same_fits_without_pdfs_and_replaces_earlier_pdfs(nominal, sof, tmp_path):
+    """`run --plots none` (as batch's): the FITS data and qc.json values of the nominal run, no PDF. Over an
+    earlier run's directory the old PDFs would describe other products: refused without --overwrite, removed
+    with it."""
+    import numpy as np
+    out = tmp_path / "o"
+    r = _cli("run", sof, "-o", out, "--plots", "none", "-q")
+    assert r.returncode == 0, r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.endswith(".pdf")] and "master_flat_vis.fits" in names
+    assert names == {p.name for p in nominal["out"].iterdir() if p.suffix != ".pdf"}
+    for name in names - {"qc.json"}:
+        with fits.open(out / name) as a, fits.open(nominal["out"] / name) as b:
+            for ha, hb in zip(a, b):
+                assert (ha.data is None) == (hb.data is None)
+                if ha.data is not None:
+                    assert np.array_equal(np.asarray(ha.data), np.asarray(hb.data)), (name, ha.name)
+    assert [q["value"] for q in json.loads((out / "qc.json").read_text())["qc"]] == [q["value"] for q in nominal["qc"]["qc"]]
+    earlier = tmp_path / "earlier"
+    r = _cli("run", sof, "-o", earlier, "-q")
+    assert r.returncode == 0 and len(list(earlier.glob("*.pdf"))) == 2, r.stderr
+    r = _cli("run", sof, "-o", earlier, "--plots", "none", "-q")
+    assert r.returncode == 2 and "order_loc_res_vis.pdf" in r.stderr and "--overwrite" in r.stderr, r.stderr
+    r = _cli("run", sof, "-o", earlier, "--plots", "none", "-q", "--overwrite")
+    assert r.returncode == 0 and not list(earlier.glob("*.pdf")), r.stderr
+    assert {p.name for p in earlier.iterdir()} == names
+
+
+def test_an_unknown_option_of_run_shows_run_usage(tmp_path):
+    """argparse leaves unrecognised options to the top-level parser, whose usage lists the commands only."""
+    r = _cli("run", "--bogus", "x.sof")
+    assert r.returncode == 2 and r.stderr.startswith("usage: soxs-mflat run ") and "--strict-qc" in r.stderr, r.stderr
+    assert r.stderr.rstrip().endswith("soxs-mflat run: error: unrecognized arguments: --bogus")
+    r = _cli("params", "--bogus")
+    assert r.returncode == 2 and r.stderr.startswith("usage: soxs-mflat params "), r.stderr

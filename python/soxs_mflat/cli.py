@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "QC, products) to FILE")
     r.add_argument("--strict-qc", action="store_true",
                    help=f"exit with code {EXIT_QC_FAILED} when a QC value is outside its acceptable range")
+    r.add_argument("--plots", choices=["pdf", "none"], default="pdf",
+                   help="QC PDFs beside the products (default), or none (as batch --plots none)")
     pp = sub.add_parser("params", help="list the recipe parameters and their defaults")
     pp.add_argument("--instrument", choices=["soxs", "xshooter"], help="default: soxs")
     pp.add_argument("--arm", choices=["uvb", "vis", "nir"], help="default: vis")
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "cosmics=2000,stale=1 (see docs/simulator.md)")
     from .cli_archive import add_archive_commands
     add_archive_commands(sub)
+    p.subcommands = sub.choices   # main: an unknown option is reported with its command's usage
     return p
 
 
@@ -207,14 +210,15 @@ def _run(args: argparse.Namespace) -> int:
     # first, before numpy and astropy are imported here: the QC-plot server imports the drawing layer (reportlab) meanwhile
     import gc
     from .plotserver import PlotServer
-    server = PlotServer.start()
+    server = PlotServer.start() if args.plots == "pdf" else None
     gc.disable()   # the imports make ~10^5 objects and no garbage: collections cost 10 % of their time
     try:
         return _run_with(args, server)
     finally:
         gc.unfreeze()
         gc.enable()
-        server.close()
+        if server is not None:
+            server.close()
 
 
 EXIT_MEANING = {0: "done", EXIT_INTERNAL: "internal error", EXIT_BAD_INPUT: "bad input, nothing written",
@@ -259,7 +263,7 @@ def _run_logged(args: argparse.Namespace, server) -> int:
     progress = _Progress(not args.quiet, args.verbose)
     try:
         res = _in_worker(run_mflat, inputs, args.outdir, args.settings, args.param, args.overwrite, progress,
-                         True, server)
+                         args.plots == "pdf", server)
     except OutputBusy as exc:
         progress.done()
         _error(f"soxs-mflat run: output directory busy: {exc}")
@@ -405,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     try:   # from the first step: Ctrl-C while the parser's modules are imported is an interrupt too
         name = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "?")
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:   # argparse leaves these to the top-level parser, whose usage does not show the command's options
+            parser.subcommands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
         name = args.command or name
         command = COMMANDS.get(args.command) or getattr(args, "archive_command", None)
         if command is None:

@@ -95,9 +95,13 @@ class Staging:
     """``with Staging(outdir, finals, overwrite, nbytes) as st:`` write to ``st.path(final)``, then
     ``st.commit()``; leaving the block without a commit removes everything this run wrote."""
 
-    def __init__(self, outdir: str | Path, finals: Iterable[Path], overwrite: bool, nbytes: int = 0):
+    def __init__(self, outdir: str | Path, finals: Iterable[Path], overwrite: bool, nbytes: int = 0,
+                 unwritten: Iterable[Path] = ()):
         self.outdir = Path(outdir)
         self.finals = [Path(p) for p in finals]
+        # products of the set this run does not write (QC PDFs with --plots none): an earlier run's are
+        # replaced like the others (refused without overwrite, removed at the commit)
+        self.unwritten = [Path(p) for p in unwritten]
         self.overwrite, self.nbytes = overwrite, nbytes
         self.dir: Path | None = None
         self.workers: list = []          # QC-plot processes, killed on abort
@@ -146,7 +150,7 @@ class Staging:
         for p in self.finals:
             if p.is_dir():
                 raise InputError(f"{p}: a directory is in the place of a product; remove or rename it")
-        existing = [str(p) for p in self.finals if p.exists() or p.is_symlink()]
+        existing = [str(p) for p in (*self.finals, *self.unwritten) if p.exists() or p.is_symlink()]
         if existing and not self.overwrite:
             raise InputError(f"products already exist (use --overwrite to replace them): {', '.join(existing)}")
 
@@ -192,6 +196,13 @@ class Staging:
                     os.replace(self.dir / Path(final).name, final)
                 except OSError as exc:
                     raise ProcessingError(f"{final}: cannot write the product ({exc.strerror})") from None
+            for stale in self.unwritten:
+                try:
+                    stale.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise ProcessingError(f"{stale}: cannot remove the earlier run's product ({exc.strerror})") from None
             os.rmdir(self.dir)
             self.dir = None
             self._created = []       # the directory now holds products

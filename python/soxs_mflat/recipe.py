@@ -91,10 +91,13 @@ def _run(inputs, outdir, settings_file, params, overwrite: bool, say: Progress, 
     ranges = settings.qc_ranges(s.arm.instrument, s.arm.arm, settings_file)
     _log_run(s, p, ranges, settings_file)
     outdir = Path(outdir)
-    paths = without_plots(planned_paths(s, p, outdir), plots)
+    planned = planned_paths(s, p, outdir)
+    paths = without_plots(planned, plots)
     refuse_overwriting_inputs(frames, paths)
     ny, nx = frame_shape(next(iter(s.flats.values()))[0])
-    with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx)) as st:
+    # without plots, QC PDFs left by an earlier run would describe other products: replaced by nothing
+    unwritten = [f for label, f in planned.items() if label not in paths]
+    with Staging(outdir, paths.values(), overwrite, product_bytes(paths.values(), ny, nx), unwritten) as st:
         if server is not None:
             st.plot_server = server
             st.workers.append(server)   # killed (with the pages it renders) when the run is aborted
