@@ -206,3 +206,21 @@ def test_an_unknown_option_of_run_shows_run_usage(tmp_path):
     assert r.stderr.rstrip().endswith("soxs-mflat run: error: unrecognized arguments: --bogus")
     r = _cli("params", "--bogus")
     assert r.returncode == 2 and r.stderr.startswith("usage: soxs-mflat params "), r.stderr
+
+
+def test_verbose_shows_the_qc_table_once(nominal):
+    """-v printed the QC table on stdout and again on stderr ("INFO: QC:"); the log file keeps it."""
+    r = nominal["run"]
+    table_row = "INNER ORDER PIX SUM  "   # the table's row, not the "QC range ..." line of the parameters
+    assert r.stdout.count(table_row) == 1
+    assert table_row not in r.stderr and "product MFLAT" not in r.stderr, r.stderr
+    assert nominal["log"].count(table_row) == 1 and "product MFLAT" in nominal["log"]
+
+
+def test_uvb_product_list_is_aligned(inputs_uvb, tmp_path):
+    """The label column was 18 characters wide; UVB's labels run to 19 ("BKGROUND FITS DLAMP")."""
+    r = _cli("run", inputs_uvb["sof"], "-o", tmp_path / "o", "--plots", "none")
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if str(tmp_path / "o") in ln]
+    assert len(lines) == 9 and any("BKGROUND FITS DLAMP" in ln for ln in lines)
+    assert len({ln.index(str(tmp_path)) for ln in lines}) == 1, lines

@@ -171,11 +171,13 @@ def _log_result(res) -> None:
     import logging
     from .qc import format_table
     log = logging.getLogger("soxs_mflat")
-    log.info("QC:\n%s", format_table(res.qc))
+    once = {"log_file_only": True}   # stdout shows the table and the products (-v printed them twice)
+    log.info("QC:\n%s", format_table(res.qc), extra=once)
     for lamp, rows in res.qc_per_lamp.items():
-        log.info("QC %s:\n%s", lamp, format_table(rows))
+        log.info("QC %s:\n%s", lamp, format_table(rows), extra=once)
+    width = max(map(len, res.products), default=0)
     for label, path in res.products.items():
-        log.info("product %-20s %s", label, path)
+        log.info("product %-*s %s", width, label, path, extra=once)
     log.info("finished in %.2f s", res.seconds)
 
 
@@ -338,8 +340,9 @@ def _report(args: argparse.Namespace, res) -> int:
     else:
         print(format_table(res.qc))
         print()
+        width = max(map(len, res.products), default=0)   # UVB's labels run to "BKGROUND FITS DLAMP"
         for label, path in res.products.items():
-            print(f"{label:18s} {path}")
+            print(f"{label:{width}s}  {path}")
         print(f"\nsoxs_mflat {res.arm} finished in {res.seconds:.1f} s" + (f"; {len(bad)} QC value(s) out of range"
                                                                          if bad else ""))
         sys.stdout.flush()
