@@ -185,3 +185,23 @@ def test_a_range_of_booleans_or_not_two_values_is_refused(tmp_path, value):
     f.write_text(f"soxs-mflat:\n  qc-acceptable-ranges:\n    x-res-sd: {value}\n")
     with pytest.raises(InputError, match=r"x-res-sd must be \[low, high\], got"):
         settings.qc_ranges("soxs", "vis", f)
+
+
+def test_docs_qc_table_gives_the_contract_units():
+    """docs/recipe.md's QC table said e⁻ / px where the products, qc.json and qc.yaml say electrons / pixels;
+    every metric it names has the contract's unit ('–' for none)."""
+    import re
+    from pathlib import Path
+
+    from soxs_mflat.qc import definitions
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "recipe.md").read_text()
+    seen = set()
+    for line in doc[doc.index("| QC | description | unit |"):].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name in (n.strip() for n in re.split(r",| / ", cells[0])):
+            assert name in definitions(), name
+            assert cells[2] == (definitions()[name][0] or "–"), (name, cells[2])
+            seen.add(name)
+    assert seen == set(definitions()), set(definitions()) - seen
