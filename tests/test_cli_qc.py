@@ -82,6 +82,12 @@ def test_params_names_its_arm_refuses_soxs_uvb_and_survives_a_closed_pipe():
     r = _cli("params", "--instrument", "xshooter", "--arm", "nir")
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "# soxs_mflat parameters for XSHOOTER NIR"
     assert "order_deg" in r.stdout
+    upper = _cli("params", "--instrument", "XSHOOTER", "--arm", "NIR")   # as the headers spell them
+    assert upper.returncode == 0 and upper.stdout == r.stdout, upper.stderr
+    from soxs_mflat import settings
+    rows = r.stdout.splitlines()[1:]
+    starts = {ln.index(settings.definitions()[ln.split()[0]]["description"]) for ln in rows}
+    assert len(rows) == len(settings.definitions()) and len(starts) == 1, starts   # one description column
     bad = _cli("params", "--instrument", "soxs", "--arm", "uvb")
     assert bad.returncode == 2 and "SOXS has no UVB arm" in bad.stderr
     y = _cli("params", "--yaml", "--instrument", "soxs", "--arm", "nir")

@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", choices=["pdf", "none"], default="pdf",
                    help="QC PDFs beside the products (default), or none (as batch --plots none)")
     pp = sub.add_parser("params", help="list the recipe parameters and their defaults")
-    pp.add_argument("--instrument", choices=["soxs", "xshooter"], help="default: soxs")
-    pp.add_argument("--arm", choices=["uvb", "vis", "nir"], help="default: vis")
+    pp.add_argument("--instrument", type=str.lower, choices=["soxs", "xshooter"], help="default: soxs")
+    pp.add_argument("--arm", type=str.lower, choices=["uvb", "vis", "nir"], help="default: vis")
     form = pp.add_mutually_exclusive_group()   # --yaml --markdown printed the table alone, silently
     form.add_argument("--yaml", action="store_true", help="print a settings file to copy and edit (with the values "
                       "of --instrument/--arm when given)")
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(esorex with CPL 7.2.3 / CFITSIO 4.2 writes a wrong DATAMD5; see docs/recipe.md)")
     f.add_argument("files", nargs="+", help="FITS products")
     s = sub.add_parser("simulate", help="write a simulated raw flat set with calibrations, SOF and truth")
-    s.add_argument("--instrument", required=True, choices=["soxs", "xshooter"])
-    s.add_argument("--arm", required=True, choices=["uvb", "vis", "nir"])
+    s.add_argument("--instrument", required=True, type=str.lower, choices=["soxs", "xshooter"])   # as headers: SOXS
+    s.add_argument("--arm", required=True, type=str.lower, choices=["uvb", "vis", "nir"])
     s.add_argument("--out", required=True, help="output folder, new or empty (created)")
     s.add_argument("--nflats", type=int, default=5, help="raw lamp flats per lamp (default 5)")
     s.add_argument("--binning", default="1x1", help="1x1, 1x2, 2x1 or 2x2 (UVB/VIS only)")
@@ -365,9 +365,12 @@ def _params(args: argparse.Namespace) -> int:
             arm = args.arm or "vis"
             chosen = "" if args.instrument and args.arm else " (choose with --instrument / --arm)"
             print(f"# soxs_mflat parameters for {inst.upper()} {arm.upper()}{chosen}")
-            for name, d in settings.definitions().items():
+            defs = settings.definitions()
+            ranges = {name: settings.range_text(d) or "-" for name, d in defs.items()}
+            w = max(map(len, ranges.values()))   # ">= 1, <= 101, odd" ran into the descriptions
+            for name, d in defs.items():
                 val = settings.default(name, inst, arm)
-                print(f"{name:46s} {d['type']:5s} {str(val):8s} {settings.range_text(d) or '-':14s} {d['description']}")
+                print(f"{name:46s} {d['type']:5s} {str(val):8s} {ranges[name]:{w}s} {d['description']}")
         sys.stdout.flush()
     except BrokenPipeError:   # e.g. `soxs-mflat params | head`: stop quietly, as other command-line tools do
         quiet_stdout()

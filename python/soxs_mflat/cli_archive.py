@@ -27,7 +27,8 @@ def add_archive_commands(sub) -> None:
                        "ESO archive file names; distractors; one incomplete set) and its truth")
     a.add_argument("--out", required=True, help="output folder, new or empty: OUT/archive (the tree) and OUT/truth")
     a.add_argument("--nights", type=int, required=True)
-    a.add_argument("--instruments", nargs="+", choices=["soxs", "xshooter"], default=["soxs", "xshooter"])
+    a.add_argument("--instruments", nargs="+", type=str.lower, choices=["soxs", "xshooter"],
+                   default=["soxs", "xshooter"])
     a.add_argument("--setups", nargs="+", metavar="INST/ARM/BIN",
                    help="setups observed each night, e.g. soxs/vis/2x2 (soxs/vis/2x2@0: on the first night only; "
                    "default: three per instrument)")
