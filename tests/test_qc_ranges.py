@@ -141,6 +141,12 @@ def test_top_level_and_arm_ranges_merge_per_qc(tmp_path):
     ("  nir:\n    qc-acceptable-ranges:\n      x-res-sdd: [0, 0.1]\n", r"s\.yaml \(nir block\): .*unknown QC 'x-res-sdd'"),
     ("  uvb:\n    order-degg: 3\n", r"unknown parameter 'order_degg' \(.*s\.yaml \(uvb block\)\)"),
     ("  nir:\n    order-deg: many\n", r"order_deg \(.*s\.yaml \(nir block\)\) must be int"),
+    # a misspelt arm block: not "unknown parameter 'vsi'" alone, but what the arm blocks are
+    ("  vsi:\n    order-deg: 4\n", r"unknown parameter or arm block 'vsi' \(.*s\.yaml\) \(did you mean 'vis'\?\): "
+                                   r"the arm blocks are uvb:, vis:, nir:"),
+    ("  VIS:\n    order-deg: 4\n", r"arm block 'VIS' .*did you mean 'vis'"),
+    ("  uvb:\n    slice-lenght-for-edge-detection: 3\n",
+     r"unknown parameter 'slice_lenght_for_edge_detection' .*did you mean 'slice_length_for_edge_detection'"),
 ])
 def test_every_arm_block_is_checked_not_only_the_one_reduced(tmp_path, block, match):
     f = tmp_path / "s.yaml"

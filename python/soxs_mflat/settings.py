@@ -54,12 +54,25 @@ def default(name: str, instrument: str, arm: str) -> Any:
     return d
 
 
+def _unknown(name: str, value: Any, where: str) -> str:
+    """An unknown name, with the nearest known ones; a mapping under it is a misspelt arm block (`vsi:`)."""
+    import difflib
+    if isinstance(value, dict):
+        near = difflib.get_close_matches(name.lower(), ARMS, 1, 0.5)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return (f"unknown parameter or arm block {name!r}{where}{hint}: the arm blocks are "
+                f"{', '.join(a + ':' for a in ARMS)}, each a mapping of parameter names to values")
+    near = difflib.get_close_matches(name, definitions(), 3, 0.6)
+    hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+    return f"unknown parameter {name!r}{where}{hint} (soxs-mflat params lists the parameters)"
+
+
 def cast(name: str, value: Any, origin: str = "") -> Any:
     """Convert a user value to the parameter's type, with an error naming where it came from."""
     defs = definitions()
     where = f" ({origin})" if origin else ""
     if name not in defs:
-        raise InputError(f"unknown parameter {name!r}{where}; known: {', '.join(sorted(defs))}")
+        raise InputError(_unknown(name, value, where))
     kind = defs[name]["type"]
     if kind == "bool" and isinstance(value, str):
         low = value.strip().lower()
