@@ -33,7 +33,8 @@ def test_every_set_found_with_the_true_calibrations(archive, tmp_path):
             want["LAMPOFF"] = sorted(t["lampoff"])
         assert cal == want, t["id"]
         assert s.complete == t["complete"] and s.missing == t["missing"]
-    assert o.n_ignored == truth["n_ignored"]
+    assert (o.n_ignored, o.n_unusable) == (truth["n_ignored"], truth["n_unusable"])   # each file counted once
+    assert o.n_unusable == len(o.set_aside()) and truth["n_unusable"] > 0
     # raw frames in each of the four forms were classified (and found in their sets above)
     suffixes = {f.path.name.split(".fits")[-1] for s in o.sets for f in s.flats}
     assert suffixes == {"", ".gz", ".fz", ".Z"}
@@ -90,7 +91,9 @@ def test_cli_json_lists_incomplete_set_with_missing(archive):
     assert bad[0]["missing"] == ["MASTER_BIAS"] and "MASTER_BIAS" not in bad[0]["calibrations"]
     table = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "organise", str(out / "archive")],
                            capture_output=True, text=True, check=True).stdout
-    assert f"{truth['n_ignored']} files ignored" in table
+    assert f"{truth['n_ignored']} files ignored (" in table and f"; {truth['n_unusable']} unusable (" in table
+    summary = next(ln for ln in table.splitlines() if " files ignored (" in ln)
+    assert "unreadable" not in summary.split("files ignored")[1].split("unusable")[0], summary   # not counted twice
     lines = table.splitlines()
     at = lines[0].index("missing")   # the column lines up on every row (file names come last, after it)
     rows = [ln for ln in lines[2:] if ln[:4].isdigit()]

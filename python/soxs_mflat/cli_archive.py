@@ -77,7 +77,7 @@ def _simulate_archive(args: argparse.Namespace) -> int:
         print(f"soxs-mflat simulate-archive: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     n_ok = sum(s["complete"] for s in truth["sets"])
-    print(f"wrote {len(truth['sets'])} sets ({n_ok} complete) and {truth['n_ignored']} distractor files to "
+    print(f"wrote {len(truth['sets'])} sets ({n_ok} complete) and {truth['n_ignored'] + truth['n_unusable']} distractor files to "
           f"{truth['archive']} in {time.perf_counter() - t0:.1f} s; truth in {args.out}/truth/sets.json")
     return 0
 
@@ -105,7 +105,7 @@ def _organise(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.json:
         print(to_json(o))
-        print(f"{len(o.sets)} sets, {o.n_ignored} files ignored", file=sys.stderr)
+        print(f"{len(o.sets)} sets, {o.counts()}", file=sys.stderr)
         for line in o.set_aside():     # the unusable files, each with its reason
             print(f"unusable: {line}", file=sys.stderr)
     else:

@@ -152,7 +152,20 @@ class Organised:
 
     @property
     def n_ignored(self) -> int:
-        return sum(len(v) for v in self.ignored.values())
+        """Files that are no input of this recipe (not FITS, another kind): counted only."""
+        return sum(len(v) for k, v in self.ignored.items() if k not in NOTED)
+
+    @property
+    def n_unusable(self) -> int:
+        """Files that would be inputs but cannot be used (reasons NOTED): each listed by ``set_aside``."""
+        return sum(len(v) for k, v in self.ignored.items() if k in NOTED)
+
+    def counts(self) -> str:
+        """'17 files ignored (17 not FITS); 3 unusable (3 unreadable)': each file counted once."""
+        def part(n: int, what: str, noted: bool) -> str:
+            why = [f"{len(v)} {k}" for k, v in self.ignored.items() if (k in NOTED) == noted and v]
+            return f"{n} {what}" + (f" ({', '.join(why)})" if why else "")
+        return part(self.n_ignored, "files ignored", False) + "; " + part(self.n_unusable, "unusable", True)
 
     def set_aside(self) -> list[str]:
         """One line per unusable file (unreadable, a path no SOF line can hold, a duplicate): the file and why."""
@@ -387,9 +400,7 @@ def format_table(o: Organised) -> str:
         lines.append(f"{s.night:10s} {s.instrument:10s} {s.arm:3s} {s.setup:{setup}s} {len(s.flats):5d}  "
                      f"{', '.join(s.missing) or '-':{width}s}  {cals}")
     n_ok = sum(s.complete for s in o.sets)
-    lines.append(f"\n{len(o.sets)} sets ({n_ok} complete, {len(o.sets) - n_ok} incomplete); "
-                 f"{o.n_ignored} files ignored" + (" (" + ", ".join(f"{len(v)} {k}" for k, v in o.ignored.items())
-                                                   + ")" if o.ignored else ""))
+    lines.append(f"\n{len(o.sets)} sets ({n_ok} complete, {len(o.sets) - n_ok} incomplete); {o.counts()}")
     aside = o.set_aside()
     if aside:
         lines.append("unusable files (in no set):")

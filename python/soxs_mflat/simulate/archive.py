@@ -96,8 +96,9 @@ def _store_calib(src: Path, dest_dir: Path, label: str, mjd: float | None = None
     return dest
 
 
-def _distractors(night_dir: Path, instrument: str, mjd: float, rng) -> int:
-    """Frames and files the organiser must ignore: raw bias, format check, science, non-FITS."""
+def _distractors(night_dir: Path, instrument: str, mjd: float, rng) -> tuple[int, int]:
+    """Frames and files the organiser must ignore (raw bias, format check, science, non-FITS) and one it
+    must report as unusable (a .fits that is not FITS): their numbers."""
     n = 0
     for k, (dtype, tech) in enumerate((("BIAS", "IMAGE"), ("LAMP,FMTCHK", "ECHELLE,PINHOLE"), ("OBJECT", "ECHELLE,SLIT"))):
         h = fits.Header()
@@ -111,7 +112,7 @@ def _distractors(night_dir: Path, instrument: str, mjd: float, rng) -> int:
     (night_dir / f"README_{PREFIX[instrument]}.txt").write_text("observing log: nothing to see here\n")
     # what an interrupted archive download leaves: an HTML error page with a FITS name
     (night_dir / f"{PREFIX[instrument]}.download_error.fits").write_text("<html><body>503 Service Unavailable</body></html>\n")
-    return n + 2
+    return n + 1, 1
 
 
 def _binning_label(arm, binning: str) -> str:
@@ -183,7 +184,7 @@ def simulate_archive(out: str | Path, nights: int, instruments=("soxs", "xshoote
     specs = list(setups) if setups else [s for i in instruments for s in SETUPS[i.lower()]]
     on_night = lambda spec, n: "@" not in spec or int(spec.split("@")[1]) == n   # noqa: E731
     rng = np.random.default_rng(seed)
-    sets, ignored, static = [], 0, {}
+    sets, ignored, unusable, static = [], 0, 0, {}
     for n in range(nights):
         mjd_night = FIRST_NIGHT_MJD + n
         for k, spec in enumerate(specs):
@@ -193,8 +194,9 @@ def simulate_archive(out: str | Path, nights: int, instruments=("soxs", "xshoote
                 sets.append(_one_set(out, setup, mjd_night + k * SET_SPACING_DAYS, seed * 1000 + len(sets),
                                      nflats, compress[(n + k) % len(compress)] if compress else "", static, detector))
         for inst in sorted({s.split("/")[0].upper() for s in specs}):
-            ignored += _distractors(out / "archive" / _night(mjd_night), inst, mjd_night - 0.2, rng)
+            n_other, n_broken = _distractors(out / "archive" / _night(mjd_night), inst, mjd_night - 0.2, rng)
+            ignored, unusable = ignored + n_other, unusable + n_broken
     _make_incomplete(out, next(s for s in sets if s["night"] == sets[-1]["night"]))
-    truth = {"sets": sets, "n_ignored": ignored, "archive": str(out / "archive")}
+    truth = {"sets": sets, "n_ignored": ignored, "n_unusable": unusable, "archive": str(out / "archive")}
     (out / "truth" / "sets.json").write_text(json.dumps(truth, indent=1) + "\n")
     return truth
