@@ -370,6 +370,19 @@ std::string value_text(const Card& card) {
   return "'" + inner + "'";
 }
 
+// Two values of one keyword the same (soxs_mflat.headercards.same_value): as written, or as numbers
+// (1.0, 1.00 and 1.0D0 are one value; a repeated card rewritten by another tool need not be refused).
+bool same_value(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  if (!is_number_text(a) || !is_number_text(b)) return false;
+  auto num = [](std::string t) {
+    std::replace(t.begin(), t.end(), 'D', 'E');
+    std::replace(t.begin(), t.end(), 'd', 'e');
+    return std::strtod(t.c_str(), nullptr);
+  };
+  return num(a) == num(b);
+}
+
 // Why a keyword cannot be trusted (soxs_mflat.headercards.keyword_problem, the same words), or "": a character
 // CPL refuses to write into a product (the plugin failed after all the processing), or a second value.
 std::string keyword_problem(const Card& card, const char* raw, std::map<std::string, std::string>& seen) {
@@ -384,7 +397,7 @@ std::string keyword_problem(const Card& card, const char* raw, std::map<std::str
   std::transform(k.begin(), k.end(), k.begin(), ::toupper);
   const std::string value = value_text(card);
   const auto [it, fresh] = seen.emplace(k, value);
-  if (!fresh && it->second != value)
+  if (!fresh && !same_value(it->second, value))
     return "the keyword " + card.key + " is given twice with different values (" + it->second + " and " + value +
            "): the recipe cannot tell which one holds";
   return "";

@@ -74,9 +74,10 @@ def test_every_bad_input_gives_the_same_rule_in_both_front_ends(request, tmp_pat
     rows = [[str(tmp_path / f"f{i}.fits"), "LAMP,FLAT_VIS"] for i in range(256)]   # none exists: checked first
     check_parity("too-many", rows, "too-many-frames", "256 input frames", tmp_path, capsys)
     from soxs_mflat.contract import section
-    # product-is-input needs an input in the output directory: tests/test_esorex_output.py, both front ends
+    # product-is-input needs an input in the output directory: tests/test_esorex_output.py, both front ends;
+    # the parameter rules need parameters: tests/test_core_safety.py (BAD_PARAMS), both front ends
     untested = set(section("inputs")["rules"]) - seen - {"too-many-frames", "sof-format", "no-input",
-                                                         "product-is-input"}
+                                                         "product-is-input", "parameter-range", "parameter-limit"}
     assert not untested, untested
 
 
@@ -390,3 +391,32 @@ def test_a_sof_is_utf8_text_by_the_same_rule(tmp_path, capsys, raw):
     assert rc == 2 and f"[{rule}]" in err, err
     r, _ = _esorex(sof, tmp_path)
     assert f"input error: [{rule}]" in r.stdout + r.stderr, (r.stdout + r.stderr)[-1500:]
+
+
+def test_a_keyword_repeated_with_the_same_number_is_accepted_by_both(vis, tmp_path, capsys):
+    """A card given twice with one value spelt two ways (0.6 and 6.000E-01, as another tool rewrites it) was
+    refused by both front ends as 'given twice with different values' (the values were compared as text);
+    they are compared as numbers now, and both front ends give the plain run's products. Different
+    numbers are still refused (input case keyword-twice)."""
+    from soxs_mflat.headercards import same_value
+    assert same_value("0.6", "6.000E-01") and same_value("1", "1.0D0") and same_value("'a'", "'a'")
+    assert not same_value("0.6", "0.60001") and not same_value("'1.0'", "'1.00'") and not same_value("T", "1")
+    rows = ic.entries(vis)
+    raw = next(p for p, t in rows if t == "LAMP,FLAT_VIS")
+    gain = fits.getheader(raw)["ESO DET OUT1 CONAD"]
+    spelt = f"{gain:.3E}".replace("E", "D")
+    assert float(spelt.replace("D", "E")) == gain and spelt != repr(gain)
+    again = ic.with_cards(tmp_path, raw, "again.fits", f"HIERARCH ESO DET OUT1 CONAD = {spelt} / rewritten")
+    assert f"= {spelt}".encode() in Path(again).read_bytes()
+    plain, twice = tmp_path / "plain", tmp_path / "twice"
+    plain.mkdir(), twice.mkdir()
+    rc, err = _cli(ic.write_sof(plain, rows), plain / "py", capsys)
+    assert rc == 0, err
+    sof = ic.write_sof(twice, ic.replace(rows, raw, again))
+    if HAVE_ESOREX:
+        py, es = _run_both(sof, twice, capsys)
+        _same_products(py, es)
+    else:
+        rc, err = _cli(sof, twice / "py", capsys)
+        assert rc == 0, err
+    _same_products(plain / "py", twice / "py")

@@ -93,11 +93,20 @@ def keyword_problem(raw: bytes) -> str | None:
             return (f"the keyword '{key}' has a character that FITS keywords may not have ('{ch}'; only "
                     "letters, digits, '-', '_' and, after HIERARCH, blanks)")
         value, k = value_text(v), key.upper()
-        if k in seen and seen[k] != value:
+        if k in seen and not same_value(seen[k], value):
             return (f"the keyword {key} is given twice with different values ({seen[k]} and {value}): the "
                     "recipe cannot tell which one holds")
         seen.setdefault(k, value)
     return None
+
+
+def same_value(a: str, b: str) -> bool:
+    """Two values of one keyword the same: as written, or as numbers (1.0, 1.00 and 1.0D0 are one value)."""
+    if a == b:
+        return True
+    if not (_NUMBER.fullmatch(a) and _NUMBER.fullmatch(b)):
+        return False
+    return float(a.replace("D", "E").replace("d", "e")) == float(b.replace("D", "E").replace("d", "e"))
 
 
 def value_text(v: str) -> str:
