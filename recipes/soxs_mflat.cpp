@@ -501,10 +501,28 @@ QcJsonRun json_run(const Inputs& in, const Lamp& L, Products products) {
   return r;
 }
 
+// What the run reads and with which parameters, as the CLI's -v / --log lines; at esorex --msg-level=debug.
+void log_run(const cpl_frameset* frames, const soxs::NamedParams& prm) {
+  for (cpl_size i = 0; i < cpl_frameset_get_size(frames); ++i) {
+    const cpl_frame* f = cpl_frameset_get_position_const(frames, i);
+    cpl_msg_debug(RECIPE, "input %-5s %-18s %s", cpl_frame_get_group(f) == CPL_FRAME_GROUP_RAW ? "raw" : "calib",
+                  cpl_frame_get_tag(f), cpl_frame_get_filename(f));
+  }
+  for (int i = 0; i < soxs_gen::N_PARAMS; ++i) {
+    const auto& d = soxs_gen::PARAMS[i];
+    const double v = prm.at(d.name);
+    if (d.type == 'b')
+      cpl_msg_debug(RECIPE, "parameter %s = %s", d.name, v != 0 ? "true" : "false");
+    else
+      cpl_msg_debug(RECIPE, "parameter %s = %.10g", d.name, v);
+  }
+}
+
 void run(cpl_frameset* frames, cpl_parameterlist* parlist) {
   Stopwatch sw;
   Inputs in = classify(frames);
   soxs::NamedParams prm = resolve_params(parlist, in.arm->column);
+  log_run(frames, prm);
   check_limits(in, prm);
   refuse_overwriting_inputs(in, prm.at("subtract_background") != 0);
   start_calib_md5(in);

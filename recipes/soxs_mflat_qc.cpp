@@ -124,6 +124,7 @@ int log_qc(const std::vector<QcRow>& rows, const std::string& what) {
   int failed = 0;
   cpl_msg_info(RECIPE, "QC%s%s:", what.empty() ? "" : " ", what.c_str());
   cpl_msg_info(RECIPE, "  %-22s %14s %-10s %-22s %s", "QC", "value", "unit", "range", "flag");
+  cpl_msg_info(RECIPE, "  %s", std::string(76, '-').c_str());   // as the CLI's table
   for (const QcRow& r : rows) {
     char rng[64] = "";
     if (r.ranged) std::snprintf(rng, sizeof rng, "[%g, %g]", r.lo, r.hi);

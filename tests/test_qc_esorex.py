@@ -41,3 +41,32 @@ def test_man_page_version_and_contact():
     man = esorex("--man-page", "soxs_mflat").stdout
     assert f"soxs_mflat -- version {__version__}" in man
     assert "example.org" not in man and "soxs-mflat maintainers" in man
+
+
+@needs_esorex
+def test_debug_log_records_inputs_and_parameters_as_the_clis_log(tmp_path):
+    """esorex --msg-level=debug gave timings only: it now lists every input (group, tag, path) and every
+    resolved parameter, with the values the CLI's --log records for the same SOF and option; the QC
+    table has the CLI's separator line."""
+    w = simulate_set("soxs", "vis", tmp_path / "set", nflats=2, seed=4)
+    out = tmp_path / "es"
+    out.mkdir()
+    r = esorex(f"--output-dir={out}", f"--log-dir={out}", "--msg-level=debug", "soxs_mflat", "--order-deg=2",
+               w["sof"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout + r.stderr
+    es_inputs = re.findall(r"soxs_mflat: input (raw|calib) +(\S+) +(\S+)", log)
+    sof = [line.split() for line in w["sof"].read_text().splitlines() if line.strip()]
+    assert sorted((tag, path) for _, tag, path in es_inputs) == sorted((tag, path) for path, tag, *_ in sof)
+    assert {tag for g, tag, _ in es_inputs if g == "raw"} == {"LAMP,FLAT_VIS"}
+    py_log = tmp_path / "py.log"
+    cli = subprocess.run([sys.executable, "-m", "soxs_mflat.cli", "run", str(w["sof"]), "-o", str(tmp_path / "py"),
+                          "-q", "--param", "order_deg=2", "--log", str(py_log)], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    py = dict(re.findall(r"INFO parameter (\w+) = (\S+)", py_log.read_text()))
+    es = dict(re.findall(r"soxs_mflat: parameter (\w+) = (\S+)", log))
+    assert set(es) == set(py) and es["order_deg"] == "2"
+    def num(v: str) -> float:   # Python writes True / 5.0, the plugin true / 5
+        return {"true": 1.0, "false": 0.0}[v.lower()] if v.lower() in ("true", "false") else float(v)
+    assert {k: num(v) for k, v in es.items()} == {k: num(v) for k, v in py.items()}
+    assert re.search(r"soxs_mflat:\s+QC\s+value unit\s+range\s+flag\n.*soxs_mflat:\s+-{76}\n", log)
