@@ -560,3 +560,28 @@ def test_resume_redoes_a_set_whose_product_or_qc_json_is_damaged(runs, tmp_path)
     for record in ([], {"products": {"MFLAT": 3}}, {"products": None}):
         (d / "qc.json").write_text(json.dumps(record))
         assert verify_problem(d, plots=True) == "qc.json does not list the products by name"
+
+
+def test_trend_axis_without_a_range_spans_at_least_2_percent_and_has_no_offset(tmp_path, monkeypatch):
+    """INNER ORDER PIX SUM of X-shooter (no range) at 1 062 857 and 1 062 853 filled the panel, its ticks
+    read '+1.06285e6' above the axis; now the axis spans at least +-2 % of the values' centre, without an
+    offset; a drift wider than that is shown whole."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    from soxs_mflat.summary import trends_pdf
+    axes = []
+    real = PdfPages.savefig
+    monkeypatch.setattr(PdfPages, "savefig", lambda self, figure=None, **kw: (axes.append(figure.axes[0]),
+                                                                              real(self, figure, **kw))[1])
+    name = "INNER ORDER PIX SUM"
+    row = {"instrument": "XSHOOTER", "arm": "NIR", "night": "2025-10-11", "setup": "1x1", "qc_passed": True,
+           name: 1062857.0, f"{name} flag": "none", f"{name} range": None}
+    trends_pdf([row, dict(row, night="2025-10-12", **{name: 1062853.0})], tmp_path / "t.pdf")
+    lo, hi = axes[0].get_ylim()
+    assert hi - lo == pytest.approx(0.04 * 1062855.0) and (lo + hi) / 2 == pytest.approx(1062855.0)
+    axes[0].figure.canvas.draw()
+    fmt = axes[0].yaxis.get_major_formatter()
+    assert fmt.get_offset() == "" and not fmt.get_useOffset()
+    axes.clear()
+    trends_pdf([row, dict(row, night="2025-10-12", **{name: 2e6})], tmp_path / "w.pdf")
+    lo, hi = axes[0].get_ylim()
+    assert lo < 1062857.0 and hi > 2e6 and hi - lo < 1.3 * (2e6 - 1062857.0)

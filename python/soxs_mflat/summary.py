@@ -95,7 +95,7 @@ def trends_pdf(table: list[dict], path: Path) -> Path:
     """One page per QC value: a panel per instrument/arm that has the value (CROSSOVER ORDER: UVB only), at most
     three panels a row, value against night, one colour per setup, the acceptable range shaded green, values
     outside it as red crosses, and the nights of that arm's failed sets marked (a failed night looked like one
-    without data)."""
+    without data). Without a range the y axis spans at least +-2 % of the values' centre, with no offset."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -154,6 +154,13 @@ def _trend_panel(ax, rs: list[dict], name: str | None, nights: list[str], failed
         bad = [(x, y) for x, y, f in pts if f == "fail"]
         if bad:
             ax.plot(*zip(*bad), "x", color="tab:red", ms=9, mew=2)
+    values = [r[name] for r in rs if r.get(name) is not None]
+    ranged = any(r.get(f"{name} range") for r in rs)
+    if values and not ranged:   # no range to frame it: a 0.5 % drift must not fill the panel as a 50 % one would
+        mid, half = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2 * 1.2
+        half = max(half, 0.02 * abs(mid), 1e-12)
+        ax.set_ylim(mid - half, mid + half)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)   # "+1.06285e6" above the axis was misread
     ax.set_xticks(range(len(nights)))
     ax.set_xticklabels(nights, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_xlim(-0.5, max(len(nights), 1) - 0.5)   # half a night of room: the last label and point are not clipped
