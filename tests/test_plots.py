@@ -215,3 +215,27 @@ def test_neighbouring_orders_never_share_a_hue(n):
     idx = [tab.index(c) for c in _order_colours(list(range(n)))]
     assert all(a // 2 != b // 2 for a, b in zip(idx, idx[1:]))          # tab20 pairs (2j, 2j+1) share a hue
     assert len(set(idx)) == min(n, 20)                                   # distinct while there are colours
+
+
+def test_background_cut_draws_the_fitted_gaps_apart_from_the_order_flanks(monkeypatch):
+    """The cut's 'between the orders' dots included the flanks within background_margin of an edge (at 3-4x the
+    model on SOXS VIS), which the fit leaves out; they are drawn in their own colour and key entry now."""
+    from soxs_mflat import pdfdraw
+    edges, lo, up = _edges()
+    model = np.full((NA, NB), 0.01, np.float32)
+    before = _flat(lo, up, [1.0] * 16) + model
+    drawn = []
+    real = pdfdraw.Axes.markers
+    monkeypatch.setattr(pdfdraw.Axes, "markers", lambda self, x, y, shape, size, colour, *a, **k: (
+        drawn.append((np.asarray(x, float), colour)), real(self, x, y, shape, size, colour, *a, **k))[1])
+    page = plots._page(_info(), "scattered-light background")
+    plots._cut(page, 100.0, 150.0, before, model, plots._edge_curves(edges, LAYOUT), LAYOUT, 4.0)
+    gaps = next(x for x, c in drawn if c == "black" and x.size > 10)
+    flank = next(x for x, c in drawn if c == "#e69f00" and x.size > 10)
+    n = np.array(ORDERS, float)[:, None]
+    lower, upper = lo[0, 0] + lo[1, 0] * n, up[0, 0] + up[1, 0] * n       # the orders' rows (A)
+    dist = lambda a: np.min(np.maximum(lower - a[None, :], a[None, :] - upper), axis=0)   # noqa: E731  > 0 outside
+    assert (dist(gaps) > 4.0).all() and ((dist(flank) > 0) & (dist(flank) <= 4.0)).all()
+    assert flank.size == 16 * 2 * 4                                       # 4 px on each side of each order
+    assert gaps.size + flank.size + sum(int(u - l) + 1 for l, u in zip(lower.ravel(), upper.ravel())) == NA
+    assert "order flanks (± 4 px, not fitted)" in _texts(page)

@@ -365,28 +365,33 @@ def order_loc_page(flat: np.ndarray, edges: dict, layout: OrderLayout, info: Plo
     return page
 
 
-def _cut(page: Page, y: float, h: float, before: np.ndarray, model: np.ndarray, curves, layout: OrderLayout) -> None:
+def _cut(page: Page, y: float, h: float, before: np.ndarray, model: np.ndarray, curves, layout: OrderLayout,
+         margin: float) -> None:
     """Flat and model along the cross-dispersion axis at the middle of the orders, full resolution: the
-    model must run through the inter-order light."""
+    model must run through the inter-order light the fit used; the order flanks within ``margin`` binned
+    px of an edge, which the fit leaves out (at several times the model), are drawn apart."""
     f = before.T if layout.a_is_x else before
     m = model.T if layout.a_is_x else model
     col = f.shape[1] // 2
     a = np.arange(f.shape[0])
-    inside = np.zeros(f.shape[0], bool)
+    inside, flank = np.zeros(f.shape[0], bool), np.zeros(f.shape[0], bool)
     for _, bb, lo, up in curves:
         if bb[0] <= col <= bb[-1]:
             lo_a, up_a = sorted((np.interp(col, bb, lo), np.interp(col, bb, up)))
             inside |= (a >= lo_a) & (a <= up_a)
+            flank |= (a >= lo_a - margin) & (a <= up_a + margin)
+    gap, flank = ~flank, flank & ~inside
     top = float(np.nanmax(m[:, col])) if np.isfinite(m[:, col]).any() else 1.0
-    gap = f[~inside, col]
-    low = float(np.nanpercentile(gap, 1)) if np.isfinite(gap).any() else 0.0
+    low = float(np.nanpercentile(f[gap, col], 1)) if np.isfinite(f[gap, col]).any() else 0.0
     ax = Axes(page, LEFT, y, RIGHT - LEFT, h, (0.0, f.shape[0] - 1.0), (min(low, -0.2 * top), 4 * max(top, 1e-6)))
     ax.line(a, f[:, col], "0.55", 0.5)
-    ax.markers(a[~inside], f[~inside, col], "o", 1.8, "black")
+    ax.markers(a[flank], f[flank, col], "o", 1.8, "#e69f00")
+    ax.markers(a[gap], f[gap, col], "o", 1.8, "black")
     ax.line(a, m[:, col], FAIL, 1.0)
     ax.frame(f"cut across the orders at along-order pixel {col} (y axis clipped at 4× the model)",
              "cross-dispersion (binned px)", "flux (normalised)")
-    ax.legend([("stacked flat", "line", "0.55", None), ("between the orders", "marker", "o", "black"),
+    ax.legend([("stacked flat", "line", "0.55", None), ("between the orders (fitted)", "marker", "o", "black"),
+               (f"order flanks (± {margin:g} px, not fitted)", "marker", "o", "#e69f00"),
                ("background model", "line", FAIL, None)])
 
 
@@ -429,7 +434,8 @@ def background_page(before: np.ndarray, model: np.ndarray, edges: dict, layout: 
     _finish(_image(page, *rows[2], resid, extent, "flat - model where the model is measured (grey: orders ± margin, "
                    f"and beyond {OUTER_WIDTH:g} unbinned px of the outermost orders) · colour scale ±5 rms", cmap="RdBu_r", vmin=med - s,
                    vmax=med + s, label="flat - model (normalised flux)"))
-    _cut(page, *rows[3], before, model, curves, layout)
+    _cut(page, *rows[3], before, model, curves, layout,
+         float(info.params.get("background_margin", _BG["margin"])) / layout.bin_a)
     return page
 
 
