@@ -230,3 +230,18 @@ def test_uvb_product_list_is_aligned(inputs_uvb, tmp_path):
     lines = [ln for ln in r.stdout.splitlines() if str(tmp_path / "o") in ln]
     assert len(lines) == 9 and any("BKGROUND FITS DLAMP" in ln for ln in lines)
     assert len({ln.index(str(tmp_path)) for ln in lines}) == 1, lines
+
+
+@pytest.mark.parametrize("user", [None, "2"])
+def test_the_command_starts_no_blas_thread_pool_unless_asked(user):
+    """OpenBLAS's threads spun through every run (6 % of its CPU); the command's first step sets one BLAS
+    thread before numpy is imported, and a user's OPENBLAS_NUM_THREADS is kept."""
+    code = ("from soxs_mflat._entry import start_process; start_process()\n"
+            "import os, numpy\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user:
+        env["OPENBLAS_NUM_THREADS"] = user
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    value, threads = r.stdout.split()
+    assert value == (user or "1") and int(threads) == (1 if user is None else 2), r.stdout + r.stderr

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 if __name__ == "__main__":   # python -m soxs_mflat.cli: Ctrl-C is an interrupt from the first import on
-    import _signal
-    from soxs_mflat._entry import interrupted_early as _early
-    _signal.signal(_signal.SIGINT, _early)
+    from soxs_mflat._entry import start_process
+    start_process()
 
 import argparse
 import os
