@@ -38,10 +38,11 @@ def frame(ny=600, nx=420, orders=(1, 2, 3, 4), a_is_x=True, level=1000.0, scatte
     return img if a_is_x else np.ascontiguousarray(img.T)
 
 
-def true_edges(n, b, level=0.2):
+def true_edges(n, b, level=0.2, pixel=1.0):
+    """The edges at ``level`` of the profile integrated over ``pixel`` px (2: a 2x2-binned frame)."""
     c = centre_coeffs()
     cen = sum(c[i, j] * n**i * b**j for i in range(2) for j in range(3))
-    d = np.vectorize(lambda w: edge_offset(level, SIGMA, w))(2 * half_width(n))
+    d = np.vectorize(lambda w: edge_offset(level, SIGMA, w, pixel))(2 * half_width(n))
     return cen - half_width(n) - d, cen + half_width(n) + d
 
 

@@ -65,6 +65,30 @@ double crossing(const std::vector<float>& p, const std::vector<float>& f, int k,
   return 0.5 * (lo + hi);
 }
 
+// The normal quantile: Newton's method on erfc from the logistic approximation; u in (0, 1).
+double probit(double u) {
+  double z = std::log(u / (1 - u)) / 1.702;
+  for (int it = 0; it < 8; ++it) {
+    const double step = (0.5 * std::erfc(-z / std::sqrt(2.0)) - u) / (std::exp(-0.5 * z * z) / std::sqrt(2 * M_PI));
+    z -= step;
+    if (std::fabs(step) < 1e-12) break;
+  }
+  return z;
+}
+
+// Crossing of `thr` between k and k+1 for an edge of the shape a slit image has (a step blurred by the
+// optics, sampled by pixels: an erf, to a good approximation also once pixel-integrated): linear between
+// the two samples in probit(u), u the fraction of the slice's range (exact for an erf edge, 0.03 px off on
+// a linear ramp). The interpolating cubic put both edges of a 2x2-binned order ~0.035 binned px outwards
+// (an edge is 2-3 samples wide there). False where a sample is not inside (0.002, 0.998) of the range.
+bool probit_crossing(const std::vector<float>& p, int k, double mn, double range, double thr, double& t) {
+  const double u0 = (double(p[k]) - mn) / range, u1 = (double(p[k + 1]) - mn) / range;
+  if (!(u0 > 0.002 && u0 < 0.998 && u1 > 0.002 && u1 < 0.998) || u0 == u1) return false;
+  const double z0 = probit(u0), z1 = probit(u1);
+  t = std::clamp((probit((thr - mn) / range) - z0) / (z1 - z0), 0.0, 1.0);
+  return std::isfinite(t);
+}
+
 // Median of the finite samples v[k0..k1] within tol (>= 0) above `ref` (a minimum) or, with `below`,
 // below it (a maximum); tol = 0 keeps the extreme itself.
 double near_median(const std::vector<float>& v, int k0, int k1, double ref, double tol, bool below) {
@@ -116,8 +140,12 @@ Hit measure(const ImageView& img, const float* err, const MaskView& mask, const 
     for (int k = mid + 1; k < L; ++k) if (filt[k] < thr) { up = k; break; }
     for (int k = mid - 1; k >= 0; --k) if (filt[k] < thr) { lo = k; break; }
     if (up < 0 || lo < 0) continue;
-    double a_up = s0 + (up - 1) + crossing(prof, filt, up - 1, thr);
-    double a_lo = s0 + lo + crossing(prof, filt, lo, thr);
+    auto at = [&](int k) {
+      double t;
+      return double(k) + (probit_crossing(prof, k, mn, range, thr, t) ? t : crossing(prof, filt, k, thr));
+    };
+    double a_up = s0 + at(up - 1);
+    double a_lo = s0 + at(lo);
     if (a_up - a_lo < p.min_width) return h;
     h.ok = true; h.level = pct; h.peak = mx;
     h.lo = g.to_unbinned_a(a_lo); h.up = g.to_unbinned_a(a_up); h.b = g.to_unbinned_b(double(b));
