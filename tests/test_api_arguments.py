@@ -130,3 +130,13 @@ def test_stitch_checks_its_masters_and_crossover():
         sm.stitch({"flux": img, "error": img}, m, lo, up, 2, lay)
     with pytest.raises(InputError, match="must be bits 0..255"):
         sm.stitch(dict(m, quality=np.full(img.shape, 300)), m, lo, up, 2, lay)
+
+
+def test_run_mflat_names_its_params_argument_not_the_command_line_option(inputs_vis, tmp_path):
+    """params={...} of the API was reported as '(--param)', an option the caller never gave."""
+    from soxs_mflat.recipe import run_mflat
+    with pytest.raises(InputError, match=r"parameter order_deg \(params\) must be int") as exc:
+        run_mflat(inputs_vis["sof"], tmp_path / "out", params={"order_deg": "three"})
+    assert "--param" not in str(exc.value)
+    with pytest.raises(InputError, match=r"parameter order_deg \(--param\) must be int"):
+        run_mflat(inputs_vis["sof"], tmp_path / "out", params=["order_deg=three"])

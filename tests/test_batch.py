@@ -585,3 +585,48 @@ def test_trend_axis_without_a_range_spans_at_least_2_percent_and_has_no_offset(t
     trends_pdf([row, dict(row, night="2025-10-12", **{name: 2e6})], tmp_path / "w.pdf")
     lo, hi = axes[0].get_ylim()
     assert lo < 1062857.0 and hi > 2e6 and hi - lo < 1.3 * (2e6 - 1062857.0)
+
+
+@pytest.mark.parametrize("killed_at", [1, 2, 3])
+def test_a_batch_killed_while_swapping_a_set_in_loses_no_users_file(runs, tmp_path, monkeypatch, killed_at):
+    """The user's files were moved into the staging folder before it was renamed into place: a batch killed
+    in between left them in a hidden .partial folder that nothing took back. Killed after the n-th rename of
+    the swap (old folder aside, new folder in, a user's file moved across), the next reduction of the set
+    has every user's file in the set's folder, complete products, and no hidden folder left."""
+    import os as _os
+
+    from soxs_mflat import batch
+    _, sof = _good_set(runs, "fz")
+    final = tmp_path / "set"
+    assert batch.reduce_set(str(sof), str(final), None, False)["status"] == "done"
+    notes = {"notes.txt": "checked by the night astronomer", "log.txt": "seeing 0.8"}
+    for name, text in notes.items():
+        (final / name).write_text(text)
+    (final / "qc.json").unlink()   # makes the set one to redo
+
+    class Killed(BaseException):
+        pass
+    real_swap, real_replace = batch._swap_in, _os.replace
+
+    def swap_killed(tmp, dst):
+        calls = []
+
+        def replace(a, b):
+            real_replace(a, b)
+            calls.append(b)
+            if len(calls) == killed_at:
+                raise Killed()
+        with monkeypatch.context() as m:
+            m.setattr(_os, "replace", replace)
+            real_swap(tmp, dst)
+    monkeypatch.setattr(batch, "_swap_in", swap_killed)
+    with pytest.raises(Killed):
+        batch.reduce_set(str(sof), str(final), None, False)
+    monkeypatch.setattr(batch, "_swap_in", real_swap)
+    kept = {p.name for d in (final, batch._old_twin(final)) if d.is_dir() for p in d.iterdir()}
+    assert set(notes) <= kept   # nothing lost while killed
+    assert batch.reduce_set(str(sof), str(final), None, False)["status"] == "done"
+    for name, text in notes.items():
+        assert (final / name).read_text() == text, name
+    assert batch.verify_problem(final) is None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

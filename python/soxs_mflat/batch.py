@@ -153,6 +153,7 @@ def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) ->
     final = Path(outdir)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    _recover(final)
     t0 = time.perf_counter()
     try:
         res = run_mflat(sof, tmp, settings_file, None, False, None, plots)
@@ -162,13 +163,41 @@ def reduce_set(sof: str, outdir: str, settings_file: str | None, plots: bool) ->
     except Exception as exc:   # noqa: BLE001 - one broken set must not stop the batch; say what happened
         shutil.rmtree(tmp, ignore_errors=True)
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
-    if final.exists():   # the old products go; files of the user's (notes) move into the new folder
-        _keep_others(final, tmp)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    _swap_in(tmp, final)
     return {"status": "done", "reason": "", "seconds": time.perf_counter() - t0,
             "products": {k: p.name for k, p in res.products.items()},
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _old_twin(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """``tmp`` becomes ``final``; the old folder's files besides this recipe's products (a user's notes) move
+    across. Two renames, then the moves: killed at any point, every file of the user's is in ``final`` or in
+    its ``.<name>.old`` twin, which the set's next reduction takes back (_recover). The user's files were
+    moved into the staging folder first, and lost with it when the batch was killed before the rename."""
+    old = _old_twin(final)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        _keep_others(old, final)
+        shutil.rmtree(old)
+
+
+def _recover(final: Path) -> None:
+    """After a batch killed inside _swap_in: the old folder back in place, or its user's files moved into
+    the new one (whose products are complete: the rename had happened)."""
+    old = _old_twin(final)
+    if not old.is_dir():
+        return
+    if not final.exists():
+        os.replace(old, final)
+        return
+    _keep_others(old, final)
+    shutil.rmtree(old)
 
 
 def _keep_others(old: Path, new: Path) -> None:

@@ -247,10 +247,12 @@ def resolve(instrument: str, arm: str, settings_file: str | Path | None = None,
     if isinstance(overrides, str):   # one "NAME=VALUE" (it was read character by character)
         overrides = [overrides]
     if overrides:
+        # named as given: the API's params={...} mapping, or the command line's --param NAME=VALUE strings
+        given = "params" if isinstance(overrides, Mapping) else "--param"
         items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
         for k, v in items:
             k = k.replace("-", "_")
-            p[k] = cast(k, v, "--param")
+            p[k] = cast(k, v, given)
             origins.pop(k, None)
     _check(p, origins)
     if origins_out is not None:   # the settings file's only: a --param value is named as the plugin names
