@@ -306,6 +306,7 @@ struct Header {
   std::vector<std::pair<std::string, std::string>> invalid;   // cards whose value is not a FITS value
   std::string key_problem;   // the first keyword CPL cannot write, or given twice (soxs_mflat.headercards)
   std::pair<std::string, std::string> out_of_range;   // the first real a double cannot hold (CPL fails on it)
+  std::string non_ascii;   // the first card with a byte that is not printable ASCII (headercards.non_ascii)
   std::map<std::string, std::string> seen;   // upper-case key -> its first value, as compared
   const std::string* get(const std::string& k) const { auto it = v.find(k); return it == v.end() ? nullptr : &it->second; }
   // the value as Python's repr of astropy's value shows it: 'text', True/False, numbers as written, None
@@ -404,17 +405,38 @@ std::string keyword_problem(const Card& card, const char* raw, std::map<std::str
 }
 
 // The header at `pos`: its cards up to END, and the position after its last block (false: no END card).
+// Where a card holds a byte that is not printable ASCII: "card N (KEY) holds the byte 0xXX", else "".
+std::string non_ascii_card(const char* c, int number) {
+  for (int i = 0; i < 80; ++i) {
+    const unsigned char x = static_cast<unsigned char>(c[i]);
+    if (x >= 32 && x <= 126) continue;
+    const std::string text(c, 80);
+    const size_t eq = text.find('=', 9);
+    std::string key = text.compare(0, 9, "HIERARCH ") == 0 && eq != std::string::npos ? text.substr(9, eq - 9)
+                                                                                       : text.substr(0, 8);
+    key.erase(0, key.find_first_not_of(' '));
+    key.erase(key.find_last_not_of(' ') + 1);
+    for (char& ch : key)
+      if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) > 126) ch = '?';
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", x);
+    return "card " + std::to_string(number) + " (" + key + ") holds the byte " + hex;
+  }
+  return "";
+}
+
 bool read_header_at(Bytes& b, size_t pos, Header& h, size_t& after) {
   std::vector<char> block(2880);
-  for (;;) {
+  for (int number = 1;;) {
     if (b.read(pos, 2880, block.data()) != 2880) return false;
     pos += 2880;
-    for (size_t at = 0; at < 2880; at += 80) {
+    for (size_t at = 0; at < 2880; at += 80, ++number) {
       const char* c = &block[at];
       if (std::strncmp(c, "END", 3) == 0 && std::string(c + 3, 77).find_first_not_of(' ') == std::string::npos) {
         after = pos;
         return true;
       }
+      if (h.non_ascii.empty()) h.non_ascii = non_ascii_card(c, number);
       const Card card = parse_card(c);
       if (!card.has_value || card.key.empty()) continue;
       if (card.key == "COMMENT" || card.key == "HISTORY" || card.key == "CONTINUE") continue;
@@ -500,6 +522,7 @@ void check_structure(const std::string& file, const Header& h, int index) {
   if ((kind == "TABLE" || kind == "BINTABLE") && !(bitpix == 8 && n == 2 && h.count("TFIELDS", tf) && tf <= 999))
     bad("a " + kind + " extension needs BITPIX = 8, NAXIS = 2 and TFIELDS (has " + std::to_string(bitpix) + ", " +
         std::to_string(n) + ", " + h.repr("TFIELDS") + ")");
+  if (!h.non_ascii.empty()) bad(h.non_ascii + "; a FITS header holds printable ASCII only");
   if (!h.invalid.empty())
     bad(h.invalid[0].first + " = " + h.invalid[0].second + " is not a FITS value (a number, T/F or a quoted string)");
   if (!h.out_of_range.first.empty())

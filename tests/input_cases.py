@@ -148,6 +148,12 @@ def vis_cases(w, folder: Path):
     data[at:at + 80] = ("ARCFILE = '" + "x" * 67 + "''").encode()
     open_string.write_bytes(bytes(data))
     out.append(("unterminated-string", replace(rows, _raw(w, 0), str(open_string)), "unreadable-fits", "q80.fits"))
+    accented_card = folder / "latin1.fits"   # a Latin-1 byte in a header value: astropy read it as '?', CFITSIO
+    data = bytearray(raw_bytes)               # dropped it (the products' ARCFILE differed); FITS: ASCII only
+    at = data.index(b"ARCFILE =")
+    data[at:at + 80] = ("ARCFILE = 'SOXS.caf\u00e9'").encode("latin-1").ljust(80)
+    accented_card.write_bytes(bytes(data))
+    out.append(("non-ascii-card", replace(rows, _raw(w, 0), str(accented_card)), "unreadable-fits", "latin1.fits"))
     blank_record = folder / "blanks.fits"   # a whole record of blanks after the last HDU: astropy reads it as a
     blank_record.write_bytes(raw_bytes + b" " * 2880)   # header (the CLI said 'no END card', the plugin read on)
     out.append(("blank-record", replace(rows, _raw(w, 0), str(blank_record)), "unreadable-fits", "blanks.fits"))

@@ -18,7 +18,7 @@ from astropy.io import fits
 from .contract import section
 from .errors import InputError
 from .keywords import number, text
-from .headercards import invalid_card, keyword_problem, out_of_range
+from .headercards import invalid_card, keyword_problem, non_ascii, out_of_range
 from .rules import VerificationError, rule_error
 
 __all__ = ["Frame", "VerificationError", "load_frames", "parse_sof", "read_header", "classify", "accepted_tags",
@@ -125,6 +125,11 @@ def _check_complete(path: Path, data: bytes | None = None) -> None:
             raw = _header_bytes(fh)
             h = fits.Header.fromstring(raw.decode("ascii", "replace"))
             _check_structure(path, h, index)
+            odd = non_ascii(raw)
+            if odd:
+                raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: card "
+                                 f"{odd[0]} ({odd[1]}) holds the byte 0x{odd[2]:02X}; a FITS header holds printable "
+                                 "ASCII only)")
             bad = invalid_card(raw)
             if bad:   # as the plugin (CFITSIO cannot read such a header at all)
                 raise rule_error("unreadable-fits", file=path, detail=f"not a readable FITS file (HDU {index}: "

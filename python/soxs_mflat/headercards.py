@@ -26,6 +26,23 @@ def valued_cards(raw: bytes):
             yield c[:8].strip(" "), c[10:], False
 
 
+def non_ascii(raw: bytes) -> tuple[int, str, int] | None:
+    """(card number from 1, its keyword, the byte) of the first card before END holding a byte that is not
+    printable ASCII (FITS 4.0, section 4.1.1), as the plugin's read_header_at finds it; None when there is
+    none. astropy read such a byte as '?' and CFITSIO dropped it: the front ends' products differed."""
+    for at in range(0, len(raw), 80):
+        c = raw[at:at + 80]
+        if c == _END_CARD.encode():
+            return None
+        byte = next((x for x in c if not 32 <= x <= 126), None)
+        if byte is not None:
+            text = c.decode("latin-1")
+            eq = text.find("=", 9)
+            key = text[9:eq] if text.startswith("HIERARCH ") and eq > 0 else text[:8]
+            return at // 80 + 1, "".join(ch if 32 <= ord(ch) <= 126 else "?" for ch in key.strip(" ")), byte
+    return None
+
+
 def invalid_card(raw: bytes) -> tuple[str, str] | None:
     """(key, value text) of the first card whose value is no FITS value (FITS 4.0, section 4.2: a quoted
     string, T or F, an integer, a real, a complex, or empty), e.g. an unquoted NaN; None when all are."""
